@@ -1,0 +1,16 @@
+//! pada: PA&DA one-shot NAS supernet training on NAS-Bench-201, on CPUs and GPUs.
+//!
+//! Map of the crate:
+//! - [`ops`]: the CPU reference ops (the specification every CUDA kernel is tested against);
+//! - [`backend`]: the [`backend::Backend`] trait and its CPU implementation;
+//! - [`arch`]: NAS-Bench-201 genotypes and strings;
+//! - [`supernet`]: the supernet, its parameters, forward and backward along a path;
+//! - [`optim`]: SGD and gradient clipping over the parameter store.
+
+pub mod arch;
+pub mod backend;
+pub mod element;
+pub mod geometry;
+pub mod ops;
+pub mod optim;
+pub mod supernet;

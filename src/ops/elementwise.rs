@@ -1,0 +1,49 @@
+//! ReLU, add and the zero op. The CPU reference of `kernels/elementwise.cu`.
+//!
+//! The supernet fuses its ReLUs into the convolutions and the global pool, so
+//! these standalone forms serve the op-level tests and the backends' plumbing.
+
+use rayon::prelude::*;
+
+use crate::element::Element;
+
+/// Below this many elements a loop is not worth splitting across threads.
+const PAR_MIN: usize = 1 << 15;
+
+pub fn relu_forward<T: Element>(x: &[T], y: &mut [T]) {
+    assert_eq!(x.len(), y.len(), "relu_forward");
+    y.par_iter_mut().with_min_len(PAR_MIN).zip(x).for_each(|(o, &v)| *o = if v > T::zero() { v } else { T::zero() });
+}
+
+/// `dx = dy * [x > 0]` (zero gradient at 0, as PyTorch).
+pub fn relu_backward<T: Element>(x: &[T], dy: &[T], dx: &mut [T]) {
+    assert!(x.len() == dy.len() && dy.len() == dx.len(), "relu_backward");
+    dx.par_iter_mut()
+        .with_min_len(PAR_MIN)
+        .zip(x.par_iter().zip(dy))
+        .for_each(|(d, (&v, &g))| *d = if v > T::zero() { g } else { T::zero() });
+}
+
+/// `dst += src`: node sums in a cell and the residual of a reduction block.
+pub fn add_assign<T: Element>(dst: &mut [T], src: &[T]) {
+    assert_eq!(dst.len(), src.len(), "add_assign");
+    dst.par_iter_mut().with_min_len(PAR_MIN).zip(src).for_each(|(d, &s)| *d += s);
+}
+
+/// `dst = src`.
+pub fn copy<T: Element>(dst: &mut [T], src: &[T]) {
+    assert_eq!(dst.len(), src.len(), "copy");
+    dst.par_iter_mut().with_min_len(PAR_MIN).zip(src).for_each(|(d, &s)| *d = s);
+}
+
+/// The zero op ("none"): its output and its input gradient are zero. The supernet
+/// never materialises it (a zero contributes nothing to a node sum), but it is
+/// kept as an op so that its semantics are stated and tested like the others.
+pub fn fill<T: Element>(dst: &mut [T], v: T) {
+    dst.par_iter_mut().with_min_len(PAR_MIN).for_each(|d| *d = v);
+}
+
+/// `dst *= a`.
+pub fn scale<T: Element>(dst: &mut [T], a: T) {
+    dst.par_iter_mut().with_min_len(PAR_MIN).for_each(|d| *d *= a);
+}

@@ -1,0 +1,30 @@
+//! The classifier: `y[n, out] = x[n, in] W[out, in]^T + b`. CPU reference of the
+//! linear layer (on CUDA: `kernels/linear.cu`).
+
+use super::gemm::{gemm, Mat};
+use crate::element::Element;
+use crate::geometry::LinearGeom;
+
+pub fn linear_forward<T: Element>(g: &LinearGeom, x: &[T], w: &[T], b: &[T], y: &mut [T]) {
+    let (n, i, o) = (g.n as usize, g.inp as usize, g.out as usize);
+    assert!(x.len() == n * i && w.len() == o * i && b.len() == o && y.len() == n * o, "linear_forward: sizes");
+    for row in y.chunks_mut(o) {
+        row.copy_from_slice(b);
+    }
+    gemm(n, o, i, Mat::rows(x, i), Mat::transposed(w, i), y, o, true);
+}
+
+/// `dw += dy^T x`, `db += sum_n dy`, and `dx = dy W` when asked for.
+pub fn linear_backward<T: Element>(g: &LinearGeom, x: &[T], w: &[T], dy: &[T], dx: Option<&mut [T]>, dw: &mut [T], db: &mut [T]) {
+    let (n, i, o) = (g.n as usize, g.inp as usize, g.out as usize);
+    assert!(x.len() == n * i && w.len() == o * i && dy.len() == n * o, "linear_backward: sizes");
+    assert!(dw.len() == o * i && db.len() == o, "linear_backward: gradient sizes");
+    gemm(o, i, n, Mat::transposed(dy, o), Mat::rows(x, i), dw, i, true);
+    for (j, d) in db.iter_mut().enumerate() {
+        *d += T::from_f64((0..n).map(|r| dy[r * o + j].as_f64()).sum());
+    }
+    if let Some(dx) = dx {
+        assert_eq!(dx.len(), n * i, "linear_backward: dx");
+        gemm(n, i, o, Mat::rows(dy, o), Mat::rows(w, i), dx, i, false);
+    }
+}

@@ -1,0 +1,43 @@
+//! SGD exactly as `torch.optim.SGD(lr, momentum, weight_decay)` (no dampening, no
+//! Nesterov), and the pieces of `clip_grad_norm_`. CPU reference of `kernels/sgd.cu`
+//! and `kernels/norms.cu`.
+
+use rayon::prelude::*;
+
+use crate::element::Element;
+
+const PAR_MIN: usize = 1 << 14;
+
+/// Hyper-parameters of one SGD step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdStep {
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+}
+
+/// One step on one tensor. `grad_scale` is the clipping coefficient (1 when the
+/// gradients were not clipped). As PyTorch: `g = grad * scale` (clip, in place),
+/// `d = g + wd * p`, `buf = momentum * buf + d` (a zero buffer on the first step
+/// is the same as PyTorch's `buf = d.clone()`), `p -= lr * buf`.
+pub fn sgd_step<T: Element>(p: &mut [T], grad: &[T], momentum_buf: &mut [T], h: &SgdStep, grad_scale: T) {
+    assert!(p.len() == grad.len() && grad.len() == momentum_buf.len(), "sgd_step: sizes");
+    let (lr, mom, wd) = (T::from_f64(h.lr), T::from_f64(h.momentum), T::from_f64(h.weight_decay));
+    p.par_iter_mut().with_min_len(PAR_MIN).zip(grad.par_iter().zip(momentum_buf.par_iter_mut())).for_each(|(p, (&g, m))| {
+        let d = g * grad_scale + wd * *p;
+        *m = mom * *m + d;
+        *p -= lr * *m;
+    });
+}
+
+/// `sum(x^2)` in f64.
+pub fn sq_norm<T: Element>(x: &[T]) -> f64 {
+    x.par_iter().with_min_len(PAR_MIN).map(|v| v.as_f64() * v.as_f64()).sum()
+}
+
+/// The coefficient `clip_grad_norm_(max_norm)` multiplies the gradients by:
+/// `max_norm / (total + 1e-6)` when that is below 1, else 1.
+pub fn clip_coefficient(total_norm: f64, max_norm: f64) -> f64 {
+    let c = max_norm / (total_norm + 1e-6);
+    c.min(1.0)
+}

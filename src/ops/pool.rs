@@ -1,0 +1,155 @@
+//! Average pools on CNHW planes and the global average pool.
+//! The CPU reference of `kernels/pool.cu`.
+
+use rayon::prelude::*;
+
+use super::parallel::Disjoint;
+use crate::element::Element;
+use crate::geometry::{ActShape, PoolGeom};
+
+#[inline]
+fn put<T: Element>(d: &mut T, v: T, accumulate: bool) {
+    if accumulate {
+        *d += v
+    } else {
+        *d = v
+    }
+}
+
+/// The rows (or columns) `lo..hi` of a 3-wide window centred on `i` that lie in `0..n`.
+#[inline]
+fn window3(i: usize, n: usize) -> (usize, usize) {
+    (i.saturating_sub(1), (i + 2).min(n))
+}
+
+/// `y (+)= avg_pool2d(x, 3, stride 1, padding 1, count_include_pad=False)`.
+pub fn avgpool3x3_forward<T: Element>(g: &PoolGeom, x: &[T], y: &mut [T], accumulate: bool) {
+    assert_eq!(x.len(), g.input().len(), "avgpool3x3_forward: x");
+    assert_eq!(y.len(), g.output().len(), "avgpool3x3_forward: y");
+    let (h, w) = (g.h as usize, g.w as usize);
+    y.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).for_each(|(yp, xp)| {
+        for r in 0..h {
+            let (r0, r1) = window3(r, h);
+            for c in 0..w {
+                let (c0, c1) = window3(c, w);
+                let mut acc = T::zero();
+                for rr in r0..r1 {
+                    for v in &xp[rr * w + c0..rr * w + c1] {
+                        acc += *v;
+                    }
+                }
+                let cnt = T::from_usize((r1 - r0) * (c1 - c0));
+                put(&mut yp[r * w + c], acc / cnt, accumulate);
+            }
+        }
+    });
+}
+
+/// `dx (+)=` the adjoint of [`avgpool3x3_forward`]: every output spreads its
+/// gradient over its window, divided by that window's count of real pixels.
+pub fn avgpool3x3_backward<T: Element>(g: &PoolGeom, dy: &[T], dx: &mut [T], accumulate: bool) {
+    assert_eq!(dy.len(), g.output().len(), "avgpool3x3_backward: dy");
+    assert_eq!(dx.len(), g.input().len(), "avgpool3x3_backward: dx");
+    let (h, w) = (g.h as usize, g.w as usize);
+    dx.par_chunks_mut(h * w).zip(dy.par_chunks(h * w)).for_each(|(xp, yp)| {
+        // The window relation is symmetric: input (r, c) feeds exactly the outputs
+        // in its own 3x3 window.
+        for r in 0..h {
+            let (r0, r1) = window3(r, h);
+            for c in 0..w {
+                let (c0, c1) = window3(c, w);
+                let mut acc = T::zero();
+                for rr in r0..r1 {
+                    let (q0, q1) = window3(rr, h);
+                    for cc in c0..c1 {
+                        let (p0, p1) = window3(cc, w);
+                        acc += yp[rr * w + cc] / T::from_usize((q1 - q0) * (p1 - p0));
+                    }
+                }
+                put(&mut xp[r * w + c], acc, accumulate);
+            }
+        }
+    });
+}
+
+/// `y = avg_pool2d(x, 2, stride 2)`; a last odd row or column is dropped (floor).
+pub fn avgpool2x2_forward<T: Element>(g: &PoolGeom, x: &[T], y: &mut [T]) {
+    assert_eq!(x.len(), g.input().len(), "avgpool2x2_forward: x");
+    assert_eq!(y.len(), g.output().len(), "avgpool2x2_forward: y");
+    let (h, w, oh, ow) = (g.h as usize, g.w as usize, g.oh as usize, g.ow as usize);
+    let quarter = T::from_f64(0.25);
+    y.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each(|(yp, xp)| {
+        for r in 0..oh {
+            for c in 0..ow {
+                let (a, b) = (2 * r * w + 2 * c, (2 * r + 1) * w + 2 * c);
+                yp[r * ow + c] = (xp[a] + xp[a + 1] + xp[b] + xp[b + 1]) * quarter;
+            }
+        }
+    });
+}
+
+/// `dx (+)=` the adjoint of [`avgpool2x2_forward`] (nothing flows to a dropped
+/// odd row or column).
+pub fn avgpool2x2_backward<T: Element>(g: &PoolGeom, dy: &[T], dx: &mut [T], accumulate: bool) {
+    assert_eq!(dy.len(), g.output().len(), "avgpool2x2_backward: dy");
+    assert_eq!(dx.len(), g.input().len(), "avgpool2x2_backward: dx");
+    let (h, w, oh, ow) = (g.h as usize, g.w as usize, g.oh as usize, g.ow as usize);
+    let quarter = T::from_f64(0.25);
+    dx.par_chunks_mut(h * w).zip(dy.par_chunks(oh * ow)).for_each(|(xp, yp)| {
+        if !accumulate {
+            xp.fill(T::zero());
+        }
+        for r in 0..oh {
+            for c in 0..ow {
+                let v = yp[r * ow + c] * quarter;
+                let (a, b) = (2 * r * w + 2 * c, (2 * r + 1) * w + 2 * c);
+                for i in [a, a + 1, b, b + 1] {
+                    xp[i] += v;
+                }
+            }
+        }
+    });
+}
+
+/// `y[n, c] = mean over the (c, n) plane of relu?(x)`: the head's ReLU fused with
+/// global average pooling; `y` is row-major `[n, c]`, ready for the classifier.
+pub fn global_avgpool_forward<T: Element>(s: &ActShape, x: &[T], relu_x: bool, y: &mut [T]) {
+    assert_eq!(x.len(), s.len(), "global_avgpool_forward: x");
+    assert_eq!(y.len(), (s.n * s.c) as usize, "global_avgpool_forward: y");
+    let (c, n, hw) = (s.c as usize, s.n as usize, s.plane());
+    for ci in 0..c {
+        for ni in 0..n {
+            let p = &x[(ci * n + ni) * hw..][..hw];
+            let acc: f64 = if relu_x {
+                p.iter().map(|v| v.as_f64().max(0.0)).sum()
+            } else {
+                p.iter().map(|v| v.as_f64()).sum()
+            };
+            y[ni * c + ci] = T::from_f64(acc / hw as f64);
+        }
+    }
+}
+
+/// `dx = dy[n, c] / (h*w)` over each plane, times `[x > 0]` when the forward
+/// pass applied a ReLU (`relu_mask = Some(x)`).
+pub fn global_avgpool_backward<T: Element>(s: &ActShape, dy: &[T], relu_mask: Option<&[T]>, dx: &mut [T]) {
+    assert_eq!(dx.len(), s.len(), "global_avgpool_backward: dx");
+    assert_eq!(dy.len(), (s.n * s.c) as usize, "global_avgpool_backward: dy");
+    let (c, n, hw) = (s.c as usize, s.n as usize, s.plane());
+    let inv = T::from_f64(1.0 / hw as f64);
+    let out = Disjoint::new(dx);
+    (0..c * n).into_par_iter().for_each(|plane| {
+        let (ci, ni) = (plane / n, plane % n);
+        let v = dy[ni * c + ci] * inv;
+        // SAFETY: each task writes its own plane.
+        let d = unsafe { out.range(plane * hw, hw) };
+        match relu_mask {
+            Some(m) => {
+                for (d, &mv) in d.iter_mut().zip(&m[plane * hw..(plane + 1) * hw]) {
+                    *d = if mv > T::zero() { v } else { T::zero() };
+                }
+            }
+            None => d.fill(v),
+        }
+    });
+}

@@ -1,0 +1,37 @@
+//! Softmax cross-entropy with everything PA&DA needs from one pass: per-sample
+//! losses, the gradient of the *mean* loss, and the per-sample norm
+//! `||softmax(z_i) - onehot(y_i)||_2` (the data sampler's importance proxy).
+//! The CPU reference of `kernels/softmax_ce.cu`.
+
+use crate::element::Element;
+
+/// `logits` and `dlogits` are row-major `[n, classes]`; labels must lie in `0..classes`.
+pub fn softmax_cross_entropy<T: Element>(
+    n: usize,
+    classes: usize,
+    logits: &[T],
+    labels: &[i32],
+    loss: &mut [T],
+    dlogits: &mut [T],
+    proxy_norm: &mut [T],
+) {
+    assert!(logits.len() == n * classes && dlogits.len() == n * classes, "softmax_cross_entropy: logits");
+    assert!(labels.len() == n && loss.len() == n && proxy_norm.len() == n, "softmax_cross_entropy: per-sample");
+    let inv_n = 1.0 / n as f64;
+    for i in 0..n {
+        let z = &logits[i * classes..(i + 1) * classes];
+        let y = labels[i] as usize;
+        assert!(y < classes, "softmax_cross_entropy: label {} out of range 0..{classes}", labels[i]);
+        let m = z.iter().fold(f64::NEG_INFINITY, |a, v| a.max(v.as_f64()));
+        let sum_e: f64 = z.iter().map(|v| (v.as_f64() - m).exp()).sum();
+        let lse = m + sum_e.ln();
+        loss[i] = T::from_f64(lse - z[y].as_f64());
+        let mut sq = 0.0;
+        for (j, (d, v)) in dlogits[i * classes..(i + 1) * classes].iter_mut().zip(z).enumerate() {
+            let g = (v.as_f64() - lse).exp() - if j == y { 1.0 } else { 0.0 };
+            sq += g * g;
+            *d = T::from_f64(g * inv_n);
+        }
+        proxy_norm[i] = T::from_f64(sq.sqrt());
+    }
+}

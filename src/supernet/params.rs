@@ -1,0 +1,120 @@
+//! Parameter tensors with their gradients and SGD momentum, on the device.
+
+use std::collections::HashMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::backend::Backend;
+use crate::element::Element;
+use num_traits::Zero;
+
+/// Index of a parameter tensor in its [`ParamStore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(pub usize);
+
+pub struct Param<B: Backend> {
+    /// Stable name, used in checkpoints: `cell3.edge5.op3.weight`, `classifier.bias`, ...
+    pub name: String,
+    /// PyTorch shape: `[out, in, k, k]` for conv weights, `[out, in]` for the classifier.
+    pub shape: Vec<usize>,
+    /// Inputs per output unit of the layer this tensor belongs to (for initialisation).
+    pub fan_in: usize,
+    pub value: B::Buf,
+    pub grad: B::Buf,
+    pub momentum: B::Buf,
+    /// Whether the tensor has ever had a gradient (PyTorch: `p.grad is not None`).
+    pub seen: bool,
+}
+
+impl<B: Backend> Param<B> {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+pub struct ParamStore<B: Backend> {
+    pub tensors: Vec<Param<B>>,
+    by_name: HashMap<String, ParamId>,
+}
+
+impl<B: Backend> Default for ParamStore<B> {
+    fn default() -> Self {
+        Self { tensors: Vec::new(), by_name: HashMap::new() }
+    }
+}
+
+impl<B: Backend> ParamStore<B> {
+    /// Adds a zero tensor (values are set by [`ParamStore::init`] or loaded).
+    pub fn add(&mut self, be: &B, name: String, shape: Vec<usize>, fan_in: usize) -> ParamId {
+        let len = shape.iter().product();
+        let id = ParamId(self.tensors.len());
+        assert!(self.by_name.insert(name.clone(), id).is_none(), "duplicate parameter {name}");
+        self.tensors.push(Param {
+            name,
+            shape,
+            fan_in,
+            value: be.alloc_zeroed(len),
+            grad: be.alloc_zeroed(len),
+            momentum: be.alloc_zeroed(len),
+            seen: false,
+        });
+        id
+    }
+
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+    pub fn id(&self, name: &str) -> Option<ParamId> {
+        self.by_name.get(name).copied()
+    }
+    pub fn get(&self, id: ParamId) -> &Param<B> {
+        &self.tensors[id.0]
+    }
+    pub fn get_mut(&mut self, id: ParamId) -> &mut Param<B> {
+        &mut self.tensors[id.0]
+    }
+    pub fn value(&self, id: ParamId) -> &B::Buf {
+        &self.tensors[id.0].value
+    }
+    /// The gradients of a weight and its bias, both mutable.
+    pub fn grads2(&mut self, a: ParamId, b: ParamId) -> (&mut B::Buf, &mut B::Buf) {
+        let [pa, pb] = self.tensors.get_disjoint_mut([a.0, b.0]).expect("distinct parameters");
+        (&mut pa.grad, &mut pb.grad)
+    }
+    /// Total number of scalars.
+    pub fn numel(&self) -> usize {
+        self.tensors.iter().map(|p| p.len()).sum()
+    }
+
+    /// PyTorch's default initialisation, driven by `seed`: kaiming-uniform with
+    /// a = sqrt(5) for weights, which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and
+    /// the same bound for biases. Tensors are filled in creation order from one
+    /// ChaCha8 stream, so a seed gives the same weights on every platform.
+    pub fn init(&mut self, be: &B, seed: u64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for p in &mut self.tensors {
+            let bound = 1.0 / (p.fan_in as f64).sqrt();
+            let host: Vec<B::T> = (0..p.len()).map(|_| B::T::from_f64(rng.random_range(-bound..bound))).collect();
+            be.upload_into(&host, &mut p.value);
+            be.fill(&mut p.momentum, B::T::zero());
+            be.fill(&mut p.grad, B::T::zero());
+            p.seen = false;
+        }
+    }
+
+    /// Sets every gradient to zero (PyTorch 1.7's `zero_grad`).
+    pub fn zero_grads(&mut self, be: &B) {
+        for p in &mut self.tensors {
+            if p.seen {
+                be.fill(&mut p.grad, B::T::zero());
+            }
+        }
+    }
+}
