@@ -9,6 +9,7 @@
 
 pub mod arch;
 pub mod backend;
+pub mod cli;
 pub mod element;
 pub mod geometry;
 pub mod ops;

@@ -53,8 +53,7 @@ fn parameter_counts_agree_with_meta_json() {
 
 #[test]
 fn subnet_parameter_count_of_resnet_cell() {
-    // NAS-Bench-201's ResNet cell at C=16, N=5 on CIFAR-10 has 0.0858 M parameters
-    // in the benchmark's own count (which includes no supernet-only ops).
+    // The ResNet-like cell: two 3x3 convs per cell, the rest parameter-free.
     let be = CpuBackend::<f32>::new();
     let net = Supernet::uninit(&be, SupernetConfig::nb201()).unwrap();
     let g: Genotype = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|".parse().unwrap();

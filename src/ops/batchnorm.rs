@@ -6,6 +6,7 @@
 use rayon::prelude::*;
 
 use super::parallel::Disjoint;
+use super::reduce;
 use crate::element::Element;
 use crate::geometry::ActShape;
 
@@ -19,13 +20,14 @@ pub fn batchnorm_forward<T: Element>(s: &ActShape, x: &[T], y: &mut [T], invstd:
     assert_eq!(invstd.len(), s.c as usize, "batchnorm_forward: invstd");
     let l = s.per_channel();
     y.par_chunks_mut(l).zip(x.par_chunks(l)).zip(invstd.par_iter_mut()).for_each(|((yc, xc), is)| {
-        // Two passes in f64: the mean, then the centred sum of squares, so that a
-        // channel with a large mean and a small spread keeps its precision.
-        let mean = xc.iter().map(|v| v.as_f64()).sum::<f64>() / l as f64;
-        let var = xc.iter().map(|v| (v.as_f64() - mean).powi(2)).sum::<f64>() / l as f64;
+        // Two passes: the mean, then the centred sum of squares, so that a channel
+        // with a large mean and a small spread keeps its precision.
+        let mean = reduce::sum(xc) / l as f64;
+        let m = T::from_f64(mean);
+        let var = reduce::sum_map(xc, |v| (v - m) * (v - m)) / l as f64;
         let inv = 1.0 / (var + BN_EPS).sqrt();
         *is = T::from_f64(inv);
-        let (m, inv) = (T::from_f64(mean), T::from_f64(inv));
+        let inv = T::from_f64(inv);
         for (o, &v) in yc.iter_mut().zip(xc) {
             *o = (v - m) * inv;
         }
@@ -43,11 +45,7 @@ pub fn batchnorm_backward<T: Element>(s: &ActShape, y: &[T], invstd: &[T], dy: &
     let out = Disjoint::new(dx);
     (0..s.c as usize).into_par_iter().for_each(|c| {
         let (yc, dyc) = (&y[c * l..(c + 1) * l], &dy[c * l..(c + 1) * l]);
-        let (mut sdy, mut sdyy) = (0f64, 0f64);
-        for (&yv, &g) in yc.iter().zip(dyc) {
-            sdy += g.as_f64();
-            sdyy += g.as_f64() * yv.as_f64();
-        }
+        let (sdy, sdyy) = reduce::sum_and_dot(dyc, yc);
         let mdy = T::from_f64(sdy / l as f64);
         let mdyy = T::from_f64(sdyy / l as f64);
         let inv = invstd[c];

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use super::gemm::{gemm, Mat};
 use super::parallel::{with_scratch, Disjoint};
+use super::reduce;
 use crate::element::Element;
 use crate::geometry::ConvGeom;
 
@@ -27,15 +28,6 @@ pub fn tiling(g: &ConvGeom) -> (usize, usize) {
     (imgs, (g.n as usize).div_ceil(imgs))
 }
 
-#[inline]
-fn relu<T: Element>(v: T) -> T {
-    if v > T::zero() {
-        v
-    } else {
-        T::zero()
-    }
-}
-
 /// The output columns `ow` whose input column `ow*stride - pad + kw` lies in `0..w`.
 #[inline]
 fn valid_cols(g: &ConvGeom, kw: i32) -> (i32, i32) {
@@ -43,6 +35,25 @@ fn valid_cols(g: &ConvGeom, kw: i32) -> (i32, i32) {
     let lo = (g.pad - kw + g.stride - 1).div_euclid(g.stride).max(0);
     let hi = ((g.w - 1 + g.pad - kw).div_euclid(g.stride) + 1).clamp(lo, g.ow);
     (lo, hi)
+}
+
+/// Whether a stride-1 "same" convolution (`oh == h`, `ow == w`), whose im2col
+/// rows are whole shifted copies of the input planes.
+fn is_same_stride1(g: &ConvGeom) -> bool {
+    g.stride == 1 && g.oh == g.h && g.ow == g.w && 2 * g.pad == g.k - 1
+}
+
+/// For a same stride-1 conv, tap `(kh, kw)`: the flat shift from output to input
+/// position, the output rows whose input row exists, and the output columns
+/// whose input column does not (one side only).
+#[inline]
+fn same_tap(g: &ConvGeom, kh: usize, kw: usize) -> (isize, std::ops::Range<usize>, std::ops::Range<usize>) {
+    let (h, w, p) = (g.h as isize, g.w as isize, g.pad as isize);
+    let (dh, dw) = (kh as isize - p, kw as isize - p);
+    let shift = dh * w + dw;
+    let rows = (-dh).max(0) as usize..(h - dh).min(h) as usize;
+    let bad_cols = if dw < 0 { 0..(-dw) as usize } else { (w - dw) as usize..w as usize };
+    (shift, rows, bad_cols)
 }
 
 /// Unfolds images `n0..n1` of `x` into `col[c_in*k*k, (n1-n0)*oh*ow]`.
@@ -53,39 +64,19 @@ pub fn im2col<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, n0: usize, n1: us
     let cols = (n1 - n0) * ohw;
     let k = g.k as usize;
     debug_assert!(col.len() >= g.col_rows() * cols);
+    let same = is_same_stride1(g);
     for ci in 0..g.c_in as usize {
         for kh in 0..k {
             for kw in 0..k {
                 let row = (ci * k + kh) * k + kw;
-                let (lo, hi) = valid_cols(g, kw as i32);
-                let (lo, hi) = (lo as usize, hi as usize);
                 let dst_row = &mut col[row * cols..(row + 1) * cols];
                 for img in n0..n1 {
                     let plane = &x[(ci * n + img) * h * w..][..h * w];
                     let dst = &mut dst_row[(img - n0) * ohw..][..ohw];
-                    for r in 0..oh {
-                        let d = &mut dst[r * ow..(r + 1) * ow];
-                        let ih = (r * g.stride as usize + kh) as isize - g.pad as isize;
-                        if ih < 0 || ih >= h as isize {
-                            d.fill(T::zero());
-                            continue;
-                        }
-                        let src = &plane[ih as usize * w..][..w];
-                        d[..lo].fill(T::zero());
-                        d[hi..].fill(T::zero());
-                        let s = g.stride as usize;
-                        let base = lo * s + kw - g.pad as usize; // >= 0 by construction of lo
-                        if relu_x {
-                            for (o, v) in d[lo..hi].iter_mut().enumerate() {
-                                *v = relu(src[base + o * s]);
-                            }
-                        } else if s == 1 {
-                            d[lo..hi].copy_from_slice(&src[base..base + (hi - lo)]);
-                        } else {
-                            for (o, v) in d[lo..hi].iter_mut().enumerate() {
-                                *v = src[base + o * s];
-                            }
-                        }
+                    if same {
+                        im2col_same_tap(g, plane, relu_x, kh, kw, dst);
+                    } else {
+                        im2col_general_tap(g, plane, relu_x, kh, kw, dst);
                     }
                 }
             }
@@ -93,16 +84,73 @@ pub fn im2col<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, n0: usize, n1: us
     }
 }
 
+/// One tap of one plane for a same stride-1 conv: a single shifted copy, then
+/// zeros where the tap falls into the padding.
+#[inline]
+fn im2col_same_tap<T: Element>(g: &ConvGeom, plane: &[T], relu_x: bool, kh: usize, kw: usize, dst: &mut [T]) {
+    let w = g.w as usize;
+    let (shift, rows, bad_cols) = same_tap(g, kh, kw);
+    dst[..rows.start * w].fill(T::zero());
+    dst[rows.end * w..].fill(T::zero());
+    // dst[q] = plane[q + shift] over the valid rows, clipped to the plane; the
+    // clipped ends and the wrapped-around columns are padding, zeroed below.
+    let q0 = (rows.start * w).max((-shift).max(0) as usize);
+    let q1 = (rows.end * w).min((plane.len() as isize - shift) as usize);
+    if q0 < q1 {
+        let src = &plane[(q0 as isize + shift) as usize..(q1 as isize + shift) as usize];
+        let d = &mut dst[q0..q1];
+        if relu_x {
+            for (o, &v) in d.iter_mut().zip(src) {
+                *o = if v > T::zero() { v } else { T::zero() };
+            }
+        } else {
+            d.copy_from_slice(src);
+        }
+    }
+    if !bad_cols.is_empty() {
+        for r in rows {
+            dst[r * w + bad_cols.start..r * w + bad_cols.end].fill(T::zero());
+        }
+    }
+}
+
+/// One tap of one plane for any stride and padding, row by row.
+#[inline]
+fn im2col_general_tap<T: Element>(g: &ConvGeom, plane: &[T], relu_x: bool, kh: usize, kw: usize, dst: &mut [T]) {
+    let (h, w) = (g.h as usize, g.w as usize);
+    let (oh, ow) = (g.oh as usize, g.ow as usize);
+    let s = g.stride as usize;
+    let (lo, hi) = valid_cols(g, kw as i32);
+    let (lo, hi) = (lo as usize, hi as usize);
+    for r in 0..oh {
+        let d = &mut dst[r * ow..(r + 1) * ow];
+        let ih = (r * s + kh) as isize - g.pad as isize;
+        if ih < 0 || ih >= h as isize {
+            d.fill(T::zero());
+            continue;
+        }
+        let src = &plane[ih as usize * w..][..w];
+        d[..lo].fill(T::zero());
+        d[hi..].fill(T::zero());
+        let base = lo * s + kw - g.pad as usize; // >= 0 by construction of lo
+        for (o, v) in d[lo..hi].iter_mut().enumerate() {
+            let x = src[base + o * s];
+            *v = if relu_x && x <= T::zero() { T::zero() } else { x };
+        }
+    }
+}
+
 /// Folds `col[c_in*k*k, (n1-n0)*oh*ow]` back onto the input planes of images
-/// `n0..n1` (the adjoint of [`im2col`]), adding into `plane_acc`, one plane at
-/// a time: `emit(ci, img, summed_plane)`.
-fn col2im_planes<T: Element>(g: &ConvGeom, col: &[T], n0: usize, n1: usize, mut emit: impl FnMut(usize, usize, &[T])) {
+/// `n0..n1` (the adjoint of [`im2col`]), one plane at a time:
+/// `emit(ci, img, summed_plane)`. May overwrite the padding taps of `col`.
+fn col2im_planes<T: Element>(g: &ConvGeom, col: &mut [T], n0: usize, n1: usize, mut emit: impl FnMut(usize, usize, &[T])) {
     let (h, w) = (g.h as usize, g.w as usize);
     let (oh, ow) = (g.oh as usize, g.ow as usize);
     let ohw = oh * ow;
     let cols = (n1 - n0) * ohw;
     let k = g.k as usize;
     let s = g.stride as usize;
+    let same = is_same_stride1(g);
     with_scratch::<T, _>(h * w, |acc| {
         for ci in 0..g.c_in as usize {
             for img in n0..n1 {
@@ -110,9 +158,28 @@ fn col2im_planes<T: Element>(g: &ConvGeom, col: &[T], n0: usize, n1: usize, mut 
                 for kh in 0..k {
                     for kw in 0..k {
                         let row = (ci * k + kh) * k + kw;
+                        let src = &mut col[row * cols + (img - n0) * ohw..][..ohw];
+                        if same {
+                            // acc[q + shift] += src[q]: zero the taps that fall into the
+                            // padding first, so that the wrapped-around ones add nothing.
+                            let (shift, rows, bad_cols) = same_tap(g, kh, kw);
+                            if !bad_cols.is_empty() {
+                                for r in rows.clone() {
+                                    src[r * w + bad_cols.start..r * w + bad_cols.end].fill(T::zero());
+                                }
+                            }
+                            let q0 = (rows.start * w).max((-shift).max(0) as usize);
+                            let q1 = (rows.end * w).min((acc.len() as isize - shift) as usize);
+                            if q0 < q1 {
+                                let d = &mut acc[(q0 as isize + shift) as usize..(q1 as isize + shift) as usize];
+                                for (a, &v) in d.iter_mut().zip(&src[q0..q1]) {
+                                    *a += v;
+                                }
+                            }
+                            continue;
+                        }
                         let (lo, hi) = valid_cols(g, kw as i32);
                         let (lo, hi) = (lo as usize, hi as usize);
-                        let src = &col[row * cols + (img - n0) * ohw..][..ohw];
                         for r in 0..oh {
                             let ih = (r * s + kh) as isize - g.pad as isize;
                             if ih < 0 || ih >= h as isize {
@@ -150,14 +217,13 @@ pub fn conv2d_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T], 
             // row; the view below spans other tiles' columns but gemm writes only
             // the m x n block it is given.
             let dst = unsafe { out.range(n0 * ohw, (c_out - 1) * row_len + cols) };
-            gemm(c_out, cols, kk, Mat::rows(w, kk), Mat::rows(col, cols), dst, row_len, false);
+            // The bias goes in first and the GEMM accumulates onto it.
             if let Some(b) = bias {
                 for (co, &bv) in b.iter().enumerate() {
-                    for v in &mut dst[co * row_len..co * row_len + cols] {
-                        *v += bv;
-                    }
+                    dst[co * row_len..co * row_len + cols].fill(bv);
                 }
             }
+            gemm(c_out, cols, kk, Mat::rows(w, kk), Mat::rows(col, cols), dst, row_len, bias.is_some());
         });
     });
 }
@@ -212,38 +278,30 @@ pub fn conv2d_backward_weight<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, d
     let (n, ohw, kk, c_out) = (g.n as usize, (g.oh * g.ow) as usize, g.col_rows(), g.c_out as usize);
     let row_len = n * ohw;
     let wl = g.weight_len();
-    // One partial gradient per tile, summed in tile order below.
+    // One partial gradient per tile, summed in tile order below. Each is computed
+    // transposed, `col [kk x cols] * dy^T [cols x c_out]`: the GEMM is several
+    // times faster in that orientation (its packing reads both operands along rows).
     let mut partial = vec![T::zero(); tiles * wl];
     partial.par_chunks_mut(wl).enumerate().for_each(|(t, part)| {
         let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
         let cols = (n1 - n0) * ohw;
         with_scratch::<T, _>(kk * cols, |col| {
             im2col(g, x, relu_x, n0, n1, col);
-            gemm(c_out, kk, cols, Mat::rows(&dy[n0 * ohw..], row_len), Mat::transposed(col, cols), part, kk, false);
+            gemm(kk, c_out, cols, Mat::rows(col, cols), Mat::transposed(&dy[n0 * ohw..], row_len), part, c_out, false);
         });
     });
     for part in partial.chunks(wl) {
-        dw.iter_mut().zip(part).for_each(|(d, &p)| *d += p);
+        // part is [kk x c_out]; dw is [c_out x kk]
+        for (r, prow) in part.chunks(c_out).enumerate() {
+            for (co, &v) in prow.iter().enumerate() {
+                dw[co * kk + r] += v;
+            }
+        }
     }
     if let Some(db) = db {
         assert_eq!(db.len(), c_out, "conv2d_backward_weight: db");
         db.par_iter_mut().enumerate().for_each(|(co, d)| {
-            *d += sum(&dy[co * row_len..(co + 1) * row_len]);
+            *d += T::from_f64(reduce::sum(&dy[co * row_len..(co + 1) * row_len]));
         });
     }
-}
-
-/// A sum accumulated in f64: per-channel reductions over up to 10^7 values lose
-/// too much in f32 (PyTorch uses pairwise and cascade sums for the same reason).
-pub fn sum<T: Element>(v: &[T]) -> T {
-    let mut acc = [0f64; 4];
-    let chunks = v.chunks_exact(4);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..4 {
-            acc[i] += c[i].as_f64();
-        }
-    }
-    let tail: f64 = rest.iter().map(|r| r.as_f64()).sum();
-    T::from_f64(acc[0] + acc[1] + acc[2] + acc[3] + tail)
 }

@@ -12,6 +12,7 @@ pub mod linear;
 pub mod optim;
 pub mod parallel;
 pub mod pool;
+pub mod reduce;
 pub mod softmax_ce;
 
 pub use batchnorm::{batchnorm_backward, batchnorm_forward, BN_EPS};

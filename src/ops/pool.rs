@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::parallel::Disjoint;
+use super::parallel::{with_scratch, Disjoint};
 use crate::element::Element;
 use crate::geometry::{ActShape, PoolGeom};
 
@@ -16,10 +16,43 @@ fn put<T: Element>(d: &mut T, v: T, accumulate: bool) {
     }
 }
 
-/// The rows (or columns) `lo..hi` of a 3-wide window centred on `i` that lie in `0..n`.
-#[inline]
-fn window3(i: usize, n: usize) -> (usize, usize) {
-    (i.saturating_sub(1), (i + 2).min(n))
+/// `1 / (number of real pixels)` of the 3-wide windows along a line of `n`:
+/// 1/3 inside, 1/2 at the ends, 1 when `n == 1` (count_include_pad=False).
+fn inv_counts<T: Element>(n: usize) -> Vec<T> {
+    (0..n).map(|i| T::from_f64(1.0 / ((i + 2).min(n) - i.saturating_sub(1)) as f64)).collect()
+}
+
+/// `out[r][c] = sum of src over the 3x3 window at (r, c)` clipped to the plane,
+/// times `post[r][c] = inv_r[r] * inv_c[c]` if given; separable: a vertical then
+/// a horizontal 3-tap sum. `tmp` is one plane of scratch.
+fn box3x3<T: Element>(h: usize, w: usize, src: &[T], tmp: &mut [T], post: Option<(&[T], &[T])>, out: &mut [T], accumulate: bool) {
+    for r in 0..h {
+        let t = &mut tmp[r * w..(r + 1) * w];
+        t.copy_from_slice(&src[r * w..(r + 1) * w]);
+        if r > 0 {
+            t.iter_mut().zip(&src[(r - 1) * w..r * w]).for_each(|(a, &b)| *a += b);
+        }
+        if r + 1 < h {
+            t.iter_mut().zip(&src[(r + 1) * w..(r + 2) * w]).for_each(|(a, &b)| *a += b);
+        }
+    }
+    for r in 0..h {
+        let t = &tmp[r * w..(r + 1) * w];
+        let o = &mut out[r * w..(r + 1) * w];
+        for c in 0..w {
+            let mut v = t[c];
+            if c > 0 {
+                v += t[c - 1];
+            }
+            if c + 1 < w {
+                v += t[c + 1];
+            }
+            if let Some((ir, ic)) = post {
+                v *= ir[r] * ic[c];
+            }
+            put(&mut o[c], v, accumulate);
+        }
+    }
 }
 
 /// `y (+)= avg_pool2d(x, 3, stride 1, padding 1, count_include_pad=False)`.
@@ -27,48 +60,31 @@ pub fn avgpool3x3_forward<T: Element>(g: &PoolGeom, x: &[T], y: &mut [T], accumu
     assert_eq!(x.len(), g.input().len(), "avgpool3x3_forward: x");
     assert_eq!(y.len(), g.output().len(), "avgpool3x3_forward: y");
     let (h, w) = (g.h as usize, g.w as usize);
+    let (ir, ic) = (inv_counts::<T>(h), inv_counts::<T>(w));
     y.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).for_each(|(yp, xp)| {
-        for r in 0..h {
-            let (r0, r1) = window3(r, h);
-            for c in 0..w {
-                let (c0, c1) = window3(c, w);
-                let mut acc = T::zero();
-                for rr in r0..r1 {
-                    for v in &xp[rr * w + c0..rr * w + c1] {
-                        acc += *v;
-                    }
-                }
-                let cnt = T::from_usize((r1 - r0) * (c1 - c0));
-                put(&mut yp[r * w + c], acc / cnt, accumulate);
-            }
-        }
+        with_scratch::<T, _>(h * w, |tmp| box3x3(h, w, xp, tmp, Some((&ir, &ic)), yp, accumulate));
     });
 }
 
 /// `dx (+)=` the adjoint of [`avgpool3x3_forward`]: every output spreads its
 /// gradient over its window, divided by that window's count of real pixels.
+/// The window relation is symmetric, so this is the same box sum applied to
+/// `dy / count`.
 pub fn avgpool3x3_backward<T: Element>(g: &PoolGeom, dy: &[T], dx: &mut [T], accumulate: bool) {
     assert_eq!(dy.len(), g.output().len(), "avgpool3x3_backward: dy");
     assert_eq!(dx.len(), g.input().len(), "avgpool3x3_backward: dx");
     let (h, w) = (g.h as usize, g.w as usize);
+    let (ir, ic) = (inv_counts::<T>(h), inv_counts::<T>(w));
     dx.par_chunks_mut(h * w).zip(dy.par_chunks(h * w)).for_each(|(xp, yp)| {
-        // The window relation is symmetric: input (r, c) feeds exactly the outputs
-        // in its own 3x3 window.
-        for r in 0..h {
-            let (r0, r1) = window3(r, h);
-            for c in 0..w {
-                let (c0, c1) = window3(c, w);
-                let mut acc = T::zero();
-                for rr in r0..r1 {
-                    let (q0, q1) = window3(rr, h);
-                    for cc in c0..c1 {
-                        let (p0, p1) = window3(cc, w);
-                        acc += yp[rr * w + cc] / T::from_usize((q1 - q0) * (p1 - p0));
-                    }
+        with_scratch::<T, _>(2 * h * w, |buf| {
+            let (scaled, tmp) = buf.split_at_mut(h * w);
+            for r in 0..h {
+                for c in 0..w {
+                    scaled[r * w + c] = yp[r * w + c] * ir[r] * ic[c];
                 }
-                put(&mut xp[r * w + c], acc, accumulate);
             }
-        }
+            box3x3(h, w, scaled, tmp, None, xp, accumulate);
+        });
     });
 }
 

@@ -1,0 +1,56 @@
+//! Sums over long runs of values: f32 lanes inside short blocks (fast and
+//! vectorisable), block results accumulated in f64 (accurate over millions of
+//! values, as PyTorch's cascade sums are).
+
+use crate::element::Element;
+
+const LANES: usize = 16;
+const BLOCK: usize = 1024;
+
+#[inline]
+fn block_sum<T: Element>(x: &[T], f: impl Fn(T) -> T) -> f64 {
+    let mut acc = [T::zero(); LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += f(c[i]);
+        }
+    }
+    let mut s: f64 = acc.iter().map(|v| v.as_f64()).sum();
+    for &v in rest {
+        s += f(v).as_f64();
+    }
+    s
+}
+
+/// `sum(f(x_i))` with f32 lanes per block of 1024 and an f64 total.
+#[inline]
+pub fn sum_map<T: Element>(x: &[T], f: impl Fn(T) -> T + Copy) -> f64 {
+    x.chunks(BLOCK).map(|b| block_sum(b, f)).sum()
+}
+
+/// `sum(x)`.
+pub fn sum<T: Element>(x: &[T]) -> f64 {
+    sum_map(x, |v| v)
+}
+
+/// `(sum(a), sum(a * b))` in one pass.
+pub fn sum_and_dot<T: Element>(a: &[T], b: &[T]) -> (f64, f64) {
+    assert_eq!(a.len(), b.len());
+    let (mut s, mut d) = (0f64, 0f64);
+    for (ab, bb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        let (mut sa, mut da) = ([T::zero(); LANES], [T::zero(); LANES]);
+        let (ca, cb) = (ab.chunks_exact(LANES), bb.chunks_exact(LANES));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        for (x, y) in ca.zip(cb) {
+            for i in 0..LANES {
+                sa[i] += x[i];
+                da[i] += x[i] * y[i];
+            }
+        }
+        s += sa.iter().map(|v| v.as_f64()).sum::<f64>() + ra.iter().map(|v| v.as_f64()).sum::<f64>();
+        d += da.iter().map(|v| v.as_f64()).sum::<f64>() + ra.iter().zip(rb).map(|(x, y)| (*x * *y).as_f64()).sum::<f64>();
+    }
+    (s, d)
+}
