@@ -69,10 +69,8 @@ impl Genotype {
     pub fn from_indices(ops: [usize; NUM_EDGES]) -> Result<Self, ArchError> {
         let mut g = [Op::None; NUM_EDGES];
         for (o, &i) in g.iter_mut().zip(&ops) {
-            *o = Op::from_index(i).ok_or_else(|| ArchError::Malformed {
-                input: format!("{ops:?}"),
-                why: format!("op index {i} is not in 0..5"),
-            })?;
+            *o = Op::from_index(i)
+                .ok_or_else(|| ArchError::Malformed { input: format!("{ops:?}"), why: format!("op index {i} is not in 0..5") })?;
         }
         Ok(Genotype(g))
     }
@@ -185,12 +183,10 @@ impl FromStr for Genotype {
                 return Err(bad(format!("node {node} must have {node} incoming edge(s), found {}", items.len())));
             }
             for (j, item) in items.iter().enumerate() {
-                let (name, src) =
-                    item.split_once('~').ok_or_else(|| bad(format!("edge {item:?} must look like op~source")))?;
-                let op = Op::ALL
-                    .into_iter()
-                    .find(|o| o.name() == name)
-                    .ok_or_else(|| bad(format!("unknown op {name:?} (ops: none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3)")))?;
+                let (name, src) = item.split_once('~').ok_or_else(|| bad(format!("edge {item:?} must look like op~source")))?;
+                let op = Op::ALL.into_iter().find(|o| o.name() == name).ok_or_else(|| {
+                    bad(format!("unknown op {name:?} (ops: none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3)"))
+                })?;
                 if src != j.to_string() {
                     return Err(bad(format!("edge {item:?} of node {node} must come from node {j}")));
                 }

@@ -10,18 +10,7 @@ use std::ops::{AddAssign, MulAssign, SubAssign};
 /// finite-difference gradient checks use, so that the checks test the real code
 /// rather than a second implementation.
 pub trait Element:
-    num_traits::Float
-    + Copy
-    + Default
-    + Debug
-    + Send
-    + Sync
-    + Sum
-    + AddAssign
-    + SubAssign
-    + MulAssign
-    + bytemuck::Pod
-    + 'static
+    num_traits::Float + Copy + Default + Debug + Send + Sync + Sum + AddAssign + SubAssign + MulAssign + bytemuck::Pod + 'static
 {
     fn from_f64(v: f64) -> Self;
     fn as_f64(self) -> f64;

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, SgdSlot};
-use num_traits::One;
 use crate::ops::SgdStep;
 use crate::supernet::ParamStore;
+use num_traits::One;
 
 /// What happens to parameters that are off the sampled path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -49,9 +49,15 @@ fn away_from_zero(len: usize, seed: u64) -> Vec<f64> {
     random_vec(len, seed).into_iter().map(|v| if v.abs() < 0.01 { v + 0.05f64.copysign(v) } else { v }).collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_conv(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, stride: usize, relu: bool, bias: bool) {
-    let g = ConvGeom::new(n, c_in, h, w, c_out, k, stride);
-    let what = format!("conv n{n} c{c_in}->{c_out} {h}x{w} k{k} s{stride} relu={relu} bias={bias}");
+    check_conv_pad(n, c_in, h, w, c_out, k, stride, k / 2, relu, bias)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_conv_pad(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, stride: usize, pad: usize, relu: bool, bias: bool) {
+    let g = ConvGeom::with_pad(n, c_in, h, w, c_out, k, stride, pad);
+    let what = format!("conv n{n} c{c_in}->{c_out} {h}x{w} k{k} s{stride} p{pad} relu={relu} bias={bias}");
     let x = away_from_zero(g.input().len(), 1);
     let wt = random_vec(g.weight_len(), 2);
     let b = random_vec(c_out, 3);
@@ -87,6 +93,9 @@ fn conv2d_gradients() {
     check_conv(2, 5, 5, 3, 3, 1, 1, true, true);
     check_conv(1, 4, 1, 3, 2, 3, 1, false, true); // single-row input: every tap but one is padding
     check_conv(5, 2, 4, 4, 2, 1, 1, false, false);
+    // stride 1 without "same" padding takes the general (im2col + fold) path
+    check_conv_pad(2, 3, 6, 5, 2, 3, 1, 0, true, true);
+    check_conv_pad(2, 2, 5, 5, 3, 3, 1, 2, false, true);
 }
 
 #[test]
@@ -118,14 +127,14 @@ fn check_bn(c: usize, n: usize, h: usize, w: usize) {
     let x: Vec<f64> = random_vec(s.len(), 11).iter().enumerate().map(|(i, v)| v * 3.0 + (i % 7) as f64).collect();
     let dy = random_vec(s.len(), 12);
     let fwd = |x: &[f64]| {
-        let (mut y, mut inv) = (vec![0.0; s.len()], vec![0.0; c]);
-        ops::batchnorm_forward(&s, x, &mut y, &mut inv);
+        let (mut y, mut st) = (vec![0.0; s.len()], vec![0.0; 2 * c]);
+        ops::batchnorm_forward(&s, x, &mut y, false, &mut st);
         dot(&y, &dy)
     };
-    let (mut y, mut inv) = (vec![f64::NAN; s.len()], vec![f64::NAN; c]);
-    ops::batchnorm_forward(&s, &x, &mut y, &mut inv);
+    let (mut y, mut st) = (vec![f64::NAN; s.len()], vec![f64::NAN; 2 * c]);
+    ops::batchnorm_forward(&s, &x, &mut y, false, &mut st);
     let mut dx = vec![f64::NAN; s.len()];
-    ops::batchnorm_backward(&s, &y, &inv, &dy, &mut dx);
+    ops::batchnorm_backward(&s, &x, &st, &dy, &mut dx);
     assert_grad(&format!("bn {c}x{n}x{h}x{w}"), &dx, &numeric_grad(&x, fwd));
 }
 

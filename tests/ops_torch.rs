@@ -65,11 +65,16 @@ fn bn_case<T: Element>(f: &Fixture, case: &str) {
     let shape = ActShape::new(c, n, s[2], s[3]);
     let x = nchw_to_cnhw(&get::<T>(f, &format!("{case}.x")), n, c, hw);
     let dy = nchw_to_cnhw(&get::<T>(f, &format!("{case}.dy")), n, c, hw);
-    let (mut y, mut inv) = (vec![T::nan(); x.len()], vec![T::nan(); c]);
-    ops::batchnorm_forward(&shape, &x, &mut y, &mut inv);
+    let (mut y, mut stats) = (vec![T::nan(); x.len()], vec![T::nan(); 2 * c]);
+    ops::batchnorm_forward(&shape, &x, &mut y, false, &mut stats);
     check(&format!("{case}.y"), &cnhw_to_nchw(&y, n, c, hw), &f.f64(&format!("{case}.y")));
+    // accumulate mode adds the same output onto what is there
+    let mut y2 = vec![T::one(); x.len()];
+    ops::batchnorm_forward(&shape, &x, &mut y2, true, &mut stats);
+    let want: Vec<f64> = f.f64(&format!("{case}.y")).iter().map(|v| v + 1.0).collect();
+    check(&format!("{case}.y accumulated"), &cnhw_to_nchw(&y2, n, c, hw), &want);
     let mut dx = vec![T::nan(); x.len()];
-    ops::batchnorm_backward(&shape, &y, &inv, &dy, &mut dx);
+    ops::batchnorm_backward(&shape, &x, &stats, &dy, &mut dx);
     check(&format!("{case}.dx"), &cnhw_to_nchw(&dx, n, c, hw), &f.f64(&format!("{case}.dx")));
 }
 
@@ -155,13 +160,17 @@ fn all_ops<T: Element>(f: &Fixture) {
 
 #[test]
 fn ops_match_pytorch_f64() {
-    let Some(shared) = require_shared("ops_match_pytorch_f64") else { return };
+    let Some(shared) = require_shared("ops_match_pytorch_f64") else {
+        return;
+    };
     all_ops::<f64>(&Fixture::open(&shared, "ops.safetensors"));
 }
 
 #[test]
 fn ops_match_pytorch_f32() {
-    let Some(shared) = require_shared("ops_match_pytorch_f32") else { return };
+    let Some(shared) = require_shared("ops_match_pytorch_f32") else {
+        return;
+    };
     all_ops::<f32>(&Fixture::open(&shared, "ops.safetensors"));
 }
 
@@ -187,7 +196,9 @@ fn sgd_and_clip<T: Element>(f: &Fixture) {
 
 #[test]
 fn sgd_and_clipping_match_pytorch() {
-    let Some(shared) = require_shared("sgd_and_clipping_match_pytorch") else { return };
+    let Some(shared) = require_shared("sgd_and_clipping_match_pytorch") else {
+        return;
+    };
     let f = Fixture::open(&shared, "sgd.safetensors");
     sgd_and_clip::<f64>(&f);
     sgd_and_clip::<f32>(&f);

@@ -36,7 +36,9 @@ fn parameter_counts_match_official_supernet() {
 
 #[test]
 fn parameter_counts_agree_with_meta_json() {
-    let Some(shared) = require_shared("parameter_counts_agree_with_meta_json") else { return };
+    let Some(shared) = require_shared("parameter_counts_agree_with_meta_json") else {
+        return;
+    };
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(shared.join("fixtures/torch/meta.json")).unwrap()).unwrap();
     let be = CpuBackend::<f32>::new();
     for pc in meta["param_counts"].as_array().unwrap() {
@@ -65,7 +67,9 @@ fn subnet_parameter_count_of_resnet_cell() {
 
 /// Runs one fixture file through the supernet in element type T.
 fn supernet_fixture<T: Element>(file: &str, key: &str, tol: (f64, f64), grad_tol: (f64, f64)) {
-    let Some(shared) = require_shared(file) else { return };
+    let Some(shared) = require_shared(file) else {
+        return;
+    };
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(shared.join("fixtures/torch/meta.json")).unwrap()).unwrap();
     let m = &meta[key];
     let u = |k: &str| m[k].as_u64().unwrap() as usize;

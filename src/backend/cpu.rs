@@ -107,11 +107,11 @@ impl<T: Element> Backend for CpuBackend<T> {
         ops::conv2d_backward_weight(g, x, relu_x, dy, dw, db.map(|b| b.as_mut_slice()))
     }
 
-    fn batchnorm_forward(&self, s: &ActShape, x: &Vec<T>, y: &mut Vec<T>, invstd: &mut Vec<T>) {
-        ops::batchnorm_forward(s, x, y, invstd)
+    fn batchnorm_forward(&self, s: &ActShape, x: &Vec<T>, y: &mut Vec<T>, accumulate: bool, stats: &mut Vec<T>) {
+        ops::batchnorm_forward(s, x, y, accumulate, stats)
     }
-    fn batchnorm_backward(&self, s: &ActShape, y: &Vec<T>, invstd: &Vec<T>, dy: &Vec<T>, dx: &mut Vec<T>) {
-        ops::batchnorm_backward(s, y, invstd, dy, dx)
+    fn batchnorm_backward(&self, s: &ActShape, x: &Vec<T>, stats: &Vec<T>, dy: &Vec<T>, dx: &mut Vec<T>) {
+        ops::batchnorm_backward(s, x, stats, dy, dx)
     }
 
     fn avgpool3x3_forward(&self, g: &PoolGeom, x: &Vec<T>, y: &mut Vec<T>, accumulate: bool) {
@@ -136,7 +136,16 @@ impl<T: Element> Backend for CpuBackend<T> {
     fn linear_forward(&self, g: &LinearGeom, x: &Vec<T>, w: &Vec<T>, b: &Vec<T>, y: &mut Vec<T>) {
         ops::linear_forward(g, x, w, b, y)
     }
-    fn linear_backward(&self, g: &LinearGeom, x: &Vec<T>, w: &Vec<T>, dy: &Vec<T>, dx: Option<&mut Vec<T>>, dw: &mut Vec<T>, db: &mut Vec<T>) {
+    fn linear_backward(
+        &self,
+        g: &LinearGeom,
+        x: &Vec<T>,
+        w: &Vec<T>,
+        dy: &Vec<T>,
+        dx: Option<&mut Vec<T>>,
+        dw: &mut Vec<T>,
+        db: &mut Vec<T>,
+    ) {
         ops::linear_backward(g, x, w, dy, dx.map(|d| d.as_mut_slice()), dw, db)
     }
     fn softmax_cross_entropy(

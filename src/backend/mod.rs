@@ -12,9 +12,9 @@
 pub mod cpu;
 
 use crate::element::Element;
-use num_traits::Zero;
 use crate::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
 use crate::ops::SgdStep;
+use num_traits::Zero;
 
 /// One parameter tensor as the multi-tensor SGD sees it.
 pub struct SgdSlot<'a, B: Backend + ?Sized> {
@@ -93,8 +93,8 @@ pub trait Backend: Send + Sync {
     );
 
     // ---- batch norm (ops::batchnorm) --------------------------------------
-    fn batchnorm_forward(&self, s: &ActShape, x: &Self::Buf, y: &mut Self::Buf, invstd: &mut Self::Buf);
-    fn batchnorm_backward(&self, s: &ActShape, y: &Self::Buf, invstd: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
+    fn batchnorm_forward(&self, s: &ActShape, x: &Self::Buf, y: &mut Self::Buf, accumulate: bool, stats: &mut Self::Buf);
+    fn batchnorm_backward(&self, s: &ActShape, x: &Self::Buf, stats: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
 
     // ---- pools (ops::pool) -------------------------------------------------
     fn avgpool3x3_forward(&self, g: &PoolGeom, x: &Self::Buf, y: &mut Self::Buf, accumulate: bool);

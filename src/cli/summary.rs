@@ -36,7 +36,12 @@ pub fn run(a: SummaryArgs) -> anyhow::Result<()> {
         let macs = net.forward_macs(&g);
         println!("arch: {g}");
         println!("arch_params: {}", net.param_count(Some(&g)));
-        println!("arch_forward_flops_per_image: {} ({:.2} MFLOPs = 2 x {:.2} M multiply-accumulates)", 2 * macs, 2.0 * macs as f64 / 1e6, macs as f64 / 1e6);
+        println!(
+            "arch_forward_flops_per_image: {} ({:.2} MFLOPs = 2 x {:.2} M multiply-accumulates)",
+            2 * macs,
+            2.0 * macs as f64 / 1e6,
+            macs as f64 / 1e6
+        );
     }
     Ok(())
 }

@@ -2,6 +2,11 @@
 //! `BatchNorm2d(affine=False, track_running_stats=False)` in train and eval mode:
 //! `y = (x - mean) / sqrt(var + eps)`, biased variance, eps = 1e-5.
 //! The CPU reference of `kernels/batchnorm.cu`.
+//!
+//! `stats` holds `c` means followed by `c` values of `1/sqrt(var + eps)`; the
+//! backward pass recomputes the normalised input from `x` and `stats`, so the
+//! forward output need not be kept, and the forward pass can add its output
+//! straight into a node sum.
 
 use rayon::prelude::*;
 
@@ -12,47 +17,55 @@ use crate::geometry::ActShape;
 
 pub const BN_EPS: f64 = 1e-5;
 
-/// Normalises every channel of the CNHW tensor `x` into `y`; writes `1/sqrt(var+eps)`
-/// per channel into `invstd` for the backward pass (which needs only `y` and `invstd`).
-pub fn batchnorm_forward<T: Element>(s: &ActShape, x: &[T], y: &mut [T], invstd: &mut [T]) {
+/// `y (+)= (x - mean) * invstd` per channel of the CNHW tensor `x`; writes the
+/// statistics into `stats` (`[mean; c] ++ [invstd; c]`).
+pub fn batchnorm_forward<T: Element>(s: &ActShape, x: &[T], y: &mut [T], accumulate: bool, stats: &mut [T]) {
+    let c = s.c as usize;
     assert_eq!(x.len(), s.len(), "batchnorm_forward: x");
     assert_eq!(y.len(), s.len(), "batchnorm_forward: y");
-    assert_eq!(invstd.len(), s.c as usize, "batchnorm_forward: invstd");
+    assert_eq!(stats.len(), 2 * c, "batchnorm_forward: stats");
     let l = s.per_channel();
-    y.par_chunks_mut(l).zip(x.par_chunks(l)).zip(invstd.par_iter_mut()).for_each(|((yc, xc), is)| {
+    let mut st = vec![(T::zero(), T::zero()); c];
+    y.par_chunks_mut(l).zip(x.par_chunks(l)).zip(st.par_iter_mut()).for_each(|((yc, xc), st)| {
         // Two passes: the mean, then the centred sum of squares, so that a channel
         // with a large mean and a small spread keeps its precision.
-        let mean = reduce::sum(xc) / l as f64;
-        let m = T::from_f64(mean);
-        let var = reduce::sum_map(xc, |v| (v - m) * (v - m)) / l as f64;
-        let inv = 1.0 / (var + BN_EPS).sqrt();
-        *is = T::from_f64(inv);
-        let inv = T::from_f64(inv);
-        for (o, &v) in yc.iter_mut().zip(xc) {
-            *o = (v - m) * inv;
+        let mean = T::from_f64(reduce::sum(xc) / l as f64);
+        let var = reduce::sum_map(xc, |v| (v - mean) * (v - mean)) / l as f64;
+        let inv = T::from_f64(1.0 / (var + BN_EPS).sqrt());
+        if accumulate {
+            yc.iter_mut().zip(xc).for_each(|(o, &v)| *o += (v - mean) * inv);
+        } else {
+            yc.iter_mut().zip(xc).for_each(|(o, &v)| *o = (v - mean) * inv);
         }
+        *st = (mean, inv);
     });
+    for (i, (m, inv)) in st.into_iter().enumerate() {
+        stats[i] = m;
+        stats[c + i] = inv;
+    }
 }
 
-/// `dx = invstd * (dy - mean(dy) - y * mean(dy * y))`, per channel, from the
-/// forward output `y` (the normalised input) and `invstd`.
-pub fn batchnorm_backward<T: Element>(s: &ActShape, y: &[T], invstd: &[T], dy: &[T], dx: &mut [T]) {
-    assert_eq!(y.len(), s.len(), "batchnorm_backward: y");
+/// `dx = invstd * (dy - mean(dy) - xhat * mean(dy * xhat))` per channel, with
+/// `xhat = (x - mean) * invstd` recomputed from the forward input and `stats`.
+pub fn batchnorm_backward<T: Element>(s: &ActShape, x: &[T], stats: &[T], dy: &[T], dx: &mut [T]) {
+    let c = s.c as usize;
+    assert_eq!(x.len(), s.len(), "batchnorm_backward: x");
     assert_eq!(dy.len(), s.len(), "batchnorm_backward: dy");
     assert_eq!(dx.len(), s.len(), "batchnorm_backward: dx");
-    assert_eq!(invstd.len(), s.c as usize, "batchnorm_backward: invstd");
+    assert_eq!(stats.len(), 2 * c, "batchnorm_backward: stats");
     let l = s.per_channel();
     let out = Disjoint::new(dx);
-    (0..s.c as usize).into_par_iter().for_each(|c| {
-        let (yc, dyc) = (&y[c * l..(c + 1) * l], &dy[c * l..(c + 1) * l]);
-        let (sdy, sdyy) = reduce::sum_and_dot(dyc, yc);
+    (0..c).into_par_iter().for_each(|ch| {
+        let (xc, dyc) = (&x[ch * l..(ch + 1) * l], &dy[ch * l..(ch + 1) * l]);
+        let (mean, inv) = (stats[ch], stats[c + ch]);
+        // sum(dy * xhat) = invstd * sum(dy * (x - mean))
+        let (sdy, sdyx) = reduce::sum_and_dot(dyc, xc, mean);
         let mdy = T::from_f64(sdy / l as f64);
-        let mdyy = T::from_f64(sdyy / l as f64);
-        let inv = invstd[c];
-        // SAFETY: channel c's run of the output belongs to this task only.
-        let dxc = unsafe { out.range(c * l, l) };
-        for ((d, &yv), &g) in dxc.iter_mut().zip(yc).zip(dyc) {
-            *d = inv * (g - mdy - yv * mdyy);
+        let mdyy = T::from_f64(inv.as_f64() * sdyx / l as f64);
+        // SAFETY: channel ch's run of the output belongs to this task only.
+        let dxc = unsafe { out.range(ch * l, l) };
+        for ((d, &xv), &g) in dxc.iter_mut().zip(xc).zip(dyc) {
+            *d = inv * (g - mdy - (xv - mean) * inv * mdyy);
         }
     });
 }

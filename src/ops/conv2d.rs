@@ -142,15 +142,13 @@ fn im2col_general_tap<T: Element>(g: &ConvGeom, plane: &[T], relu_x: bool, kh: u
 
 /// Folds `col[c_in*k*k, (n1-n0)*oh*ow]` back onto the input planes of images
 /// `n0..n1` (the adjoint of [`im2col`]), one plane at a time:
-/// `emit(ci, img, summed_plane)`. May overwrite the padding taps of `col`.
-fn col2im_planes<T: Element>(g: &ConvGeom, col: &mut [T], n0: usize, n1: usize, mut emit: impl FnMut(usize, usize, &[T])) {
+/// `emit(ci, img, summed_plane)`. Used for strided convs; same stride-1 convs
+/// take the flipped-weight path of [`conv2d_backward_data`] instead.
+fn col2im_planes<T: Element>(g: &ConvGeom, col: &[T], n0: usize, n1: usize, mut emit: impl FnMut(usize, usize, &[T])) {
     let (h, w) = (g.h as usize, g.w as usize);
-    let (oh, ow) = (g.oh as usize, g.ow as usize);
-    let ohw = oh * ow;
+    let ohw = (g.oh * g.ow) as usize;
     let cols = (n1 - n0) * ohw;
     let k = g.k as usize;
-    let s = g.stride as usize;
-    let same = is_same_stride1(g);
     with_scratch::<T, _>(h * w, |acc| {
         for ci in 0..g.c_in as usize {
             for img in n0..n1 {
@@ -158,45 +156,34 @@ fn col2im_planes<T: Element>(g: &ConvGeom, col: &mut [T], n0: usize, n1: usize, 
                 for kh in 0..k {
                     for kw in 0..k {
                         let row = (ci * k + kh) * k + kw;
-                        let src = &mut col[row * cols + (img - n0) * ohw..][..ohw];
-                        if same {
-                            // acc[q + shift] += src[q]: zero the taps that fall into the
-                            // padding first, so that the wrapped-around ones add nothing.
-                            let (shift, rows, bad_cols) = same_tap(g, kh, kw);
-                            if !bad_cols.is_empty() {
-                                for r in rows.clone() {
-                                    src[r * w + bad_cols.start..r * w + bad_cols.end].fill(T::zero());
-                                }
-                            }
-                            let q0 = (rows.start * w).max((-shift).max(0) as usize);
-                            let q1 = (rows.end * w).min((acc.len() as isize - shift) as usize);
-                            if q0 < q1 {
-                                let d = &mut acc[(q0 as isize + shift) as usize..(q1 as isize + shift) as usize];
-                                for (a, &v) in d.iter_mut().zip(&src[q0..q1]) {
-                                    *a += v;
-                                }
-                            }
-                            continue;
-                        }
-                        let (lo, hi) = valid_cols(g, kw as i32);
-                        let (lo, hi) = (lo as usize, hi as usize);
-                        for r in 0..oh {
-                            let ih = (r * s + kh) as isize - g.pad as isize;
-                            if ih < 0 || ih >= h as isize {
-                                continue;
-                            }
-                            let dst = &mut acc[ih as usize * w..][..w];
-                            let base = lo * s + kw - g.pad as usize;
-                            for (o, v) in src[r * ow + lo..r * ow + hi].iter().enumerate() {
-                                dst[base + o * s] += *v;
-                            }
-                        }
+                        col2im_general_tap(g, &col[row * cols + (img - n0) * ohw..][..ohw], kh, kw, acc);
                     }
                 }
                 emit(ci, img, acc);
             }
         }
     });
+}
+
+/// One tap for any stride and padding, row by row.
+#[inline]
+fn col2im_general_tap<T: Element>(g: &ConvGeom, src: &[T], kh: usize, kw: usize, acc: &mut [T]) {
+    let (h, w) = (g.h as usize, g.w as usize);
+    let (oh, ow) = (g.oh as usize, g.ow as usize);
+    let s = g.stride as usize;
+    let (lo, hi) = valid_cols(g, kw as i32);
+    let (lo, hi) = (lo as usize, hi as usize);
+    for r in 0..oh {
+        let ih = (r * s + kh) as isize - g.pad as isize;
+        if ih < 0 || ih >= h as isize {
+            continue;
+        }
+        let dst = &mut acc[ih as usize * w..][..w];
+        let base = lo * s + kw - g.pad as usize;
+        for (o, v) in src[r * ow + lo..r * ow + hi].iter().enumerate() {
+            dst[base + o * s] += *v;
+        }
+    }
 }
 
 /// `y = conv(relu?(x), w) + bias`, CNHW in and out; `w` is `[c_out, c_in, k, k]`.
@@ -237,33 +224,68 @@ pub fn conv2d_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_ma
     if let Some(m) = relu_mask {
         assert_eq!(m.len(), dx.len(), "conv2d_backward_data: relu_mask");
     }
-    let (imgs, tiles) = tiling(g);
-    let (n, ohw, kk, c_out) = (g.n as usize, (g.oh * g.ow) as usize, g.col_rows(), g.c_out as usize);
+    let n = g.n as usize;
     let hw = (g.h * g.w) as usize;
-    let row_len = n * ohw;
     let out = Disjoint::new(dx);
+    // Adds a tile's input-gradient plane into dx, through the ReLU mask.
+    let emit = |ci: usize, img: usize, plane: &[T]| {
+        let off = (ci * n + img) * hw;
+        // SAFETY: plane (ci, img) belongs to the calling tile's images only.
+        let d = unsafe { out.range(off, hw) };
+        match (relu_mask, accumulate) {
+            (Some(m), _) => {
+                let m = &m[off..off + hw];
+                for ((d, &v), &mv) in d.iter_mut().zip(plane).zip(m) {
+                    let v = if mv > T::zero() { v } else { T::zero() };
+                    *d = if accumulate { *d + v } else { v };
+                }
+            }
+            (None, true) => d.iter_mut().zip(plane).for_each(|(d, &v)| *d += v),
+            (None, false) => d.copy_from_slice(plane),
+        }
+    };
+    if is_same_stride1(g) {
+        // A same stride-1 conv's input gradient is the same conv of dy with the
+        // weights flipped and transposed: one im2col of dy and one GEMM straight
+        // into input-plane layout, no fold-back.
+        let k = g.k as usize;
+        let (c_in, c_out) = (g.c_in as usize, g.c_out as usize);
+        let mut wf = vec![T::zero(); w.len()];
+        for co in 0..c_out {
+            for ci in 0..c_in {
+                for t in 0..k * k {
+                    wf[(ci * c_out + co) * k * k + (k * k - 1 - t)] = w[(co * c_in + ci) * k * k + t];
+                }
+            }
+        }
+        let gt = ConvGeom::with_pad(n, c_out, g.h as usize, g.w as usize, c_in, k, 1, g.pad as usize);
+        let (imgs, tiles) = tiling(&gt);
+        let kk = gt.col_rows();
+        (0..tiles).into_par_iter().for_each(|t| {
+            let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
+            let cols = (n1 - n0) * hw;
+            with_scratch::<T, _>(kk * cols + c_in * cols, |buf| {
+                let (col, res) = buf.split_at_mut(kk * cols);
+                im2col(&gt, dy, false, n0, n1, col);
+                gemm(c_in, cols, kk, Mat::rows(&wf, kk), Mat::rows(col, cols), res, cols, false);
+                for ci in 0..c_in {
+                    for img in n0..n1 {
+                        emit(ci, img, &res[ci * cols + (img - n0) * hw..][..hw]);
+                    }
+                }
+            });
+        });
+        return;
+    }
+    let (imgs, tiles) = tiling(g);
+    let (ohw, kk, c_out) = ((g.oh * g.ow) as usize, g.col_rows(), g.c_out as usize);
+    let row_len = n * ohw;
     (0..tiles).into_par_iter().for_each(|t| {
         let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
         let cols = (n1 - n0) * ohw;
         with_scratch::<T, _>(kk * cols, |dcol| {
-            let dy_tile = &dy[n0 * ohw..];
-            gemm(kk, cols, c_out, Mat::transposed(w, kk), Mat::rows(dy_tile, row_len), dcol, cols, false);
-            col2im_planes(g, dcol, n0, n1, |ci, img, plane| {
-                let off = (ci * n + img) * hw;
-                // SAFETY: plane (ci, img) belongs to this tile's images only.
-                let d = unsafe { out.range(off, hw) };
-                match (relu_mask, accumulate) {
-                    (Some(m), _) => {
-                        let m = &m[off..off + hw];
-                        for ((d, &v), &mv) in d.iter_mut().zip(plane).zip(m) {
-                            let v = if mv > T::zero() { v } else { T::zero() };
-                            *d = if accumulate { *d + v } else { v };
-                        }
-                    }
-                    (None, true) => d.iter_mut().zip(plane).for_each(|(d, &v)| *d += v),
-                    (None, false) => d.copy_from_slice(plane),
-                }
-            });
+            gemm(kk, cols, c_out, Mat::transposed(w, kk), Mat::rows(&dy[n0 * ohw..], row_len), dcol, cols, false);
+            col2im_planes(g, dcol, n0, n1, emit);
         });
     });
 }
@@ -281,23 +303,24 @@ pub fn conv2d_backward_weight<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, d
     // One partial gradient per tile, summed in tile order below. Each is computed
     // transposed, `col [kk x cols] * dy^T [cols x c_out]`: the GEMM is several
     // times faster in that orientation (its packing reads both operands along rows).
-    let mut partial = vec![T::zero(); tiles * wl];
-    partial.par_chunks_mut(wl).enumerate().for_each(|(t, part)| {
-        let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
-        let cols = (n1 - n0) * ohw;
-        with_scratch::<T, _>(kk * cols, |col| {
-            im2col(g, x, relu_x, n0, n1, col);
-            gemm(kk, c_out, cols, Mat::rows(col, cols), Mat::transposed(&dy[n0 * ohw..], row_len), part, c_out, false);
+    with_scratch::<T, _>(tiles * wl, |partial| {
+        partial.par_chunks_mut(wl).enumerate().for_each(|(t, part)| {
+            let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
+            let cols = (n1 - n0) * ohw;
+            with_scratch::<T, _>(kk * cols, |col| {
+                im2col(g, x, relu_x, n0, n1, col);
+                gemm(kk, c_out, cols, Mat::rows(col, cols), Mat::transposed(&dy[n0 * ohw..], row_len), part, c_out, false);
+            });
         });
-    });
-    for part in partial.chunks(wl) {
-        // part is [kk x c_out]; dw is [c_out x kk]
-        for (r, prow) in part.chunks(c_out).enumerate() {
-            for (co, &v) in prow.iter().enumerate() {
-                dw[co * kk + r] += v;
+        for part in partial.chunks(wl) {
+            // part is [kk x c_out]; dw is [c_out x kk]
+            for (r, prow) in part.chunks(c_out).enumerate() {
+                for (co, &v) in prow.iter().enumerate() {
+                    dw[co * kk + r] += v;
+                }
             }
         }
-    }
+    });
     if let Some(db) = db {
         assert_eq!(db.len(), c_out, "conv2d_backward_weight: db");
         db.par_iter_mut().enumerate().for_each(|(co, d)| {

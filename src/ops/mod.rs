@@ -21,7 +21,6 @@ pub use elementwise::{add_assign, copy, fill, relu_backward, relu_forward, scale
 pub use linear::{linear_backward, linear_forward};
 pub use optim::{clip_coefficient, sgd_step, sq_norm, SgdStep};
 pub use pool::{
-    avgpool2x2_backward, avgpool2x2_forward, avgpool3x3_backward, avgpool3x3_forward, global_avgpool_backward,
-    global_avgpool_forward,
+    avgpool2x2_backward, avgpool2x2_forward, avgpool3x3_backward, avgpool3x3_forward, global_avgpool_backward, global_avgpool_forward,
 };
 pub use softmax_ce::softmax_cross_entropy;

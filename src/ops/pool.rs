@@ -39,18 +39,21 @@ fn box3x3<T: Element>(h: usize, w: usize, src: &[T], tmp: &mut [T], post: Option
     for r in 0..h {
         let t = &tmp[r * w..(r + 1) * w];
         let o = &mut out[r * w..(r + 1) * w];
-        for c in 0..w {
-            let mut v = t[c];
-            if c > 0 {
-                v += t[c - 1];
-            }
-            if c + 1 < w {
-                v += t[c + 1];
-            }
-            if let Some((ir, ic)) = post {
-                v *= ir[r] * ic[c];
-            }
-            put(&mut o[c], v, accumulate);
+        let scale = |c: usize| post.map_or(T::one(), |(ir, ic)| ir[r] * ic[c]);
+        if w == 1 {
+            put(&mut o[0], t[0] * scale(0), accumulate);
+            continue;
+        }
+        put(&mut o[0], (t[0] + t[1]) * scale(0), accumulate);
+        put(&mut o[w - 1], (t[w - 2] + t[w - 1]) * scale(w - 1), accumulate);
+        // interior columns, branch-free so that the loop vectorises
+        let sums = t.windows(3).map(|v| v[0] + v[1] + v[2]);
+        let out_mid = &mut o[1..w - 1];
+        match (post, accumulate) {
+            (Some((ir, ic)), true) => out_mid.iter_mut().zip(sums).zip(&ic[1..w - 1]).for_each(|((o, v), &c)| *o += v * (ir[r] * c)),
+            (Some((ir, ic)), false) => out_mid.iter_mut().zip(sums).zip(&ic[1..w - 1]).for_each(|((o, v), &c)| *o = v * (ir[r] * c)),
+            (None, true) => out_mid.iter_mut().zip(sums).for_each(|(o, v)| *o += v),
+            (None, false) => out_mid.iter_mut().zip(sums).for_each(|(o, v)| *o = v),
         }
     }
 }
@@ -136,11 +139,7 @@ pub fn global_avgpool_forward<T: Element>(s: &ActShape, x: &[T], relu_x: bool, y
     for ci in 0..c {
         for ni in 0..n {
             let p = &x[(ci * n + ni) * hw..][..hw];
-            let acc: f64 = if relu_x {
-                p.iter().map(|v| v.as_f64().max(0.0)).sum()
-            } else {
-                p.iter().map(|v| v.as_f64()).sum()
-            };
+            let acc: f64 = if relu_x { p.iter().map(|v| v.as_f64().max(0.0)).sum() } else { p.iter().map(|v| v.as_f64()).sum() };
             y[ni * c + ci] = T::from_f64(acc / hw as f64);
         }
     }

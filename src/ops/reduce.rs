@@ -35,8 +35,8 @@ pub fn sum<T: Element>(x: &[T]) -> f64 {
     sum_map(x, |v| v)
 }
 
-/// `(sum(a), sum(a * b))` in one pass.
-pub fn sum_and_dot<T: Element>(a: &[T], b: &[T]) -> (f64, f64) {
+/// `(sum(a), sum(a * (b - shift)))` in one pass.
+pub fn sum_and_dot<T: Element>(a: &[T], b: &[T], shift: T) -> (f64, f64) {
     assert_eq!(a.len(), b.len());
     let (mut s, mut d) = (0f64, 0f64);
     for (ab, bb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
@@ -46,11 +46,11 @@ pub fn sum_and_dot<T: Element>(a: &[T], b: &[T]) -> (f64, f64) {
         for (x, y) in ca.zip(cb) {
             for i in 0..LANES {
                 sa[i] += x[i];
-                da[i] += x[i] * y[i];
+                da[i] += x[i] * (y[i] - shift);
             }
         }
         s += sa.iter().map(|v| v.as_f64()).sum::<f64>() + ra.iter().map(|v| v.as_f64()).sum::<f64>();
-        d += da.iter().map(|v| v.as_f64()).sum::<f64>() + ra.iter().zip(rb).map(|(x, y)| (*x * *y).as_f64()).sum::<f64>();
+        d += da.iter().map(|v| v.as_f64()).sum::<f64>() + ra.iter().zip(rb).map(|(x, y)| (*x * (*y - shift)).as_f64()).sum::<f64>();
     }
     (s, d)
 }

@@ -27,8 +27,8 @@ pub use params::{Param, ParamId, ParamStore};
 
 use crate::arch::{CellPlan, Genotype, Op, EDGES, NUM_EDGES};
 use crate::backend::Backend;
-use num_traits::Zero;
 use crate::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
+use num_traits::Zero;
 
 /// A convolution layer of the supernet.
 #[derive(Clone, Copy, Debug)]
@@ -92,10 +92,20 @@ enum Layer {
     Reduction(Reduction),
 }
 
-/// The output of a batch norm kept for its backward pass.
-struct BnOut<B: Backend> {
-    y: B::Buf,
-    invstd: B::Buf,
+/// What a conv -> BN pair keeps for its backward pass: the conv's output (the
+/// BN input) and the BN statistics.
+struct BnSaved<B: Backend> {
+    x: B::Buf,
+    stats: B::Buf,
+}
+
+/// A node of a cell during the forward pass.
+enum Node<B: Backend> {
+    /// Identically zero (nothing reaches it).
+    Zero,
+    Owned(B::Buf),
+    /// The same tensor as an earlier node (its only input is a skip from it).
+    Alias(usize),
 }
 
 enum LayerTape<B: Backend> {
@@ -103,13 +113,15 @@ enum LayerTape<B: Backend> {
     Zero,
     Cell {
         /// Nodes 1 and 2 (node 0 is the layer input, node 3 the output).
-        inner: [Option<B::Buf>; 2],
-        /// The BN outputs of the conv edges.
-        bn: [Option<BnOut<B>>; NUM_EDGES],
+        inner: [Node<B>; 2],
+        /// What the conv edges kept.
+        bn: [Option<BnSaved<B>>; NUM_EDGES],
     },
     Reduction {
-        a: BnOut<B>,
-        b: BnOut<B>,
+        a: BnSaved<B>,
+        /// BN output of branch a: conv_b's input.
+        a_out: B::Buf,
+        b: BnSaved<B>,
         pooled: B::Buf,
     },
 }
@@ -120,11 +132,13 @@ pub struct Tape<B: Backend> {
     pub genotype: Genotype,
     plan: CellPlan,
     input: B::Buf,
-    stem: BnOut<B>,
+    stem: BnSaved<B>,
     layers: Vec<LayerTape<B>>,
-    /// Output of each layer; `None` when identically zero.
+    /// Output of each layer (`outputs[0]` is the stem's); `None` when identically zero.
     outputs: Vec<Option<B::Buf>>,
-    head: Option<BnOut<B>>,
+    /// The head's BN statistics and output (the ReLU mask); its input is the
+    /// last entry of `outputs`.
+    head: Option<(B::Buf, B::Buf)>,
     pooled: B::Buf,
     /// `[batch, classes]`, row-major.
     pub logits: B::Buf,
@@ -140,43 +154,47 @@ impl<B: Backend> Tape<B> {
             release_layer(be, l);
         }
         outputs.into_iter().flatten().for_each(|b| be.release(b));
-        if let Some(h) = head {
-            release_bn(be, h);
+        if let Some((stats, y)) = head {
+            be.release(stats);
+            be.release(y);
         }
         be.release(pooled);
         be.release(logits);
     }
 }
 
-fn release_bn<B: Backend>(be: &B, bn: BnOut<B>) {
-    be.release(bn.y);
-    be.release(bn.invstd);
+fn release_bn<B: Backend>(be: &B, bn: BnSaved<B>) {
+    be.release(bn.x);
+    be.release(bn.stats);
 }
 
 fn release_layer<B: Backend>(be: &B, l: LayerTape<B>) {
     match l {
         LayerTape::Zero => {}
         LayerTape::Cell { inner, bn } => {
-            inner.into_iter().flatten().for_each(|b| be.release(b));
+            for n in inner {
+                if let Node::Owned(b) = n {
+                    be.release(b);
+                }
+            }
             bn.into_iter().flatten().for_each(|b| release_bn(be, b));
         }
-        LayerTape::Reduction { a, b, pooled } => {
+        LayerTape::Reduction { a, a_out, b, pooled } => {
             release_bn(be, a);
+            be.release(a_out);
             release_bn(be, b);
             be.release(pooled);
         }
     }
 }
 
-/// `dst` holds a partial sum or nothing yet: adds `src` into it (or takes it).
-fn accumulate<B: Backend>(be: &B, dst: &mut Option<B::Buf>, src: B::Buf) {
-    match dst {
-        Some(d) => {
-            be.add_assign(d, &src);
-            be.release(src);
-        }
-        None => *dst = Some(src),
-    }
+/// The active in-edges of `target`, parameter-free skips last: a skip can then
+/// alias its source (forward) or take over the gradient buffer (backward)
+/// instead of copying, when it is the last contribution.
+fn in_edges(genotype: &Genotype, plan: &CellPlan, target: usize) -> Vec<usize> {
+    let mut edges: Vec<usize> = (0..NUM_EDGES).filter(|&e| EDGES[e].1 == target && plan.active[e]).collect();
+    edges.sort_by_key(|&e| genotype.0[e] == Op::SkipConnect);
+    edges
 }
 
 pub struct Supernet<B: Backend> {
@@ -308,16 +326,23 @@ impl<B: Backend> Supernet<B> {
         ActShape::new(self.config.input.c, n, self.config.input.h, self.config.input.w)
     }
 
-    /// A conv followed by batch norm; the conv's pre-BN output is released at once.
-    fn conv_bn(&self, be: &B, conv: &Conv, g: &ConvGeom, x: &B::Buf, relu_x: bool) -> BnOut<B> {
+    /// A conv followed by batch norm whose output is written to (or, with
+    /// `accumulate`, added into) `y`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_bn(&self, be: &B, conv: &Conv, g: &ConvGeom, x: &B::Buf, relu_x: bool, y: &mut B::Buf, accumulate: bool) -> BnSaved<B> {
         let s = g.output();
         let mut t = be.alloc(s.len());
         be.conv2d_forward(g, x, relu_x, self.params.value(conv.w), conv.b.map(|b| self.params.value(b)), &mut t);
-        let mut y = be.alloc(s.len());
-        let mut invstd = be.alloc(s.c as usize);
-        be.batchnorm_forward(&s, &t, &mut y, &mut invstd);
-        be.release(t);
-        BnOut { y, invstd }
+        let mut stats = be.alloc(2 * s.c as usize);
+        be.batchnorm_forward(&s, &t, y, accumulate, &mut stats);
+        BnSaved { x: t, stats }
+    }
+
+    /// [`Self::conv_bn`] into a fresh buffer, returned with what it saved.
+    fn conv_bn_fresh(&self, be: &B, conv: &Conv, g: &ConvGeom, x: &B::Buf, relu_x: bool) -> (BnSaved<B>, B::Buf) {
+        let mut y = be.alloc(g.output().len());
+        let saved = self.conv_bn(be, conv, g, x, relu_x, &mut y, false);
+        (saved, y)
     }
 
     /// Backward through BN then the conv: accumulates the conv's parameter
@@ -330,13 +355,13 @@ impl<B: Backend> Supernet<B> {
         g: &ConvGeom,
         x: &B::Buf,
         relu_x: bool,
-        bn: &BnOut<B>,
+        bn: &BnSaved<B>,
         dy: &B::Buf,
         dx: Option<(&mut B::Buf, bool)>,
     ) {
         let s = g.output();
         let mut dt = be.alloc(s.len());
-        be.batchnorm_backward(&s, &bn.y, &bn.invstd, dy, &mut dt);
+        be.batchnorm_backward(&s, &bn.x, &bn.stats, dy, &mut dt);
         match conv.b {
             Some(b) => {
                 let (dw, db) = self.params.grads2(conv.w, b);
@@ -357,7 +382,7 @@ impl<B: Backend> Supernet<B> {
         assert_eq!(be.len(&x), self.input_shape(batch).len(), "forward: input size");
         let plan = genotype.plan();
         let (h, w) = (self.config.input.h, self.config.input.w);
-        let stem = self.conv_bn(be, &self.stem, &self.stem.geom(batch, h, w), &x, false);
+        let (stem, stem_out) = self.conv_bn_fresh(be, &self.stem, &self.stem.geom(batch, h, w), &x, false);
         let mut tape = Tape {
             batch,
             genotype: *genotype,
@@ -365,24 +390,23 @@ impl<B: Backend> Supernet<B> {
             input: x,
             stem,
             layers: Vec::with_capacity(self.layers.len()),
-            outputs: Vec::with_capacity(self.layers.len()),
+            outputs: vec![Some(stem_out)],
             head: None,
             pooled: be.alloc(batch * self.config.stage_channels(2)),
             logits: be.alloc(batch * self.config.classes),
         };
         for (l, layer) in self.layers.iter().enumerate() {
-            let input = if l == 0 { Some(&tape.stem.y) } else { tape.outputs[l - 1].as_ref() };
-            let (lt, out) = match (layer, input) {
+            let (lt, out) = match (layer, tape.outputs[l].as_ref()) {
                 (_, None) => (LayerTape::Zero, None),
                 (Layer::Cell(cell), Some(x)) => self.cell_forward(be, cell, genotype, &plan, x, batch),
                 (Layer::Reduction(r), Some(x)) => self.reduction_forward(be, r, x, batch),
             };
             tape.layers.push(lt);
             tape.outputs.push(out);
-            if !keep_for_backward && l > 0 {
-                // Layer l-1's output was layer l's input; neither is needed again.
+            if !keep_for_backward {
+                // Layer l's input and saved tensors are not needed again.
                 release_layer(be, std::mem::replace(&mut tape.layers[l], LayerTape::Zero));
-                if let Some(b) = tape.outputs[l - 1].take() {
+                if let Some(b) = tape.outputs[l].take() {
                     be.release(b);
                 }
             }
@@ -393,10 +417,10 @@ impl<B: Backend> Supernet<B> {
         match tape.outputs.last().expect("at least one layer") {
             Some(feat) => {
                 let mut y = be.alloc(feat_shape.len());
-                let mut invstd = be.alloc(c_last);
-                be.batchnorm_forward(&feat_shape, feat, &mut y, &mut invstd);
+                let mut stats = be.alloc(2 * c_last);
+                be.batchnorm_forward(&feat_shape, feat, &mut y, false, &mut stats);
                 be.global_avgpool_forward(&feat_shape, &y, true, &mut tape.pooled);
-                tape.head = Some(BnOut { y, invstd });
+                tape.head = Some((stats, y));
             }
             // BN of zeros is zero, and so is its ReLU and mean.
             None => be.fill(&mut tape.pooled, B::T::zero()),
@@ -406,75 +430,93 @@ impl<B: Backend> Supernet<B> {
         tape
     }
 
-    fn cell_forward(&self, be: &B, cell: &Cell, genotype: &Genotype, plan: &CellPlan, x: &B::Buf, n: usize) -> (LayerTape<B>, Option<B::Buf>) {
+    fn cell_forward(
+        &self,
+        be: &B,
+        cell: &Cell,
+        genotype: &Genotype,
+        plan: &CellPlan,
+        x: &B::Buf,
+        n: usize,
+    ) -> (LayerTape<B>, Option<B::Buf>) {
         if !plan.output_live {
             return (LayerTape::Zero, None);
         }
         let shape = ActShape::new(cell.c, n, cell.h, cell.w);
-        let mut nodes: [Option<B::Buf>; 4] = [None, None, None, None];
-        let mut bn: [Option<BnOut<B>>; NUM_EDGES] = Default::default();
+        let mut nodes: [Node<B>; 4] = [Node::Alias(0), Node::Zero, Node::Zero, Node::Zero];
+        let mut bn: [Option<BnSaved<B>>; NUM_EDGES] = Default::default();
         for target in 1..4 {
+            let edges = in_edges(genotype, plan, target);
             let mut sum: Option<B::Buf> = None;
-            for (e, &(src, dst)) in EDGES.iter().enumerate() {
-                if dst != target || !plan.active[e] {
-                    continue;
-                }
-                let xin = if src == 0 { x } else { nodes[src].as_ref().expect("active edge from a live node") };
+            for (pos, &e) in edges.iter().enumerate() {
+                let src = EDGES[e].0;
+                let xin = resolve(&nodes, src, x);
+                let acc = sum.is_some();
                 let op = genotype.0[e];
                 match op {
-                    Op::SkipConnect => {
-                        let mut t = be.alloc(shape.len());
-                        be.copy(&mut t, xin);
-                        accumulate(be, &mut sum, t);
+                    Op::SkipConnect if !acc && pos + 1 == edges.len() => {
+                        // The node is its source: no copy.
+                        nodes[target] = match nodes[src] {
+                            Node::Owned(_) => Node::Alias(src),
+                            Node::Alias(a) => Node::Alias(a),
+                            Node::Zero => unreachable!("active edges start at live nodes"),
+                        };
                     }
+                    Op::SkipConnect => match &mut sum {
+                        Some(s) => be.add_assign(s, xin),
+                        None => {
+                            let mut t = be.alloc(shape.len());
+                            be.copy(&mut t, xin);
+                            sum = Some(t);
+                        }
+                    },
                     Op::AvgPool3x3 => {
                         let g = PoolGeom::avg3x3(shape);
-                        match &mut sum {
-                            Some(s) => be.avgpool3x3_forward(&g, xin, s, true),
-                            None => {
-                                let mut t = be.alloc(shape.len());
-                                be.avgpool3x3_forward(&g, xin, &mut t, false);
-                                sum = Some(t);
-                            }
-                        }
+                        let s = sum.get_or_insert_with(|| be.alloc(shape.len()));
+                        be.avgpool3x3_forward(&g, xin, s, acc);
                     }
                     Op::NorConv1x1 | Op::NorConv3x3 => {
                         let conv = cell.conv(e, op).expect("conv op");
-                        let out = self.conv_bn(be, conv, &conv.geom(n, cell.h, cell.w), xin, true);
-                        match &mut sum {
-                            Some(s) => be.add_assign(s, &out.y),
-                            None => {
-                                let mut t = be.alloc(shape.len());
-                                be.copy(&mut t, &out.y);
-                                sum = Some(t);
-                            }
-                        }
-                        bn[e] = Some(out);
+                        let g = conv.geom(n, cell.h, cell.w);
+                        let s = sum.get_or_insert_with(|| be.alloc(shape.len()));
+                        bn[e] = Some(self.conv_bn(be, conv, &g, xin, true, s, acc));
                     }
                     Op::None => unreachable!("none edges are never active"),
                 }
             }
-            nodes[target] = sum;
+            if let Some(s) = sum {
+                nodes[target] = Node::Owned(s);
+            }
         }
         let [_, n1, n2, n3] = nodes;
-        (LayerTape::Cell { inner: [n1, n2], bn }, n3)
+        let out = match n3 {
+            Node::Owned(b) => b,
+            // The output is an earlier node: the layer output must be its own buffer.
+            Node::Alias(a) => {
+                let mut t = be.alloc(shape.len());
+                let inner = [&n1, &n2];
+                be.copy(&mut t, if a == 0 { x } else { node_buf(inner[a - 1]).expect("owned") });
+                t
+            }
+            Node::Zero => unreachable!("live output"),
+        };
+        (LayerTape::Cell { inner: [n1, n2], bn }, Some(out))
     }
 
     fn reduction_forward(&self, be: &B, r: &Reduction, x: &B::Buf, n: usize) -> (LayerTape<B>, Option<B::Buf>) {
         let ga = r.conv_a.geom(n, r.h, r.w);
-        let a = self.conv_bn(be, &r.conv_a, &ga, x, true);
-        let gb = r.conv_b.geom(n, ga.oh as usize, ga.ow as usize);
-        let b = self.conv_bn(be, &r.conv_b, &gb, &a.y, true);
+        let (a, a_out) = self.conv_bn_fresh(be, &r.conv_a, &ga, x, true);
         let gp = PoolGeom::avg2x2(ActShape::new(r.c_in, n, r.h, r.w));
         let mut pooled = be.alloc(gp.output().len());
         be.avgpool2x2_forward(&gp, x, &mut pooled);
         let gs = r.shortcut.geom(n, r.h / 2, r.w / 2);
         let mut out = be.alloc(gs.output().len());
         be.conv2d_forward(&gs, &pooled, false, self.params.value(r.shortcut.w), None, &mut out);
-        be.add_assign(&mut out, &b.y);
+        let gb = r.conv_b.geom(n, ga.oh as usize, ga.ow as usize);
         debug_assert_eq!(gs.output(), gb.output());
         debug_assert_eq!(r.c_out, gs.c_out as usize);
-        (LayerTape::Reduction { a, b, pooled }, Some(out))
+        let b = self.conv_bn(be, &r.conv_b, &gb, &a_out, true, &mut out, true);
+        (LayerTape::Reduction { a, a_out, b, pooled }, Some(out))
     }
 
     /// Backward pass from the gradient of the logits: accumulates into the
@@ -483,7 +525,9 @@ impl<B: Backend> Supernet<B> {
     pub fn backward(&mut self, be: &B, tape: Tape<B>, dlogits: &B::Buf) {
         let batch = tape.batch;
         for id in self.path_params(&tape.genotype) {
-            self.params.get_mut(id).seen = true;
+            let p = self.params.get_mut(id);
+            p.seen = true;
+            p.dirty = true;
         }
         let c_last = self.config.stage_channels(2);
         let lg = LinearGeom::new(batch, c_last, self.config.classes);
@@ -499,28 +543,29 @@ impl<B: Backend> Supernet<B> {
         };
         let (hl, wl) = self.config.stage_hw(2);
         let feat_shape = ActShape::new(c_last, batch, hl, wl);
-        let head = tape.head.as_ref().expect("live head");
+        let (head_stats, head_y) = tape.head.as_ref().expect("live head");
+        let feat = tape.outputs.last().and_then(|o| o.as_ref()).expect("live head input");
         let mut dy = be.alloc(feat_shape.len());
-        be.global_avgpool_backward(&feat_shape, &dpooled, Some(&head.y), &mut dy);
+        be.global_avgpool_backward(&feat_shape, &dpooled, Some(head_y), &mut dy);
         be.release(dpooled);
-        let mut dfeat = be.alloc(feat_shape.len());
-        be.batchnorm_backward(&feat_shape, &head.y, &head.invstd, &dy, &mut dfeat);
+        let mut grad = be.alloc(feat_shape.len());
+        be.batchnorm_backward(&feat_shape, feat, head_stats, &dy, &mut grad);
         be.release(dy);
 
-        let mut grad = dfeat;
-        for l in (0..self.layers.len()).rev() {
-            let input = if l == 0 { &tape.stem.y } else { tape.outputs[l - 1].as_ref().expect("live layer has a live input") };
-            let layer = self.layers[l].clone();
-            grad = match (&layer, &tape.layers[l]) {
+        let layers = std::mem::take(&mut self.layers);
+        for (l, layer) in layers.iter().enumerate().rev() {
+            let input = tape.outputs[l].as_ref().expect("a live layer has a live input");
+            grad = match (layer, &tape.layers[l]) {
                 (Layer::Cell(cell), LayerTape::Cell { inner, bn }) => {
                     self.cell_backward(be, cell, &tape.plan, &tape.genotype, input, inner, bn, grad, batch)
                 }
-                (Layer::Reduction(r), LayerTape::Reduction { a, b, pooled }) => {
-                    self.reduction_backward(be, r, input, a, b, pooled, grad, batch)
+                (Layer::Reduction(r), LayerTape::Reduction { a, a_out, b, pooled }) => {
+                    self.reduction_backward(be, r, input, a, a_out, b, pooled, grad, batch)
                 }
                 _ => unreachable!("a live head implies live layers"),
             };
         }
+        self.layers = layers;
         // The stem: the input gradient is not needed.
         let (h, w) = (self.config.input.h, self.config.input.w);
         let stem = self.stem;
@@ -538,27 +583,32 @@ impl<B: Backend> Supernet<B> {
         plan: &CellPlan,
         genotype: &Genotype,
         x: &B::Buf,
-        inner: &[Option<B::Buf>; 2],
-        bn: &[Option<BnOut<B>>; NUM_EDGES],
+        inner: &[Node<B>; 2],
+        bn: &[Option<BnSaved<B>>; NUM_EDGES],
         dout: B::Buf,
         n: usize,
     ) -> B::Buf {
         let shape = ActShape::new(cell.c, n, cell.h, cell.w);
+        let nodes = [&Node::Alias(0), &inner[0], &inner[1]];
         let mut dnodes: [Option<B::Buf>; 4] = [None, None, None, Some(dout)];
         for target in (1..4).rev() {
-            let Some(dn) = dnodes[target].take() else { continue };
-            for (e, &(src, dst)) in EDGES.iter().enumerate() {
-                if dst != target || !plan.active[e] {
-                    continue;
-                }
-                let xin = if src == 0 { x } else { inner[src - 1].as_ref().expect("live node") };
+            let Some(dn) = dnodes[target].take() else {
+                continue;
+            };
+            let mut dn = Some(dn);
+            let edges = in_edges(genotype, plan, target);
+            for (pos, &e) in edges.iter().enumerate() {
+                let src = EDGES[e].0;
+                let xin = resolve_ref(&nodes, src, x);
+                let g_in = dn.as_ref().expect("gradient still held");
                 let op = genotype.0[e];
                 match op {
                     Op::SkipConnect => match &mut dnodes[src] {
-                        Some(d) => be.add_assign(d, &dn),
+                        Some(d) => be.add_assign(d, g_in),
+                        None if pos + 1 == edges.len() => dnodes[src] = dn.take(),
                         None => {
                             let mut t = be.alloc(shape.len());
-                            be.copy(&mut t, &dn);
+                            be.copy(&mut t, g_in);
                             dnodes[src] = Some(t);
                         }
                     },
@@ -566,20 +616,22 @@ impl<B: Backend> Supernet<B> {
                         let g = PoolGeom::avg3x3(shape);
                         let acc = dnodes[src].is_some();
                         let d = dnodes[src].get_or_insert_with(|| be.alloc(shape.len()));
-                        be.avgpool3x3_backward(&g, &dn, d, acc);
+                        be.avgpool3x3_backward(&g, g_in, d, acc);
                     }
                     Op::NorConv1x1 | Op::NorConv3x3 => {
                         let conv = *cell.conv(e, op).expect("conv op");
                         let g = conv.geom(n, cell.h, cell.w);
                         let acc = dnodes[src].is_some();
                         let d = dnodes[src].get_or_insert_with(|| be.alloc(shape.len()));
-                        let out = bn[e].as_ref().expect("conv edge kept its BN output");
-                        self.conv_bn_backward(be, &conv, &g, xin, true, out, &dn, Some((d, acc)));
+                        let saved = bn[e].as_ref().expect("conv edge kept its BN input");
+                        self.conv_bn_backward(be, &conv, &g, xin, true, saved, g_in, Some((d, acc)));
                     }
                     Op::None => unreachable!("none edges are never active"),
                 }
             }
-            be.release(dn);
+            if let Some(d) = dn {
+                be.release(d);
+            }
         }
         dnodes[0].take().expect("a live cell passes gradient to its input")
     }
@@ -590,8 +642,9 @@ impl<B: Backend> Supernet<B> {
         be: &B,
         r: &Reduction,
         x: &B::Buf,
-        a: &BnOut<B>,
-        b: &BnOut<B>,
+        a: &BnSaved<B>,
+        a_out: &B::Buf,
+        b: &BnSaved<B>,
         pooled: &B::Buf,
         dout: B::Buf,
         n: usize,
@@ -602,7 +655,7 @@ impl<B: Backend> Supernet<B> {
         let gp = PoolGeom::avg2x2(ActShape::new(r.c_in, n, r.h, r.w));
         // branch: conv_b then conv_a
         let mut da = be.alloc(gb.input().len());
-        self.conv_bn_backward(be, &r.conv_b, &gb, &a.y, true, b, &dout, Some((&mut da, false)));
+        self.conv_bn_backward(be, &r.conv_b, &gb, a_out, true, b, &dout, Some((&mut da, false)));
         let mut dx = be.alloc(ga.input().len());
         self.conv_bn_backward(be, &r.conv_a, &ga, x, true, a, &da, Some((&mut dx, false)));
         be.release(da);
@@ -614,5 +667,32 @@ impl<B: Backend> Supernet<B> {
         be.release(dp);
         be.release(dout);
         dx
+    }
+}
+
+fn node_buf<B: Backend>(n: &Node<B>) -> Option<&B::Buf> {
+    match n {
+        Node::Owned(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// The tensor of node `i` during the forward pass (node 0 is the cell input).
+fn resolve<'a, B: Backend>(nodes: &'a [Node<B>; 4], i: usize, x: &'a B::Buf) -> &'a B::Buf {
+    match &nodes[i] {
+        _ if i == 0 => x,
+        Node::Owned(b) => b,
+        Node::Alias(a) => resolve(nodes, *a, x),
+        Node::Zero => unreachable!("active edges start at live nodes"),
+    }
+}
+
+/// As [`resolve`], over nodes 0..2 kept in the tape.
+fn resolve_ref<'a, B: Backend>(nodes: &[&'a Node<B>; 3], i: usize, x: &'a B::Buf) -> &'a B::Buf {
+    match nodes[i] {
+        _ if i == 0 => x,
+        Node::Owned(b) => b,
+        Node::Alias(a) => resolve_ref(nodes, *a, x),
+        Node::Zero => unreachable!("active edges start at live nodes"),
     }
 }

@@ -25,6 +25,8 @@ pub struct Param<B: Backend> {
     pub momentum: B::Buf,
     /// Whether the tensor has ever had a gradient (PyTorch: `p.grad is not None`).
     pub seen: bool,
+    /// Whether `grad` may be non-zero (written since the last [`ParamStore::zero_grads`]).
+    pub dirty: bool,
 }
 
 impl<B: Backend> Param<B> {
@@ -61,6 +63,7 @@ impl<B: Backend> ParamStore<B> {
             grad: be.alloc_zeroed(len),
             momentum: be.alloc_zeroed(len),
             seen: false,
+            dirty: false,
         });
         id
     }
@@ -106,14 +109,17 @@ impl<B: Backend> ParamStore<B> {
             be.fill(&mut p.momentum, B::T::zero());
             be.fill(&mut p.grad, B::T::zero());
             p.seen = false;
+            p.dirty = false;
         }
     }
 
-    /// Sets every gradient to zero (PyTorch 1.7's `zero_grad`).
+    /// Sets every gradient to zero (PyTorch 1.7's `zero_grad`); only those
+    /// written since the last call need it.
     pub fn zero_grads(&mut self, be: &B) {
         for p in &mut self.tensors {
-            if p.seen {
+            if p.dirty {
                 be.fill(&mut p.grad, B::T::zero());
+                p.dirty = false;
             }
         }
     }

@@ -10,11 +10,8 @@ use safetensors::{Dtype, SafeTensors};
 /// checkout, else `/work/shared`.
 pub fn shared_dir() -> Option<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        std::env::var_os("PADA_SHARED").map(PathBuf::from),
-        Some(manifest.join("../shared")),
-        Some(PathBuf::from("/work/shared")),
-    ];
+    let candidates =
+        [std::env::var_os("PADA_SHARED").map(PathBuf::from), Some(manifest.join("../shared")), Some(PathBuf::from("/work/shared"))];
     candidates.into_iter().flatten().find(|p| p.join("fixtures/torch/README.md").exists())
 }
 
