@@ -37,7 +37,7 @@ fn bench_config(c: &mut Criterion, name: &str, config: SupernetConfig, batch: us
             net.params.zero_grads(&be);
             let tape = net.forward(&be, be.upload(&x), batch, g, true);
             let (mut loss, mut dl, mut norm) = (be.alloc(batch), be.alloc(batch * k), be.alloc(batch));
-            be.softmax_cross_entropy(batch, k, &tape.logits, &labels, &mut loss, &mut dl, &mut norm);
+            be.softmax_cross_entropy(batch, k, &tape.logits, &labels, None, &mut loss, &mut dl, &mut norm);
             net.backward(&be, tape, &dl);
             let on_path = vec![true; net.params.len()];
             clip_and_step(&be, &mut net.params, &on_path, &h, Some(5.0), OffPath::Momentum).release(&be);

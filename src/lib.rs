@@ -10,8 +10,14 @@
 pub mod arch;
 pub mod backend;
 pub mod cli;
+pub mod data;
 pub mod element;
+pub mod eval;
+pub mod fsutil;
 pub mod geometry;
 pub mod ops;
 pub mod optim;
+pub mod rng;
+pub mod sampler;
 pub mod supernet;
+pub mod train;

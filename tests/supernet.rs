@@ -111,7 +111,7 @@ fn supernet_fixture<T: Element>(file: &str, key: &str, tol: (f64, f64), grad_tol
         let what = |s: &str| format!("{file} arch{k} {s}");
         assert_close(&what("logits"), &to_f64(&logits), &f.f64(&format!("arch{k}.logits")), tol.0, tol.1);
         let (mut loss, mut dl, mut norm) = (be.alloc(batch), be.alloc(batch * classes), be.alloc(batch));
-        be.softmax_cross_entropy(batch, classes, &tape.logits, &be.upload_i32(&labels), &mut loss, &mut dl, &mut norm);
+        be.softmax_cross_entropy(batch, classes, &tape.logits, &be.upload_i32(&labels), None, &mut loss, &mut dl, &mut norm);
         let mean = be.download(&loss).iter().map(|v| v.as_f64()).sum::<f64>() / batch as f64;
         assert_close(&what("loss"), &[mean], &f.f64(&format!("arch{k}.loss")), tol.0, tol.1);
         assert_close(&what("proxy_norm"), &to_f64(&be.download(&norm)), &f.f64(&format!("arch{k}.proxy_norm")), tol.0, tol.1);
@@ -187,13 +187,13 @@ fn whole_net_gradcheck(arch: &str, seed: u64) {
     let loss_of = |net: &Supernet<CpuBackend<f64>>| -> (f64, Vec<f64>) {
         let tape = net.forward(&be, be.upload(&x), batch, &g, true);
         let (mut l, mut d, mut q) = (be.alloc(batch), be.alloc(batch * 5), be.alloc(batch));
-        be.softmax_cross_entropy(batch, 5, &tape.logits, &labels, &mut l, &mut d, &mut q);
+        be.softmax_cross_entropy(batch, 5, &tape.logits, &labels, None, &mut l, &mut d, &mut q);
         tape.release(&be);
         (l.iter().sum::<f64>() / batch as f64, d)
     };
     let tape = net.forward(&be, be.upload(&x), batch, &g, true);
     let (mut l, mut d, mut q) = (be.alloc(batch), be.alloc(batch * 5), be.alloc(batch));
-    be.softmax_cross_entropy(batch, 5, &tape.logits, &labels, &mut l, &mut d, &mut q);
+    be.softmax_cross_entropy(batch, 5, &tape.logits, &labels, None, &mut l, &mut d, &mut q);
     net.backward(&be, tape, &d);
     let analytic: Vec<Vec<f64>> = net.params.tensors.iter().map(|p| p.grad.clone()).collect();
     let on_path: Vec<usize> = net.path_params(&g).iter().map(|id| id.0).collect();

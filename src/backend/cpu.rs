@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use super::{Backend, SgdSlot};
 use crate::element::Element;
 use crate::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
-use crate::ops::{self, SgdStep};
+use crate::ops::{self, ImportanceGroup, SgdStep};
 
 /// The CPU engine in element type `T` (`f32` to train, `f64` for gradient checks).
 pub struct CpuBackend<T: Element> {
@@ -80,6 +80,10 @@ impl<T: Element> Backend for CpuBackend<T> {
     fn download_i32(&self, buf: &Vec<i32>) -> Vec<i32> {
         buf.clone()
     }
+    fn alloc_i32(&self, len: usize) -> Vec<i32> {
+        vec![if self.poison { i32::MIN } else { 0 }; len]
+    }
+    fn release_i32(&self, _buf: Vec<i32>) {}
 
     fn fill(&self, dst: &mut Vec<T>, v: T) {
         ops::fill(dst, v)
@@ -89,6 +93,12 @@ impl<T: Element> Backend for CpuBackend<T> {
     }
     fn add_assign(&self, dst: &mut Vec<T>, src: &Vec<T>) {
         ops::add_assign(dst, src)
+    }
+    fn axpy(&self, dst: &mut Vec<T>, a: f64, src: &Vec<T>) {
+        ops::axpy(dst, T::from_f64(a), src)
+    }
+    fn scale(&self, dst: &mut Vec<T>, a: f64) {
+        ops::scale(dst, T::from_f64(a))
     }
     fn relu_forward(&self, x: &Vec<T>, y: &mut Vec<T>) {
         ops::relu_forward(x, y)
@@ -154,11 +164,12 @@ impl<T: Element> Backend for CpuBackend<T> {
         classes: usize,
         logits: &Vec<T>,
         labels: &Vec<i32>,
+        weights: Option<&Vec<T>>,
         loss: &mut Vec<T>,
         dlogits: &mut Vec<T>,
         proxy_norm: &mut Vec<T>,
     ) {
-        ops::softmax_cross_entropy(n, classes, logits, labels, loss, dlogits, proxy_norm)
+        ops::softmax_cross_entropy(n, classes, logits, labels, weights.map(|w| w.as_slice()), loss, dlogits, proxy_norm)
     }
 
     fn sq_norms(&self, tensors: &[&Vec<T>], out: &mut Vec<T>) {
@@ -175,5 +186,21 @@ impl<T: Element> Backend for CpuBackend<T> {
         for s in slots.iter_mut() {
             ops::sgd_step(s.value, s.grad, s.momentum, h, grad_scale[0]);
         }
+    }
+
+    fn sample_scores_update(&self, scores: &mut Vec<T>, indices: &Vec<i32>, values: &Vec<T>) {
+        ops::sample_scores_update(scores, indices, values)
+    }
+    fn importance_distribution(&self, scores: &Vec<T>, tau: f64, q: &mut Vec<T>) {
+        ops::importance_distribution(scores, tau, q)
+    }
+    fn sample_with_replacement(&self, q: &Vec<T>, seed: u64, out: &mut Vec<i32>) {
+        ops::sample_with_replacement(q, seed, out)
+    }
+    fn path_importance_update(&self, sq_norms: &Vec<T>, clip_coef: &Vec<T>, members: &[i32], groups: &[ImportanceGroup], g: &mut Vec<T>) {
+        ops::path_importance_update(sq_norms, clip_coef[0], members, groups, g)
+    }
+    fn batch_metrics(&self, n: usize, classes: usize, logits: &Vec<T>, labels: &Vec<i32>, loss: &Vec<T>, sums: &mut Vec<T>) {
+        ops::batch_metrics(n, classes, logits, labels, loss, sums)
     }
 }

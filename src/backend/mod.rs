@@ -13,7 +13,7 @@ pub mod cpu;
 
 use crate::element::Element;
 use crate::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
-use crate::ops::SgdStep;
+use crate::ops::{ImportanceGroup, SgdStep};
 use num_traits::Zero;
 
 /// One parameter tensor as the multi-tensor SGD sees it.
@@ -45,6 +45,8 @@ pub trait Backend: Send + Sync {
     fn download(&self, buf: &Self::Buf) -> Vec<Self::T>;
     fn upload_i32(&self, host: &[i32]) -> Self::IBuf;
     fn download_i32(&self, buf: &Self::IBuf) -> Vec<i32>;
+    fn alloc_i32(&self, len: usize) -> Self::IBuf;
+    fn release_i32(&self, buf: Self::IBuf);
     /// Waits for all queued work (a no-op on the CPU).
     fn synchronize(&self) {}
 
@@ -68,6 +70,10 @@ pub trait Backend: Send + Sync {
     fn fill(&self, dst: &mut Self::Buf, v: Self::T);
     fn copy(&self, dst: &mut Self::Buf, src: &Self::Buf);
     fn add_assign(&self, dst: &mut Self::Buf, src: &Self::Buf);
+    /// `dst += a * src`.
+    fn axpy(&self, dst: &mut Self::Buf, a: f64, src: &Self::Buf);
+    /// `dst *= a`.
+    fn scale(&self, dst: &mut Self::Buf, a: f64);
     fn relu_forward(&self, x: &Self::Buf, y: &mut Self::Buf);
     fn relu_backward(&self, x: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
 
@@ -124,6 +130,7 @@ pub trait Backend: Send + Sync {
         classes: usize,
         logits: &Self::Buf,
         labels: &Self::IBuf,
+        weights: Option<&Self::Buf>,
         loss: &mut Self::Buf,
         dlogits: &mut Self::Buf,
         proxy_norm: &mut Self::Buf,
@@ -136,4 +143,11 @@ pub trait Backend: Send + Sync {
     fn clip_coefficient(&self, sq_norms: &Self::Buf, max_norm: f64, out: &mut Self::Buf);
     /// One SGD step on every slot, the gradients scaled by `grad_scale[0]`.
     fn sgd_step(&self, slots: &mut [SgdSlot<'_, Self>], h: &SgdStep, grad_scale: &Self::Buf);
+
+    // ---- samplers (ops::sampling) ------------------------------------------
+    fn sample_scores_update(&self, scores: &mut Self::Buf, indices: &Self::IBuf, values: &Self::Buf);
+    fn importance_distribution(&self, scores: &Self::Buf, tau: f64, q: &mut Self::Buf);
+    fn sample_with_replacement(&self, q: &Self::Buf, seed: u64, out: &mut Self::IBuf);
+    fn path_importance_update(&self, sq_norms: &Self::Buf, clip_coef: &Self::Buf, members: &[i32], groups: &[ImportanceGroup], g: &mut Self::Buf);
+    fn batch_metrics(&self, n: usize, classes: usize, logits: &Self::Buf, labels: &Self::IBuf, loss: &Self::Buf, sums: &mut Self::Buf);
 }

@@ -1,6 +1,8 @@
 //! The `pada` command line: one module per subcommand.
 
+pub mod device;
 pub mod summary;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -19,12 +21,24 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Train a supernet (PA&DA or a baseline) and write its run directory.
+    Train(train::TrainArgs),
     /// Parameter count of a supernet, and of one architecture's sub-network with its FLOPs.
     Summary(summary::SummaryArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Train(a) => train::run(a),
         Command::Summary(a) => summary::run(a),
     }
+}
+
+/// Sets the number of CPU threads (rayon's global pool) once, before any work.
+pub fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = threads {
+        anyhow::ensure!(n > 0, "--threads must be at least 1");
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| anyhow::anyhow!("--threads: {e}"))?;
+    }
+    Ok(())
 }

@@ -47,3 +47,9 @@ pub fn fill<T: Element>(dst: &mut [T], v: T) {
 pub fn scale<T: Element>(dst: &mut [T], a: T) {
     dst.par_iter_mut().with_min_len(PAR_MIN).for_each(|d| *d *= a);
 }
+
+/// `dst += a * src`.
+pub fn axpy<T: Element>(dst: &mut [T], a: T, src: &[T]) {
+    assert_eq!(dst.len(), src.len(), "axpy");
+    dst.par_iter_mut().with_min_len(PAR_MIN).zip(src).for_each(|(d, &s)| *d += a * s);
+}

@@ -6,11 +6,15 @@
 use crate::element::Element;
 
 /// `logits` and `dlogits` are row-major `[n, classes]`; labels must lie in `0..classes`.
+/// With `weights`, `dlogits` is the gradient of `mean(w_i * loss_i)` (the
+/// importance-weighted loss); `loss` and `proxy_norm` are never weighted.
+#[allow(clippy::too_many_arguments)]
 pub fn softmax_cross_entropy<T: Element>(
     n: usize,
     classes: usize,
     logits: &[T],
     labels: &[i32],
+    weights: Option<&[T]>,
     loss: &mut [T],
     dlogits: &mut [T],
     proxy_norm: &mut [T],
@@ -26,11 +30,12 @@ pub fn softmax_cross_entropy<T: Element>(
         let sum_e: f64 = z.iter().map(|v| (v.as_f64() - m).exp()).sum();
         let lse = m + sum_e.ln();
         loss[i] = T::from_f64(lse - z[y].as_f64());
+        let wi = weights.map_or(1.0, |w| w[i].as_f64());
         let mut sq = 0.0;
         for (j, (d, v)) in dlogits[i * classes..(i + 1) * classes].iter_mut().zip(z).enumerate() {
             let g = (v.as_f64() - lse).exp() - if j == y { 1.0 } else { 0.0 };
             sq += g * g;
-            *d = T::from_f64(g * inv_n);
+            *d = T::from_f64(g * wi * inv_n);
         }
         proxy_norm[i] = T::from_f64(sq.sqrt());
     }

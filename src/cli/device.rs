@@ -1,0 +1,57 @@
+//! `--device`: which backend a command runs on.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::bail;
+
+use crate::backend::cpu::CpuBackend;
+use crate::backend::Backend;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    /// An NVIDIA GPU by ordinal.
+    Cuda(usize),
+    /// The CUDA kernels compiled for the CPU (feature `cuda-emu`): slow, for testing.
+    CudaEmu,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+            Device::CudaEmu => write!(f, "cuda-emu"),
+        }
+    }
+}
+
+impl FromStr for Device {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "cpu" => Device::Cpu,
+            "cuda" => Device::Cuda(0),
+            "cuda-emu" => Device::CudaEmu,
+            _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Device::Cuda(n),
+                _ => bail!("--device {s:?} is not a device (expected cpu, cuda, cuda:N or cuda-emu)"),
+            },
+        })
+    }
+}
+
+/// Work to run on whichever backend `--device` selects.
+pub trait BackendJob {
+    fn run<B: Backend>(self, be: &B) -> anyhow::Result<()>;
+}
+
+pub fn with_backend(device: &Device, job: impl BackendJob) -> anyhow::Result<()> {
+    match device {
+        Device::Cpu => job.run(&CpuBackend::<f32>::new()),
+        Device::Cuda(_) | Device::CudaEmu => {
+            bail!("--device {device}: this build of pada has no CUDA backend (build with --features cuda, or cuda-emu for the emulator)")
+        }
+    }
+}

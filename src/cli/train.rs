@@ -1,0 +1,259 @@
+//! `pada train`: train a supernet and write its run directory.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::device::{with_backend, BackendJob, Device};
+use crate::backend::Backend;
+use crate::data::augment::AugmentChoice;
+use crate::data::DataSpec;
+use crate::optim::OffPath;
+use crate::train::run::{self, Progress, RunRecord};
+use crate::train::{EpochMetrics, Method, StepProgress, TrainConfig};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Training method.
+    #[arg(long, value_enum)]
+    pub method: Option<Method>,
+    /// Data: embedded | fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | cifar100:DIR | synthetic[:CxHxW[:TRAIN[:TEST[:CLASSES]]]]
+    #[arg(long)]
+    pub data: Option<DataSpec>,
+    /// Epochs [default: 250 on CIFAR, 10 otherwise].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Training batch size [default: 256].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Channels of the first stage (C) [default: 16].
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Search cells per stage (N) [default: 5].
+    #[arg(long)]
+    pub cells: Option<usize>,
+    /// Initial learning rate, annealed to 0 by a per-epoch cosine [default: 0.05].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// SGD momentum [default: 0.9].
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// SGD weight decay, on all parameters [default: 2.5e-4].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Max total gradient norm (clip_grad_norm_) [default: 5].
+    #[arg(long)]
+    pub clip: Option<f64>,
+    /// Seed of everything random in the run [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Device: cpu | cuda | cuda:N | cuda-emu.
+    #[arg(long)]
+    pub device: Option<Device>,
+    /// What happens to parameters off the sampled path: momentum (PyTorch 1.7, the
+    /// official code: moved by momentum and decay once they have had a gradient)
+    /// or frozen (PyTorch 2: not updated) [default: momentum].
+    #[arg(long, value_enum)]
+    pub off_path: Option<OffPath>,
+    /// Augmentation: auto | none | cropN[+flip] [default: auto = crop4+flip on CIFAR, crop2 on 28x28].
+    #[arg(long)]
+    pub augment: Option<AugmentChoice>,
+    /// PA&DA path importance with one op distribution per edge (default: one shared, as the official code).
+    #[arg(long)]
+    pub per_edge: bool,
+    /// Importance-weighted (unbiased) loss for data importance (off in the official code).
+    #[arg(long)]
+    pub weighted_loss: bool,
+    /// Run directory [default: runs/<method>-<data>-seed<seed>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the interrupted run in DIR with its recorded settings.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// CPU threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    fn config(&self) -> TrainConfig {
+        let mut c = TrainConfig::defaults(self.method.unwrap_or(Method::Pada), self.data.clone().unwrap_or(DataSpec::Embedded));
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
+        }
+        set!(epochs, batch_size, channels, cells, lr, momentum, weight_decay, clip, seed, off_path, augment);
+        if let Some(d) = &self.device {
+            c.device = d.to_string();
+        }
+        c.per_edge = self.per_edge;
+        c.weighted_loss = self.weighted_loss;
+        c
+    }
+
+    fn any_setting(&self) -> bool {
+        self.method.is_some()
+            || self.data.is_some()
+            || self.epochs.is_some()
+            || self.batch_size.is_some()
+            || self.channels.is_some()
+            || self.cells.is_some()
+            || self.lr.is_some()
+            || self.momentum.is_some()
+            || self.weight_decay.is_some()
+            || self.clip.is_some()
+            || self.seed.is_some()
+            || self.off_path.is_some()
+            || self.augment.is_some()
+            || self.per_edge
+            || self.weighted_loss
+            || self.out.is_some()
+    }
+}
+
+pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads)?;
+    let (config, dir) = match &a.resume {
+        Some(dir) => {
+            if a.any_setting() {
+                bail!("--resume {} continues the run with the settings in its config.json; give no other training flags", dir.display());
+            }
+            (None, dir.clone())
+        }
+        None => {
+            let c = a.config();
+            let dir = a.out.clone().unwrap_or_else(|| run::default_dir(&c));
+            (Some(c), dir)
+        }
+    };
+    let device: Device = match (&config, &a.device) {
+        (_, Some(d)) => d.clone(),
+        (Some(c), None) => c.device.parse()?,
+        (None, None) => run::read_record(&dir)?.train.device.parse()?,
+    };
+    with_backend(&device, Job { config, dir, quiet: a.quiet })
+}
+
+struct Job {
+    config: Option<TrainConfig>,
+    dir: PathBuf,
+    quiet: bool,
+}
+
+impl BackendJob for Job {
+    fn run<B: Backend>(self, be: &B) -> anyhow::Result<()> {
+        let mut bar = Bar::new(self.quiet);
+        let summary = run::train(be, self.config, &self.dir, &mut bar)?;
+        bar.finish();
+        eprintln!(
+            "done: {} epochs, final loss {:.4}, train accuracy {:.2}%, {:.0} s; run directory {}",
+            summary.epochs,
+            summary.final_loss,
+            summary.final_accuracy,
+            summary.train_seconds,
+            self.dir.display()
+        );
+        for (arch, acc) in &summary.sample_archs {
+            eprintln!("  test accuracy {acc:6.2}%  {arch}");
+        }
+        Ok(())
+    }
+}
+
+/// The progress display: a bar per epoch and a line per finished epoch.
+struct Bar {
+    pb: Option<ProgressBar>,
+    quiet: bool,
+    epochs: usize,
+}
+
+impl Bar {
+    fn new(quiet: bool) -> Self {
+        Self { pb: None, quiet, epochs: 0 }
+    }
+    fn finish(&mut self) {
+        if let Some(pb) = self.pb.take() {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+fn fmt_prob(p: &[f64]) -> String {
+    let shown = if p.len() > 5 { &p[..5] } else { p };
+    let s: Vec<String> = shown.iter().map(|v| format!("{v:.2}")).collect();
+    format!("[{}{}]", s.join(" "), if p.len() > 5 { " ..." } else { "" })
+}
+
+impl Progress for Bar {
+    fn run_start(&mut self, r: &RunRecord, first_epoch: usize) {
+        self.epochs = r.train.epochs;
+        if !self.quiet {
+            eprintln!(
+                "pada {}: {} on {} ({} train / {} test, {}), supernet C={} N={} ({} parameters), {} epochs from epoch {}, batch {}, seed {}, {}",
+                r.pada_version,
+                r.train.method.name(),
+                r.data.name,
+                r.data.train_size,
+                r.data.test_size,
+                r.data.shape,
+                r.supernet.channels,
+                r.supernet.cells,
+                r.supernet_params,
+                r.train.epochs,
+                first_epoch,
+                r.train.batch_size,
+                r.train.seed,
+                r.backend
+            );
+        }
+    }
+    fn step(&mut self, p: &StepProgress) {
+        if self.quiet {
+            return;
+        }
+        let pb = self.pb.get_or_insert_with(|| {
+            let pb = ProgressBar::with_draw_target(Some(p.steps as u64), ProgressDrawTarget::stderr());
+            pb.set_style(ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {msg} ETA {eta}").expect("valid template").progress_chars("=> "));
+            pb
+        });
+        pb.set_length(p.steps as u64);
+        pb.set_prefix(format!("epoch {}/{}", p.epoch + 1, self.epochs));
+        pb.set_position(p.step as u64);
+        pb.set_message(format!(
+            "loss {:.3} acc {:.1}% {:.0} img/s p={}",
+            p.loss,
+            p.accuracy,
+            p.images as f64 / p.seconds.max(1e-9),
+            fmt_prob(p.path_prob)
+        ));
+    }
+    fn epoch(&mut self, m: &EpochMetrics) {
+        if self.quiet {
+            return;
+        }
+        let line = format!(
+            "epoch {:>3}/{}: loss {:.4} acc {:.2}% lr {:.4} {:.0} img/s {:.1}s p={} data ess {:.3} unique {:.3}",
+            m.epoch + 1,
+            self.epochs,
+            m.loss,
+            m.accuracy,
+            m.lr,
+            m.images_per_sec,
+            m.seconds,
+            fmt_prob(&m.path_prob),
+            m.data.ess_fraction,
+            m.data.unique_fraction
+        );
+        match &self.pb {
+            Some(pb) => {
+                pb.println(line);
+                pb.reset();
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+}

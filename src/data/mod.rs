@@ -1,0 +1,147 @@
+//! Image classification data: the embedded Fashion-MNIST subset, IDX (MNIST,
+//! Fashion-MNIST), CIFAR-10/100 (binary and Python-pickle distributions) and a
+//! synthetic generator; normalisation, augmentation, and a batch loader that
+//! prepares batches on its own thread.
+
+pub mod augment;
+pub mod cifar;
+pub mod idx;
+pub mod loader;
+pub mod spec;
+pub mod synthetic;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use augment::Augment;
+pub use loader::{Batch, Loader};
+pub use spec::DataSpec;
+
+use crate::supernet::InputShape;
+
+/// One split of a dataset: `n` images of `shape`, u8 pixels stored image by
+/// image in CHW order, and a label per image.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub shape: InputShape,
+    pub classes: usize,
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u16>,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    pub fn image(&self, i: usize) -> &[u8] {
+        let sz = self.shape.len();
+        &self.pixels[i * sz..(i + 1) * sz]
+    }
+    /// Checks sizes and label ranges; `what` names the source in errors.
+    pub fn validate(&self, what: &str) -> anyhow::Result<()> {
+        if self.is_empty() {
+            bail!("{what}: the set is empty (expected at least one image)");
+        }
+        if self.pixels.len() != self.len() * self.shape.len() {
+            bail!("{what}: {} pixel bytes for {} images of {} (expected {})", self.pixels.len(), self.len(), self.shape, self.len() * self.shape.len());
+        }
+        if let Some((i, &l)) = self.labels.iter().enumerate().find(|(_, &l)| l as usize >= self.classes) {
+            bail!("{what}: label {l} of image {i} is out of range (expected 0..{})", self.classes);
+        }
+        Ok(())
+    }
+    /// The images `idx` as a new dataset (e.g. a held-out part of the training split).
+    pub fn subset(&self, idx: &[usize]) -> Dataset {
+        Dataset {
+            shape: self.shape,
+            classes: self.classes,
+            pixels: idx.iter().flat_map(|&i| self.image(i).iter().copied()).collect(),
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
+}
+
+/// Per-channel normalisation `(x / 255 - mean) / std`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// Mean and standard deviation of each channel over a whole split.
+    pub fn of(d: &Dataset) -> Self {
+        let (c, plane) = (d.shape.c, d.shape.h * d.shape.w);
+        let mut sum = vec![0f64; c];
+        let mut sq = vec![0f64; c];
+        for i in 0..d.len() {
+            for (ch, px) in d.image(i).chunks(plane).enumerate() {
+                for &p in px {
+                    let v = p as f64 / 255.0;
+                    sum[ch] += v;
+                    sq[ch] += v * v;
+                }
+            }
+        }
+        let count = (d.len() * plane) as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
+        let std = sq.iter().zip(&mean).map(|(s, m)| ((s / count - m * m).max(0.0).sqrt().max(1e-3)) as f32).collect();
+        Normalization { mean: mean.into_iter().map(|m| m as f32).collect(), std }
+    }
+}
+
+/// A data file that was read, with its SHA-256 (recorded in config.json).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataFile {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// Training and test splits with everything needed to feed them to a network.
+#[derive(Clone, Debug)]
+pub struct Data {
+    pub spec: DataSpec,
+    /// A human-readable name: "Fashion-MNIST (embedded subset)", "CIFAR-10".
+    pub name: String,
+    pub train: Dataset,
+    pub test: Dataset,
+    pub norm: Normalization,
+    /// The augmentation that `--augment auto` means for this data.
+    pub default_augment: Augment,
+    pub files: Vec<DataFile>,
+}
+
+impl Data {
+    pub fn shape(&self) -> InputShape {
+        self.train.shape
+    }
+    pub fn classes(&self) -> usize {
+        self.train.classes
+    }
+}
+
+/// Reads a file, remembering its checksum.
+pub(crate) fn read_file(path: &Path, files: &mut Vec<DataFile>) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read data file {}", path.display()))?;
+    files.push(DataFile { path: path.display().to_string(), sha256: sha256_hex(&bytes) });
+    Ok(bytes)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first existing path among `candidates`, or an error listing them all.
+pub(crate) fn find_first(what: &str, candidates: &[PathBuf]) -> anyhow::Result<PathBuf> {
+    candidates.iter().find(|p| p.is_file()).cloned().with_context(|| {
+        let list: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        format!("{what}: none of these files exists: {}", list.join(", "))
+    })
+}

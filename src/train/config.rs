@@ -1,0 +1,149 @@
+//! Everything that defines a training run; saved as config.json.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::augment::AugmentChoice;
+use crate::data::DataSpec;
+use crate::optim::OffPath;
+use crate::sampler::{DataSamplerKind, PathSamplerKind};
+
+/// The supernet training method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// PA&DA: path and data importance sampling.
+    Pada,
+    /// Path importance only (ablation).
+    Pa,
+    /// Data importance only (ablation).
+    Da,
+    /// Single-path one-shot with uniform sampling.
+    Spos,
+    /// Strictly fair sampling: 5 paths per step covering every op once.
+    Fairnas,
+    /// Reptile-style: 2 inner SGD steps on each of 5 fair paths, outer step on the mean weight change.
+    Sumnas,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Pada => "pada",
+            Method::Pa => "pa",
+            Method::Da => "da",
+            Method::Spos => "spos",
+            Method::Fairnas => "fairnas",
+            Method::Sumnas => "sumnas",
+        }
+    }
+    pub fn path_sampler(self, per_edge: bool) -> PathSamplerKind {
+        match self {
+            Method::Pada | Method::Pa => PathSamplerKind::Importance { per_edge },
+            Method::Da | Method::Spos => PathSamplerKind::Uniform,
+            Method::Fairnas | Method::Sumnas => PathSamplerKind::Fair,
+        }
+    }
+    pub fn data_sampler(self) -> DataSamplerKind {
+        match self {
+            Method::Pada | Method::Da => DataSamplerKind::Importance,
+            _ => DataSamplerKind::Uniform,
+        }
+    }
+}
+
+/// SUMNAS's inner and outer optimisers (the official baseline's values).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SumnasConfig {
+    pub inner_steps: usize,
+    pub inner_lr: f64,
+    pub inner_momentum: f64,
+    pub outer_lr: f64,
+    pub outer_weight_decay: f64,
+}
+
+impl Default for SumnasConfig {
+    fn default() -> Self {
+        Self { inner_steps: 2, inner_lr: 0.05, inner_momentum: 0.9, outer_lr: 1.0, outer_weight_decay: 4e-5 }
+    }
+}
+
+/// A training run's settings, as given on the command line (defaults resolved).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub method: Method,
+    pub data: DataSpec,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub channels: usize,
+    pub cells: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// `clip_grad_norm_` max norm.
+    pub clip: f64,
+    pub seed: u64,
+    pub device: String,
+    pub off_path: OffPath,
+    pub augment: AugmentChoice,
+    /// PA&DA path importance with one distribution per edge instead of one shared.
+    pub per_edge: bool,
+    /// Weight each sample's loss by 1 / (N q_i) (unbiased; off in the official code).
+    pub weighted_loss: bool,
+    pub sumnas: SumnasConfig,
+}
+
+impl TrainConfig {
+    /// The paper's settings for `method` on `data`.
+    pub fn defaults(method: Method, data: DataSpec) -> Self {
+        let epochs = if data.is_cifar() { 250 } else { 10 };
+        Self {
+            method,
+            data,
+            epochs,
+            batch_size: 256,
+            channels: 16,
+            cells: 5,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 2.5e-4,
+            clip: 5.0,
+            seed: 0,
+            device: "cpu".into(),
+            off_path: OffPath::Momentum,
+            augment: AugmentChoice::Auto,
+            per_edge: false,
+            weighted_loss: false,
+            sumnas: SumnasConfig::default(),
+        }
+    }
+
+    /// Checks every setting, naming the flag that is wrong.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::ensure;
+        ensure!(self.epochs > 0, "--epochs must be at least 1 (got 0)");
+        ensure!(self.batch_size > 0, "--batch-size must be at least 1 (got 0)");
+        ensure!(self.channels > 0, "--channels must be at least 1 (got 0)");
+        ensure!(self.cells > 0, "--cells must be at least 1 (got 0)");
+        ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be a positive number (got {})", self.lr);
+        ensure!((0.0..1.0).contains(&self.momentum), "--momentum must be in [0, 1) (got {})", self.momentum);
+        ensure!(self.weight_decay >= 0.0 && self.weight_decay.is_finite(), "--weight-decay must be >= 0 (got {})", self.weight_decay);
+        ensure!(self.clip > 0.0, "--clip must be positive (got {})", self.clip);
+        ensure!(
+            !(self.per_edge && !matches!(self.method, Method::Pada | Method::Pa)),
+            "--per-edge applies to path importance (--method pada or pa), not to --method {}",
+            self.method.name()
+        );
+        ensure!(
+            !(self.weighted_loss && !matches!(self.method, Method::Pada | Method::Da)),
+            "--weighted-loss applies to data importance (--method pada or da), not to --method {}",
+            self.method.name()
+        );
+        Ok(())
+    }
+}
+
+/// The learning rate of epoch `epoch`: cosine annealing from `lr` to 0 over
+/// `epochs`, stepped once per epoch (`CosineAnnealingLR(T_max=epochs)`).
+pub fn cosine_lr(lr: f64, epoch: usize, epochs: usize) -> f64 {
+    lr * 0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs as f64).cos())
+}

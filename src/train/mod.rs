@@ -1,0 +1,262 @@
+//! The training core: one loop for every method and every backend.
+//!
+//! Each epoch: the data sampler fixes the epoch's sample order, a loader thread
+//! turns it into batches, and every step samples its path(s), runs forward and
+//! backward, clips and updates, then feeds the samplers. At the epoch's end the
+//! samplers update their distributions and the run directory gets a checkpoint.
+
+pub mod checkpoint;
+pub mod config;
+pub mod run;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+pub use config::{cosine_lr, Method, SumnasConfig, TrainConfig};
+
+use crate::arch::Genotype;
+use crate::backend::{Backend, SgdSlot};
+use crate::data::{Batch, Data, Loader};
+use crate::element::Element;
+use crate::ops::SgdStep;
+use crate::optim::clip_and_step;
+use crate::sampler::{DataSampler, DataStats, PathSampler};
+use crate::supernet::{Supernet, SupernetConfig};
+
+/// One line of metrics.jsonl.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    /// Mean training cross-entropy over the epoch's forward passes.
+    pub loss: f64,
+    /// Top-1 training accuracy (%) of the sampled paths.
+    pub accuracy: f64,
+    pub lr: f64,
+    /// The op distribution the epoch was sampled from (5 entries, or 30 per edge).
+    pub path_prob: Vec<f64>,
+    pub data: DataStats,
+    pub steps: usize,
+    pub images: usize,
+    pub seconds: f64,
+    pub images_per_sec: f64,
+}
+
+/// What the progress display is told after every step.
+pub struct StepProgress<'a> {
+    pub epoch: usize,
+    pub step: usize,
+    pub steps: usize,
+    pub images: usize,
+    pub seconds: f64,
+    /// Running mean loss and accuracy (%) of the epoch so far.
+    pub loss: f64,
+    pub accuracy: f64,
+    pub path_prob: &'a [f64],
+}
+
+/// SUMNAS's extra buffers: the weights before the inner loop, and the summed
+/// weight changes.
+struct SumnasState<B: Backend> {
+    snapshot: Vec<B::Buf>,
+    delta: Vec<B::Buf>,
+}
+
+pub struct Trainer<'a, B: Backend> {
+    pub be: &'a B,
+    pub config: TrainConfig,
+    pub data: Arc<Data>,
+    pub net: Supernet<B>,
+    pub paths: PathSampler<B>,
+    pub samples: DataSampler<B>,
+    /// The next epoch to run (= epochs completed).
+    pub epoch: usize,
+    sumnas: Option<SumnasState<B>>,
+}
+
+impl<'a, B: Backend> Trainer<'a, B> {
+    pub fn new(be: &'a B, config: TrainConfig, data: Arc<Data>) -> anyhow::Result<Self> {
+        config.validate()?;
+        let net_config = SupernetConfig { channels: config.channels, cells: config.cells, classes: data.classes(), input: data.shape() };
+        let net = Supernet::new(be, net_config, crate::rng::derive_seed(config.seed, crate::rng::Purpose::Init, 0, 0))?;
+        let paths = PathSampler::new(be, config.method.path_sampler(config.per_edge));
+        let samples = DataSampler::new(be, config.method.data_sampler(), data.train.len());
+        let sumnas = (config.method == Method::Sumnas).then(|| SumnasState {
+            snapshot: net.params.tensors.iter().map(|p| be.alloc(p.len())).collect(),
+            delta: net.params.tensors.iter().map(|p| be.alloc(p.len())).collect(),
+        });
+        Ok(Self { be, config, data, net, paths, samples, epoch: 0, sumnas })
+    }
+
+    pub fn done(&self) -> bool {
+        self.epoch >= self.config.epochs
+    }
+
+    /// Trains one epoch, calling `progress` after every step.
+    pub fn run_epoch(&mut self, progress: &mut dyn FnMut(&StepProgress)) -> anyhow::Result<EpochMetrics> {
+        let (be, e, epochs, seed) = (self.be, self.epoch, self.config.epochs, self.config.seed);
+        let start = Instant::now();
+        // cosine annealing, stepped once per epoch (SUMNAS anneals its outer optimiser)
+        let schedule = cosine_lr(1.0, e, epochs);
+        let lr = schedule * if self.config.method == Method::Sumnas { self.config.sumnas.outer_lr } else { self.config.lr };
+        let path_prob = self.paths.distribution().to_vec();
+        self.paths.begin_epoch(be, seed, e);
+        let order = self.samples.epoch_order(seed, e);
+        let augment = self.config.augment.resolve(self.data.default_augment);
+        let loader = Loader::spawn(Arc::new(self.data.train.clone()), self.data.norm.clone(), order.clone(), self.config.batch_size, augment, seed, e);
+        let steps = loader.batches;
+        let mut sums = be.alloc_zeroed(2);
+        let (mut images, mut forwards) = (0usize, 0usize);
+        for (step, batch) in loader.enumerate() {
+            forwards += self.step(&batch, lr, &mut sums);
+            images += batch.n;
+            let s = be.download(&sums);
+            progress(&StepProgress {
+                epoch: e,
+                step: step + 1,
+                steps,
+                images,
+                seconds: start.elapsed().as_secs_f64(),
+                loss: s[0].as_f64() / forwards as f64,
+                accuracy: 100.0 * s[1].as_f64() / forwards as f64,
+                path_prob: &path_prob,
+            });
+        }
+        let s = be.download(&sums);
+        be.release(sums);
+        let (loss, accuracy) = (s[0].as_f64() / forwards as f64, 100.0 * s[1].as_f64() / forwards as f64);
+        if !loss.is_finite() {
+            anyhow::bail!("training diverged in epoch {e}: the mean loss is {loss} (try a smaller --lr)");
+        }
+        self.paths.end_epoch(be, e, epochs);
+        let data = self.samples.end_epoch(be, seed, e, epochs, &order);
+        self.epoch += 1;
+        let seconds = start.elapsed().as_secs_f64();
+        Ok(EpochMetrics { epoch: e, loss, accuracy, lr, path_prob, data, steps, images, seconds, images_per_sec: images as f64 / seconds })
+    }
+
+    /// One training step on `batch` at learning rate `lr` (SUMNAS: the outer
+    /// one); returns the number of (image) forward passes whose loss went into `sums`.
+    fn step(&mut self, batch: &Batch, lr: f64, sums: &mut B::Buf) -> usize {
+        let be = self.be;
+        let n = batch.n;
+        let x = be.upload_f32(&batch.x);
+        let labels = be.upload_i32(&batch.labels);
+        let indices = be.upload_i32(&batch.indices);
+        let weights = (self.config.weighted_loss).then(|| be.upload_f32(&self.samples.loss_weights(&batch.indices)));
+        let paths = self.paths.next_paths();
+        let h = SgdStep { lr, momentum: self.config.momentum, weight_decay: self.config.weight_decay };
+        let forwards = match self.config.method {
+            Method::Sumnas => self.sumnas_step(&x, &labels, n, &paths, lr, sums),
+            _ => {
+                // One path (SPOS, PA, DA, PA&DA) or five accumulated (FairNAS), then one update.
+                self.net.params.zero_grads(be);
+                let mut proxy = None;
+                for g in &paths {
+                    proxy = Some(self.forward_backward(&x, &labels, weights.as_ref(), n, g, sums));
+                }
+                let on_path = self.on_path(&paths);
+                let norms = clip_and_step(be, &mut self.net.params, &on_path, &h, Some(self.config.clip), self.config.off_path);
+                self.paths.observe(be, &self.net, &paths[0], &norms);
+                norms.release(be);
+                let proxy = proxy.expect("at least one path");
+                self.samples.observe(be, &indices, &proxy);
+                be.release(proxy);
+                n * paths.len()
+            }
+        };
+        be.release(x);
+        be.release_i32(labels);
+        be.release_i32(indices);
+        if let Some(w) = weights {
+            be.release(w);
+        }
+        forwards
+    }
+
+    /// Forward and backward of one path (gradients accumulate); adds the loss
+    /// and accuracy to `sums` and returns the per-sample proxy norms.
+    fn forward_backward(&mut self, x: &B::Buf, labels: &B::IBuf, weights: Option<&B::Buf>, n: usize, g: &Genotype, sums: &mut B::Buf) -> B::Buf {
+        let be = self.be;
+        let k = self.net.config.classes;
+        let mut xin = be.alloc(be.len(x));
+        be.copy(&mut xin, x);
+        let tape = self.net.forward(be, xin, n, g, true);
+        let (mut loss, mut dlogits, mut proxy) = (be.alloc(n), be.alloc(n * k), be.alloc(n));
+        be.softmax_cross_entropy(n, k, &tape.logits, labels, weights, &mut loss, &mut dlogits, &mut proxy);
+        be.batch_metrics(n, k, &tape.logits, labels, &loss, sums);
+        self.net.backward(be, tape, &dlogits);
+        be.release(loss);
+        be.release(dlogits);
+        proxy
+    }
+
+    fn on_path(&self, paths: &[Genotype]) -> Vec<bool> {
+        let mut on = vec![false; self.net.params.len()];
+        for g in paths {
+            for id in self.net.path_params(g) {
+                on[id.0] = true;
+            }
+        }
+        on
+    }
+
+    /// SUMNAS (official baseline): for each of the 5 fair paths, `inner_steps`
+    /// clipped SGD steps (inner momentum persists across paths and steps, as
+    /// the official inner optimiser's state does), the weight change recorded
+    /// and the weights restored; then one outer SGD step (no momentum, weight
+    /// decay) on the mean change, applied to every parameter.
+    fn sumnas_step(&mut self, x: &B::Buf, labels: &B::IBuf, n: usize, paths: &[Genotype], outer_lr: f64, sums: &mut B::Buf) -> usize {
+        let be = self.be;
+        let sc = self.config.sumnas;
+        let st = self.sumnas.as_mut().expect("SUMNAS state");
+        for (p, (snap, delta)) in self.net.params.tensors.iter().zip(st.snapshot.iter_mut().zip(st.delta.iter_mut())) {
+            be.copy(snap, &p.value);
+            be.fill(delta, B::T::from_f64(0.0));
+        }
+        let inner = SgdStep { lr: sc.inner_lr, momentum: sc.inner_momentum, weight_decay: 0.0 };
+        let mut forwards = 0;
+        for g in paths {
+            for _ in 0..sc.inner_steps {
+                self.net.params.zero_grads(be);
+                let proxy = self.forward_backward(x, labels, None, n, g, sums);
+                be.release(proxy);
+                forwards += n;
+                let on_path = self.on_path(std::slice::from_ref(g));
+                clip_and_step(be, &mut self.net.params, &on_path, &inner, Some(self.config.clip), self.config.off_path).release(be);
+            }
+            let st = self.sumnas.as_mut().expect("SUMNAS state");
+            for (p, (snap, delta)) in self.net.params.tensors.iter_mut().zip(st.snapshot.iter().zip(st.delta.iter_mut())) {
+                // delta += w_before - w_after, then restore w_before
+                be.axpy(delta, 1.0, snap);
+                be.axpy(delta, -1.0, &p.value);
+                be.copy(&mut p.value, snap);
+            }
+        }
+        // outer step: grad = mean change; every parameter now has a gradient
+        let st = self.sumnas.as_mut().expect("SUMNAS state");
+        for (p, delta) in self.net.params.tensors.iter_mut().zip(st.delta.iter()) {
+            be.copy(&mut p.grad, delta);
+            be.scale(&mut p.grad, 1.0 / paths.len() as f64);
+            p.seen = true;
+            p.dirty = true;
+        }
+        let outer = SgdStep { lr: outer_lr, momentum: 0.0, weight_decay: sc.outer_weight_decay };
+        // With momentum 0 the momentum buffer only carries the step: the
+        // snapshot (no longer needed) serves, so that the inner momentum survives.
+        let mut slots: Vec<SgdSlot<'_, B>> = self
+            .net
+            .params
+            .tensors
+            .iter_mut()
+            .zip(st.snapshot.iter_mut())
+            .map(|(p, snap)| SgdSlot { value: &mut p.value, grad: &p.grad, momentum: snap })
+            .collect();
+        let mut one = be.alloc(1);
+        be.fill(&mut one, B::T::from_f64(1.0));
+        be.sgd_step(&mut slots, &outer, &one);
+        be.release(one);
+        forwards
+    }
+}

@@ -1,0 +1,219 @@
+//! The samplers: FairNAS coverage, PA&DA's path distribution against its
+//! formulas, data resampling against q, and the random primitives.
+
+mod common;
+
+use pada::arch::{Genotype, Op, NUM_EDGES};
+use pada::backend::cpu::CpuBackend;
+use pada::backend::Backend;
+use pada::ops::sampling::{philox4x32_10, uniform01};
+use pada::ops::{self, ImportanceGroup};
+use pada::optim::StepNorms;
+use pada::sampler::{DataSampler, DataSamplerKind, PathSampler, PathSamplerKind};
+use pada::supernet::{Supernet, SupernetConfig};
+
+#[test]
+fn philox_matches_random123_known_answers() {
+    // Known-answer tests of Random123's philox4x32-10 (kat_vectors).
+    assert_eq!(philox4x32_10([0, 0, 0, 0], [0, 0]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
+    assert_eq!(philox4x32_10([u32::MAX; 4], [u32::MAX; 2]), [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]);
+    assert_eq!(
+        philox4x32_10([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
+        [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
+    );
+    let u: Vec<f64> = (0..1000).map(|i| uniform01(7, i)).collect();
+    assert!(u.iter().all(|&v| (0.0..1.0).contains(&v)));
+    let mean = u.iter().sum::<f64>() / 1000.0;
+    assert!((mean - 0.5).abs() < 0.03, "mean {mean}");
+}
+
+#[test]
+fn fairnas_trains_every_op_once_per_edge_per_step() {
+    let be = CpuBackend::<f32>::new();
+    let mut s = PathSampler::new(&be, PathSamplerKind::Fair);
+    s.begin_epoch(&be, 3, 0);
+    let mut first_ops = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let paths = s.next_paths();
+        assert_eq!(paths.len(), 5);
+        for e in 0..NUM_EDGES {
+            let mut ops: Vec<usize> = paths.iter().map(|g| g.0[e].index()).collect();
+            ops.sort();
+            assert_eq!(ops, vec![0, 1, 2, 3, 4], "edge {e}: every op exactly once");
+        }
+        first_ops.insert(paths[0]);
+    }
+    // a fresh permutation every step (the official code's reuse is not copied)
+    assert!(first_ops.len() > 40, "only {} distinct first paths in 50 steps", first_ops.len());
+}
+
+#[test]
+fn uniform_path_sampler_is_uniform() {
+    let be = CpuBackend::<f32>::new();
+    let mut s = PathSampler::new(&be, PathSamplerKind::Uniform);
+    s.begin_epoch(&be, 1, 0);
+    let mut counts = [0usize; 5];
+    for _ in 0..2000 {
+        for op in s.next_paths()[0].0 {
+            counts[op.index()] += 1;
+        }
+    }
+    // chi-square with 4 degrees of freedom; 18.47 is the 0.999 quantile
+    let expect = 12000.0 / 5.0;
+    let chi2: f64 = counts.iter().map(|&c| (c as f64 - expect).powi(2) / expect).sum();
+    assert!(chi2 < 18.47, "chi2 {chi2} counts {counts:?}");
+}
+
+/// Feeds the path sampler constructed per-tensor gradient norms and checks G
+/// and p against the formulas of the official code, written out here.
+#[test]
+fn pada_path_distribution_follows_the_formulas() {
+    let be = CpuBackend::<f64>::new();
+    let cfg = SupernetConfig { channels: 2, cells: 2, classes: 3, input: "1x8x8".parse().unwrap() };
+    let net = Supernet::new(&be, cfg, 0).unwrap();
+    let mut s = PathSampler::new(&be, PathSamplerKind::Importance { per_edge: false });
+    s.begin_epoch(&be, 0, 0);
+    let g1: Genotype = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|none~0|skip_connect~1|nor_conv_3x3~2|".parse().unwrap();
+    let g2: Genotype = "|nor_conv_1x1~0|+|avg_pool_3x3~0|none~1|+|none~0|skip_connect~1|avg_pool_3x3~2|".parse().unwrap();
+    // Every tensor gets gradient norm sqrt(index + 1) before clipping; the clip coefficient is 0.5.
+    let norms_for = |coef: f64| {
+        let tensors: Vec<usize> = (0..net.params.len()).collect();
+        let sq: Vec<f64> = tensors.iter().map(|&i| (i + 1) as f64).collect();
+        StepNorms::<CpuBackend<f64>> { sq_norms: sq, clip_coef: vec![coef], tensors }
+    };
+    let norm_of = |id: pada::supernet::ParamId| ((id.0 + 1) as f64).sqrt();
+    // expected S_k for a genotype: sum over cells and edges with op k of (|W| + |b|), / count(k), times coef
+    let s_k = |g: &Genotype, op: Op, coef: f64| -> f64 {
+        let mut total = 0.0;
+        for cell in net.edge_conv_params(op) {
+            for e in 0..NUM_EDGES {
+                if g.0[e] == op {
+                    total += norm_of(cell[e].0) + norm_of(cell[e].1);
+                }
+            }
+        }
+        coef * total / g.count(op) as f64
+    };
+    let mut gk = [0.0f64; 5];
+    for (g, coef) in [(g1, 0.5), (g2, 1.0), (g1, 0.25)] {
+        s.observe(&be, &net, &g, &norms_for(coef));
+        for op in [Op::NorConv1x1, Op::NorConv3x3] {
+            if g.count(op) > 0 {
+                gk[op.index()] = (gk[op.index()] + s_k(&g, op, coef)) / 2.0;
+            }
+        }
+    }
+    let (epoch, epochs) = (3, 10);
+    s.end_epoch(&be, epoch, epochs);
+    let tau = 0.3;
+    let total: f64 = gk.iter().sum();
+    for k in 0..5 {
+        let want = tau * gk[k] / total + (1.0 - tau) / 5.0;
+        assert!((s.distribution()[k] - want).abs() < 1e-12, "p[{k}] = {} want {want}", s.distribution()[k]);
+    }
+    // parameter-free ops keep importance 0: p = (1 - tau) / 5
+    assert!((s.distribution()[1] - 0.14).abs() < 1e-12);
+    // G restarts at zero each epoch: an epoch without conv steps leaves p uniform
+    s.begin_epoch(&be, 0, 4);
+    s.end_epoch(&be, 4, epochs);
+    assert!(s.distribution().iter().all(|&p| (p - 0.2).abs() < 1e-12));
+}
+
+#[test]
+fn per_edge_path_importance_has_its_own_distributions() {
+    let be = CpuBackend::<f64>::new();
+    let cfg = SupernetConfig { channels: 2, cells: 1, classes: 3, input: "1x8x8".parse().unwrap() };
+    let net = Supernet::new(&be, cfg, 0).unwrap();
+    let mut s = PathSampler::new(&be, PathSamplerKind::Importance { per_edge: true });
+    assert_eq!(s.distribution().len(), 30);
+    s.begin_epoch(&be, 0, 0);
+    let g: Genotype = "|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|none~0|none~1|none~2|".parse().unwrap();
+    let tensors: Vec<usize> = (0..net.params.len()).collect();
+    let norms = StepNorms::<CpuBackend<f64>> { sq_norms: vec![4.0; tensors.len()], clip_coef: vec![1.0], tensors };
+    s.observe(&be, &net, &g, &norms);
+    s.end_epoch(&be, 1, 2);
+    let p = s.distribution();
+    // edge 0: only conv3x3 has importance -> 0.5 * 1 + 0.5 / 5
+    assert!((p[3] - 0.6).abs() < 1e-12 && (p[0] - 0.1).abs() < 1e-12, "{:?}", &p[..5]);
+    // edge 1: conv1x1
+    assert!((p[5 + 2] - 0.6).abs() < 1e-12);
+    // edge 5 saw no conv: uniform
+    assert!(p[25..30].iter().all(|&v| (v - 0.2).abs() < 1e-12));
+    let mut counts = [[0usize; 5]; 6];
+    s.begin_epoch(&be, 9, 2);
+    for _ in 0..3000 {
+        for (e, op) in s.next_paths()[0].0.iter().enumerate() {
+            counts[e][op.index()] += 1;
+        }
+    }
+    assert!((counts[0][3] as f64 / 3000.0 - 0.6).abs() < 0.03, "{:?}", counts[0]);
+    assert!((counts[5][3] as f64 / 3000.0 - 0.2).abs() < 0.03, "{:?}", counts[5]);
+}
+
+#[test]
+fn path_importance_update_skips_zero_sums() {
+    let mut g = vec![1.0f64, 2.0];
+    let groups = [ImportanceGroup { slot: 0, start: 0, len: 2, divisor: 2.0 }, ImportanceGroup { slot: 1, start: 2, len: 1, divisor: 1.0 }];
+    ops::path_importance_update(&[9.0, 16.0, 0.0], 1.0, &[0, 1, 2], &groups, &mut g);
+    assert_eq!(g, vec![(1.0 + 3.5) / 2.0, 2.0]);
+}
+
+#[test]
+fn data_sampler_first_epoch_is_a_permutation_and_resampling_follows_q() {
+    let be = CpuBackend::<f32>::new();
+    let n = 1000;
+    let mut ds = DataSampler::new(&be, DataSamplerKind::Importance, n);
+    let order = ds.epoch_order(5, 0);
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..n as u32).collect::<Vec<_>>(), "epoch 0 is a permutation");
+    assert_ne!(order, sorted, "and not the identity");
+    // scores: sample i gets score (i % 10) + 1, observed twice for even i (averaged)
+    for chunk in order.chunks(100) {
+        let idx: Vec<i32> = chunk.iter().map(|&i| i as i32).collect();
+        let vals: Vec<f32> = chunk.iter().map(|&i| ((i % 10) + 1) as f32).collect();
+        ds.observe(&be, &be.upload_i32(&idx), &be.upload(&vals));
+    }
+    let evens: Vec<i32> = (0..n as i32).step_by(2).collect();
+    ds.observe(&be, &evens, &vec![1.0f32; evens.len()]);
+    let stats = ds.end_epoch(&be, 5, 5, 10, &order);
+    assert_eq!(stats.unique_fraction, 1.0);
+    // expected q
+    let s: Vec<f64> = (0..n).map(|i| { let g = ((i % 10) + 1) as f64; if i % 2 == 0 { (g + 1.0) / 2.0 } else { g } }).collect();
+    let total: f64 = s.iter().sum();
+    let tau = 0.5;
+    let q: Vec<f64> = s.iter().map(|v| tau * v / total + (1.0 - tau) / n as f64).collect();
+    let next = ds.epoch_order(5, 1);
+    assert_eq!(next.len(), n);
+    // chi-square over the 10 residue classes of i (equal-q groups)
+    let mut counts = [0f64; 10];
+    next.iter().for_each(|&i| counts[(i % 10) as usize] += 1.0);
+    let mut expect = [0f64; 10];
+    q.iter().enumerate().for_each(|(i, p)| expect[i % 10] += p * n as f64);
+    let chi2: f64 = counts.iter().zip(&expect).map(|(c, e)| (c - e).powi(2) / e).sum();
+    assert!(chi2 < 27.88, "chi2 {chi2} (0.999 quantile of 9 dof is 27.88): {counts:?} vs {expect:?}");
+    // with replacement: some repeats
+    let mut u = next.clone();
+    u.sort();
+    u.dedup();
+    assert!(u.len() < n);
+}
+
+#[test]
+fn scores_of_repeats_are_averaged_pairwise_as_the_official_code() {
+    let mut s = vec![0.0f32; 4];
+    ops::sample_scores_update(&mut s, &[1, 1, 2, 1], &[4.0, 2.0, 5.0, 1.0]);
+    assert_eq!(s, vec![0.0, 2.0, 5.0, 0.0]);
+}
+
+#[test]
+fn sampling_with_replacement_matches_distribution_and_skips_zeros() {
+    let q = vec![0.0f64, 1.0, 3.0, 0.0, 6.0];
+    let mut out = vec![0i32; 20000];
+    ops::sample_with_replacement(&q, 11, &mut out);
+    let mut c = [0f64; 5];
+    out.iter().for_each(|&i| c[i as usize] += 1.0);
+    assert_eq!(c[0] + c[3], 0.0, "zero-probability entries are never drawn");
+    let chi2: f64 = [(1, 0.1), (2, 0.3), (4, 0.6)].iter().map(|&(i, p)| (c[i] - p * 20000.0).powi(2) / (p * 20000.0)).sum();
+    assert!(chi2 < 13.82, "chi2 {chi2} {c:?}");
+}

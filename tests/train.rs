@@ -1,0 +1,174 @@
+//! `pada train` through the library: every method end to end on tiny data,
+//! resume equals an uninterrupted run, the off-path update rules, and the
+//! run directory's files.
+
+mod common;
+
+use std::path::Path;
+
+use pada::arch::Genotype;
+use pada::backend::cpu::CpuBackend;
+use pada::backend::Backend;
+use pada::ops::SgdStep;
+use pada::optim::{clip_and_step, OffPath};
+use pada::supernet::{Supernet, SupernetConfig};
+use pada::train::checkpoint::load_weights;
+use pada::train::run::{self, Progress, Quiet};
+use pada::train::{EpochMetrics, Method, TrainConfig};
+
+fn tiny(method: Method, epochs: usize) -> TrainConfig {
+    let mut c = TrainConfig::defaults(method, "synthetic:1x8x8:96:40:4".parse().unwrap());
+    c.epochs = epochs;
+    c.batch_size = 32;
+    c.channels = 3;
+    c.cells = 1;
+    c.seed = 42;
+    c
+}
+
+fn strip_timing(mut m: EpochMetrics) -> EpochMetrics {
+    m.seconds = 0.0;
+    m.images_per_sec = 0.0;
+    m
+}
+
+#[test]
+fn every_method_trains_end_to_end_and_writes_the_run_directory() {
+    let be = CpuBackend::<f32>::new();
+    for method in [Method::Pada, Method::Pa, Method::Da, Method::Spos, Method::Fairnas, Method::Sumnas] {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = run::train(&be, Some(tiny(method, 3)), dir.path(), &mut Quiet).unwrap();
+        assert_eq!(summary.epochs, 3);
+        assert!(summary.final_loss.is_finite());
+        for f in [run::CONFIG, run::METRICS, run::WEIGHTS, run::CHECKPOINT, run::SUMMARY] {
+            assert!(dir.path().join(f).exists(), "{method:?}: {f} missing");
+        }
+        let metrics = run::read_metrics(dir.path()).unwrap();
+        assert_eq!(metrics.len(), 3);
+        let record = run::read_record(dir.path()).unwrap();
+        assert_eq!(record.train.method, method);
+        assert_eq!(record.supernet.classes, 4);
+        let bytes = std::fs::read(dir.path().join(run::WEIGHTS)).unwrap();
+        let net = load_weights(&be, &bytes, "weights").unwrap();
+        assert_eq!(net.config, record.supernet);
+        if matches!(method, Method::Pada | Method::Pa) {
+            // the path distribution moved away from uniform after epoch 1 (tau = 1/3)
+            assert!(metrics[2].path_prob.iter().any(|&p| (p - 0.2).abs() > 1e-3), "{method:?}: {:?}", metrics[2].path_prob);
+            assert!((metrics[1].path_prob[0] - 0.2).abs() < 1e-12, "tau = 0 after epoch 0 keeps p uniform");
+        } else {
+            assert!(metrics.iter().all(|m| m.path_prob.iter().all(|&p| (p - 0.2).abs() < 1e-12)));
+        }
+        if matches!(method, Method::Pada | Method::Da) {
+            assert!(metrics[1].data.unique_fraction < 1.0, "{method:?}: epoch 1 is drawn with replacement");
+        } else {
+            assert!(metrics.iter().all(|m| m.data.unique_fraction == 1.0));
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_result() {
+    let be = CpuBackend::<f32>::new();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run::train(&be, Some(tiny(Method::Pada, 2)), a.path(), &mut Quiet).unwrap();
+    run::train(&be, Some(tiny(Method::Pada, 2)), b.path(), &mut Quiet).unwrap();
+    let same = |x: &Path, y: &Path| std::fs::read(x.join(run::WEIGHTS)).unwrap() == std::fs::read(y.join(run::WEIGHTS)).unwrap();
+    assert!(same(a.path(), b.path()), "same seed, different weights");
+    let strip = |d: &Path| run::read_metrics(d).unwrap().into_iter().map(strip_timing).collect::<Vec<_>>();
+    assert_eq!(strip(a.path()), strip(b.path()));
+    // and another seed differs
+    let c = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(Method::Pada, 2);
+    cfg.seed = 43;
+    run::train(&be, Some(cfg), c.path(), &mut Quiet).unwrap();
+    assert!(!same(a.path(), c.path()), "another seed, same weights");
+}
+
+/// Saves a copy of the checkpoint after epoch `at`, to play an interruption.
+struct Snapshot<'a> {
+    dir: &'a Path,
+    at: usize,
+}
+
+impl Progress for Snapshot<'_> {
+    fn epoch(&mut self, m: &EpochMetrics) {
+        if m.epoch + 1 == self.at {
+            std::fs::copy(self.dir.join(run::CHECKPOINT), self.dir.join("saved.ck")).unwrap();
+        }
+    }
+}
+
+#[test]
+fn resume_reaches_the_same_final_result_as_an_uninterrupted_run() {
+    let be = CpuBackend::<f32>::new();
+    for method in [Method::Pada, Method::Sumnas] {
+        let full = tempfile::tempdir().unwrap();
+        run::train(&be, Some(tiny(method, 4)), full.path(), &mut Quiet).unwrap();
+        let cut = tempfile::tempdir().unwrap();
+        run::train(&be, Some(tiny(method, 4)), cut.path(), &mut Snapshot { dir: cut.path(), at: 2 }).unwrap();
+        // "kill" after epoch 2: the checkpoint of epoch 2, and weights/metrics ahead of it
+        std::fs::rename(cut.path().join("saved.ck"), cut.path().join(run::CHECKPOINT)).unwrap();
+        std::fs::remove_file(cut.path().join(run::SUMMARY)).unwrap();
+        run::train(&be, None, cut.path(), &mut Quiet).unwrap();
+        for f in [run::WEIGHTS, run::CHECKPOINT] {
+            let same = std::fs::read(full.path().join(f)).unwrap() == std::fs::read(cut.path().join(f)).unwrap();
+            assert!(same, "{method:?}: {f} differs between the resumed and the uninterrupted run");
+        }
+        let strip = |d: &Path| run::read_metrics(d).unwrap().into_iter().map(strip_timing).collect::<Vec<_>>();
+        assert_eq!(strip(full.path()), strip(cut.path()));
+    }
+}
+
+#[test]
+fn a_new_run_refuses_to_overwrite_an_existing_one() {
+    let be = CpuBackend::<f32>::new();
+    let dir = tempfile::tempdir().unwrap();
+    run::train(&be, Some(tiny(Method::Spos, 1)), dir.path(), &mut Quiet).unwrap();
+    let err = run::train(&be, Some(tiny(Method::Spos, 1)), dir.path(), &mut Quiet).unwrap_err().to_string();
+    assert!(err.contains("already holds a run") && err.contains("--resume"), "{err}");
+}
+
+/// Two steps: path A, then path B. A's parameters that are not on B are moved
+/// in step 2 by momentum and weight decay (PyTorch 1.7) or not at all (frozen).
+#[test]
+fn off_path_parameters_follow_pytorch_1_7_or_stay_frozen() {
+    let be = CpuBackend::<f64>::new();
+    let cfg = SupernetConfig { channels: 2, cells: 1, classes: 3, input: "1x8x8".parse().unwrap() };
+    let a: Genotype = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|".parse().unwrap();
+    let b: Genotype = "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_1x1~0|nor_conv_1x1~1|nor_conv_1x1~2|".parse().unwrap();
+    let x = common::random_vec(4 * 64, 3);
+    let labels = vec![0, 1, 2, 0];
+    let h = SgdStep { lr: 0.1, momentum: 0.9, weight_decay: 0.01 };
+    for mode in [OffPath::Momentum, OffPath::Frozen] {
+        let mut net = Supernet::new(&be, cfg, 1).unwrap();
+        let step = |net: &mut Supernet<CpuBackend<f64>>, g: &Genotype| {
+            net.params.zero_grads(&be);
+            let tape = net.forward(&be, x.clone(), 4, g, true);
+            let (mut l, mut d, mut q) = (vec![0.0; 4], vec![0.0; 12], vec![0.0; 4]);
+            be.softmax_cross_entropy(4, 3, &tape.logits, &labels, None, &mut l, &mut d, &mut q);
+            net.backward(&be, tape, &d);
+            let on: Vec<bool> = {
+                let ids = net.path_params(g);
+                (0..net.params.len()).map(|i| ids.iter().any(|id| id.0 == i)).collect()
+            };
+            clip_and_step(&be, &mut net.params, &on, &h, Some(5.0), mode).release(&be);
+        };
+        step(&mut net, &a);
+        let id = net.params.id("cell0.edge0.op3.weight").unwrap();
+        let (p1, m1) = (net.params.get(id).value.clone(), net.params.get(id).momentum.clone());
+        let untouched = net.params.id("cell0.edge0.op2.weight").unwrap();
+        let u0 = net.params.get(untouched).value.clone();
+        step(&mut net, &b);
+        let p2 = &net.params.get(id).value;
+        for i in 0..p1.len() {
+            let want = match mode {
+                // zero gradient: d = wd * p, buf = mom * buf + d, p -= lr * buf
+                OffPath::Momentum => p1[i] - h.lr * (h.momentum * m1[i] + h.weight_decay * p1[i]),
+                OffPath::Frozen => p1[i],
+            };
+            assert!((p2[i] - want).abs() < 1e-15, "{mode:?}: element {i}: {} vs {want}", p2[i]);
+        }
+        // edge 0's conv1x1 was on path B: it moved in both modes
+        assert_ne!(net.params.get(untouched).value, u0);
+    }
+}
