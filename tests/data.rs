@@ -1,0 +1,253 @@
+//! The data readers on small files written here in each format, their errors
+//! on bad files, and the embedded subset.
+
+use std::io::Write;
+use std::path::Path;
+
+use pada::data::DataSpec;
+
+fn idx_bytes(magic_dims: u8, dims: &[u32], payload: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, 0, 0x08, magic_dims];
+    for d in dims {
+        b.extend_from_slice(&d.to_be_bytes());
+    }
+    b.extend_from_slice(payload);
+    b
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// An MNIST-style directory: `n_train` and `n_test` 28x28 images.
+fn write_idx_dir(dir: &Path, n_train: u32, n_test: u32, gzip: bool) {
+    for (stem, n) in [("train", n_train), ("t10k", n_test)] {
+        let px: Vec<u8> = (0..n * 784).map(|i| (i % 251) as u8).collect();
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let files = [(format!("{stem}-images-idx3-ubyte"), idx_bytes(3, &[n, 28, 28], &px)), (format!("{stem}-labels-idx1-ubyte"), idx_bytes(1, &[n], &labels))];
+        for (name, bytes) in files {
+            if gzip {
+                std::fs::write(dir.join(format!("{name}.gz")), gz(&bytes)).unwrap();
+            } else {
+                std::fs::write(dir.join(name), bytes).unwrap();
+            }
+        }
+    }
+}
+
+fn load_err(spec: &str) -> String {
+    format!("{:#}", spec.parse::<DataSpec>().unwrap().load().unwrap_err())
+}
+
+#[test]
+fn idx_directories_gzipped_or_not() {
+    for gzip in [false, true] {
+        let d = tempfile::tempdir().unwrap();
+        write_idx_dir(d.path(), 30, 12, gzip);
+        for kind in ["mnist", "fashion-mnist"] {
+            let data = format!("{kind}:{}", d.path().display()).parse::<DataSpec>().unwrap().load().unwrap();
+            assert_eq!((data.train.len(), data.test.len(), data.classes()), (30, 12, 10));
+            assert_eq!(data.shape().to_string(), "1x28x28");
+            assert_eq!(data.train.labels[13], 3);
+            assert_eq!(data.train.image(1)[0], (784 % 251) as u8);
+            assert_eq!(data.files.len(), 4);
+        }
+    }
+}
+
+#[test]
+fn idx_errors_name_the_file_and_the_problem() {
+    let d = tempfile::tempdir().unwrap();
+    write_idx_dir(d.path(), 20, 10, false);
+    let spec = format!("mnist:{}", d.path().display());
+    let p = d.path().join("train-images-idx3-ubyte");
+    let good = std::fs::read(&p).unwrap();
+    // wrong magic
+    let mut bad = good.clone();
+    bad[3] = 2;
+    std::fs::write(&p, &bad).unwrap();
+    let e = load_err(&spec);
+    assert!(e.contains("train-images-idx3-ubyte") && e.contains("magic"), "{e}");
+    // truncated
+    std::fs::write(&p, &good[..good.len() - 10]).unwrap();
+    let e = load_err(&spec);
+    assert!(e.contains("truncated") || e.contains("payload"), "{e}");
+    // image and label counts differ
+    std::fs::write(&p, idx_bytes(3, &[19, 28, 28], &good[16..16 + 19 * 784])).unwrap();
+    let e = load_err(&spec);
+    assert!(e.contains("19 images") && e.contains("20 labels"), "{e}");
+    std::fs::write(&p, &good).unwrap();
+    // label out of range
+    let lp = d.path().join("train-labels-idx1-ubyte");
+    let mut labels = std::fs::read(&lp).unwrap();
+    labels[8 + 5] = 12;
+    std::fs::write(&lp, &labels).unwrap();
+    let e = load_err(&spec);
+    assert!(e.contains("label 12") && e.contains("out of range"), "{e}");
+    // empty set
+    std::fs::write(&lp, idx_bytes(1, &[0], &[])).unwrap();
+    std::fs::write(&p, idx_bytes(3, &[0, 28, 28], &[])).unwrap();
+    assert!(load_err(&spec).contains("empty"), "{}", load_err(&spec));
+    // missing file
+    std::fs::remove_file(&p).unwrap();
+    let e = load_err(&spec);
+    assert!(e.contains("train-images-idx3-ubyte") && e.contains("none of these files exists"), "{e}");
+    // not a directory, corrupt gzip
+    assert!(load_err("mnist:/nonexistent/dir").contains("not a directory"));
+    std::fs::write(d.path().join("train-images-idx3-ubyte.gz"), [0x1f, 0x8b, 1, 2, 3]).unwrap();
+    assert!(load_err(&spec).contains("corrupt gzip"), "{}", load_err(&spec));
+}
+
+fn cifar_record(label_bytes: &[u8], seed: u8) -> Vec<u8> {
+    let mut r = label_bytes.to_vec();
+    r.extend((0..3072u32).map(|i| (i as u8).wrapping_mul(seed)));
+    r
+}
+
+#[test]
+fn cifar_binary_versions() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = d.path().join("cifar-10-batches-bin");
+    std::fs::create_dir(&bin).unwrap();
+    for (i, name) in ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"].iter().enumerate() {
+        let recs: Vec<u8> = (0..2u8).flat_map(|k| cifar_record(&[(i as u8 * 2 + k) % 10], k + 1)).collect();
+        std::fs::write(bin.join(name), recs).unwrap();
+    }
+    std::fs::write(bin.join("test_batch.bin"), cifar_record(&[7], 3)).unwrap();
+    // the parent or the folder itself
+    for dir in [d.path().to_path_buf(), bin.clone()] {
+        let data = format!("cifar10:{}", dir.display()).parse::<DataSpec>().unwrap().load().unwrap();
+        assert_eq!((data.train.len(), data.test.len(), data.classes()), (10, 1, 10));
+        assert_eq!(data.train.labels, (0..10).collect::<Vec<u16>>());
+        assert_eq!(data.test.image(0)[5], 15);
+        assert_eq!(data.default_augment, pada::data::Augment { crop_pad: 4, flip: true });
+    }
+    // a truncated batch
+    std::fs::write(bin.join("test_batch.bin"), &cifar_record(&[7], 3)[..3000]).unwrap();
+    let e = load_err(&format!("cifar10:{}", d.path().display()));
+    assert!(e.contains("test_batch.bin") && e.contains("3073-byte"), "{e}");
+    // CIFAR-100: coarse and fine label; the fine one counts
+    let c100 = d.path().join("cifar-100-binary");
+    std::fs::create_dir(&c100).unwrap();
+    std::fs::write(c100.join("train.bin"), [cifar_record(&[1, 42], 1), cifar_record(&[2, 99], 2)].concat()).unwrap();
+    std::fs::write(c100.join("test.bin"), cifar_record(&[3, 5], 1)).unwrap();
+    let data = format!("cifar100:{}", d.path().display()).parse::<DataSpec>().unwrap().load().unwrap();
+    assert_eq!((data.train.labels.clone(), data.classes()), (vec![42, 99], 100));
+    std::fs::write(c100.join("test.bin"), cifar_record(&[3, 100], 1)).unwrap();
+    assert!(load_err(&format!("cifar100:{}", d.path().display())).contains("label 100"));
+}
+
+/// A Python 2 pickle (protocol 2) of a dict holding a numpy uint8 array under
+/// `data` and a list of ints under `label_key`, as the official CIFAR files are.
+fn numpy_pickle(n: usize, labels: &[i64], label_key: &str, seed: u8) -> Vec<u8> {
+    let s = |b: &mut Vec<u8>, text: &str| {
+        b.push(b'U');
+        b.push(text.len() as u8);
+        b.extend_from_slice(text.as_bytes());
+    };
+    let mut b = vec![0x80, 2, b'}', b'('];
+    s(&mut b, "data");
+    b.extend_from_slice(b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85");
+    s(&mut b, "b");
+    b.extend_from_slice(b"\x87R(K\x01M");
+    b.extend_from_slice(&(n as u16).to_le_bytes());
+    b.extend_from_slice(b"M\x00\x0c\x86cnumpy\ndtype\n");
+    s(&mut b, "u1");
+    b.extend_from_slice(b"K\x00K\x01\x87R(K\x03");
+    s(&mut b, "|");
+    b.extend_from_slice(b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T");
+    b.extend_from_slice(&((n * 3072) as u32).to_le_bytes());
+    b.extend((0..n * 3072).map(|i| (i as u8).wrapping_mul(seed)));
+    b.extend_from_slice(b"tb");
+    s(&mut b, label_key);
+    b.extend_from_slice(b"](");
+    for &l in labels {
+        b.push(b'K');
+        b.push(l as u8);
+    }
+    b.extend_from_slice(b"eu.");
+    b
+}
+
+#[test]
+fn cifar_python_pickle_versions() {
+    let d = tempfile::tempdir().unwrap();
+    let py = d.path().join("cifar-10-batches-py");
+    std::fs::create_dir(&py).unwrap();
+    for i in 1..=5 {
+        std::fs::write(py.join(format!("data_batch_{i}")), numpy_pickle(2, &[i, i + 1], "labels", i as u8)).unwrap();
+    }
+    std::fs::write(py.join("test_batch"), numpy_pickle(3, &[9, 8, 7], "labels", 7)).unwrap();
+    let data = format!("cifar10:{}", d.path().display()).parse::<DataSpec>().unwrap().load().unwrap();
+    assert_eq!((data.train.len(), data.test.len()), (10, 3));
+    assert_eq!(data.train.labels[..4], [1, 2, 2, 3]);
+    assert_eq!(data.test.labels, vec![9, 8, 7]);
+    assert_eq!(data.test.image(1)[0], ((3072usize * 7) % 256) as u8);
+    // labels and data disagree
+    std::fs::write(py.join("test_batch"), numpy_pickle(3, &[9, 8], "labels", 7)).unwrap();
+    let e = load_err(&format!("cifar10:{}", d.path().display()));
+    assert!(e.contains("test_batch") && e.contains("2 labels"), "{e}");
+    // not a pickle
+    std::fs::write(py.join("test_batch"), b"hello").unwrap();
+    assert!(load_err(&format!("cifar10:{}", d.path().display())).contains("not a readable Python pickle"));
+    // CIFAR-100 uses fine_labels
+    let c100 = d.path().join("cifar-100-python");
+    std::fs::create_dir(&c100).unwrap();
+    std::fs::write(c100.join("train"), numpy_pickle(2, &[55, 99], "fine_labels", 1)).unwrap();
+    std::fs::write(c100.join("test"), numpy_pickle(1, &[3], "fine_labels", 1)).unwrap();
+    let data = format!("cifar100:{}", d.path().display()).parse::<DataSpec>().unwrap().load().unwrap();
+    assert_eq!(data.train.labels, vec![55, 99]);
+}
+
+#[test]
+fn embedded_subset_is_balanced_and_interleaved() {
+    let data = DataSpec::Embedded.load().unwrap();
+    assert_eq!((data.train.len(), data.test.len(), data.classes()), (5000, 1000, 10));
+    for split in [&data.train, &data.test] {
+        let mut counts = [0usize; 10];
+        split.labels.iter().for_each(|&l| counts[l as usize] += 1);
+        assert!(counts.iter().all(|&c| c == split.len() / 10), "{counts:?}");
+        // every window of 10 consecutive images holds all classes
+        for w in split.labels.chunks(10) {
+            let mut s = w.to_vec();
+            s.sort();
+            assert_eq!(s, (0..10).collect::<Vec<u16>>());
+        }
+    }
+    // Fashion-MNIST statistics
+    assert!((data.norm.mean[0] - 0.286).abs() < 0.02 && (data.norm.std[0] - 0.353).abs() < 0.02, "{:?}", data.norm);
+}
+
+#[test]
+fn data_spec_errors() {
+    for (spec, want) in [("cifar10", "needs a directory"), ("imagenet:/x", "not a data specification"), ("synthetic:3x32", "CxHxW"), ("synthetic:1x8x8:0", "at least 1")] {
+        let e = format!("{:#}", spec.parse::<DataSpec>().unwrap_err());
+        assert!(e.contains(want), "{spec}: {e}");
+    }
+    assert_eq!("synthetic:3x32x32:10:5:4".parse::<DataSpec>().unwrap().to_string(), "synthetic:3x32x32:10:5:4");
+}
+
+#[test]
+fn loader_batches_are_cnhw_normalised_and_augmented_reproducibly() {
+    use pada::data::{loader::make_batch, Augment};
+    use rand::SeedableRng;
+    let data = "synthetic:3x8x8:20:4:2".parse::<DataSpec>().unwrap().load().unwrap();
+    let b = make_batch(&data.train, &data.norm, &[3, 5], None);
+    assert_eq!(b.x.len(), 2 * 3 * 64);
+    // channel 1 of image 5 (second in the batch) sits at (1 * 2 + 1) * 64
+    let want = (data.train.image(5)[64] as f32 / 255.0 - data.norm.mean[1]) / data.norm.std[1];
+    assert!((b.x[3 * 64] - want).abs() < 1e-5);
+    let aug = Augment { crop_pad: 2, flip: true };
+    let mut r1 = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let mut r2 = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let a1 = make_batch(&data.train, &data.norm, &[3, 5], Some((aug, &mut r1)));
+    let a2 = make_batch(&data.train, &data.norm, &[3, 5], Some((aug, &mut r2)));
+    assert_eq!(a1.x, a2.x);
+    assert_ne!(a1.x, b.x);
+    // flipping twice with no crop is the identity
+    let flip = Augment { crop_pad: 0, flip: true };
+    assert_eq!(flip.source(8, 8, (0, 0, true), 2, 0), Some((2, 7)));
+    assert_eq!(aug.source(8, 8, (0, 0, false), 0, 0), None, "top-left of a crop at offset 0 shows padding");
+}
