@@ -9,6 +9,7 @@
 
 pub mod arch;
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod element;

@@ -36,8 +36,19 @@ impl<T: Element> CpuBackend<T> {
     /// Bytes currently parked in the pool.
     pub fn pooled_bytes(&self) -> usize {
         let pool = self.pool.lock().unwrap();
-        pool.iter().map(|(len, v)| len * v.len() * std::mem::size_of::<T>()).sum()
+        pool.iter().map(|(class, v)| class * v.len() * std::mem::size_of::<T>()).sum()
     }
+}
+
+/// Pool buffers come in size classes an eighth of a power of two apart, so that
+/// nearby sizes (a last, smaller batch; another batch size) share buffers while
+/// a buffer wastes at most 12.5% of its capacity.
+fn size_class(len: usize) -> usize {
+    if len <= 64 {
+        return 64;
+    }
+    let step = 1usize << (usize::BITS - 1 - len.leading_zeros()).saturating_sub(3);
+    len.div_ceil(step) * step
 }
 
 impl<T: Element> Backend for CpuBackend<T> {
@@ -50,19 +61,29 @@ impl<T: Element> Backend for CpuBackend<T> {
     }
 
     fn alloc(&self, len: usize) -> Vec<T> {
-        let reused = self.pool.lock().unwrap().get_mut(&len).and_then(|v| v.pop());
+        let class = size_class(len);
+        let reused = self.pool.lock().unwrap().get_mut(&class).and_then(|v| v.pop());
+        let fillv = if self.poison { T::nan() } else { T::zero() };
         match reused {
             Some(mut b) => {
+                b.truncate(len);
+                b.resize(len, fillv);
                 if self.poison {
                     b.fill(T::nan());
                 }
                 b
             }
-            None => vec![if self.poison { T::nan() } else { T::zero() }; len],
+            None => {
+                let mut b = Vec::with_capacity(class);
+                b.resize(len, fillv);
+                b
+            }
         }
     }
     fn release(&self, buf: Vec<T>) {
-        self.pool.lock().unwrap().entry(buf.len()).or_default().push(buf);
+        let class = size_class(buf.len());
+        debug_assert!(buf.capacity() >= class);
+        self.pool.lock().unwrap().entry(class).or_default().push(buf);
     }
     fn len(&self, buf: &Vec<T>) -> usize {
         buf.len()

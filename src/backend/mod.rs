@@ -50,6 +50,21 @@ pub trait Backend: Send + Sync {
     /// Waits for all queued work (a no-op on the CPU).
     fn synchronize(&self) {}
 
+    /// Runs `f` and returns its result with the seconds its device work took
+    /// (wall clock on the CPU; device events on a GPU).
+    fn timed<R>(&self, f: impl FnOnce() -> R) -> (R, f64) {
+        self.synchronize();
+        let t = std::time::Instant::now();
+        let r = f();
+        self.synchronize();
+        (r, t.elapsed().as_secs_f64())
+    }
+
+    /// Bytes of device memory in use or held by the pool, if the backend knows.
+    fn device_memory(&self) -> Option<usize> {
+        None
+    }
+
     fn alloc_zeroed(&self, len: usize) -> Self::Buf {
         let mut b = self.alloc(len);
         self.fill(&mut b, Self::T::zero());

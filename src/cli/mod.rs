@@ -1,5 +1,6 @@
 //! The `pada` command line: one module per subcommand.
 
+pub mod bench;
 pub mod device;
 pub mod summary;
 pub mod train;
@@ -23,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Train a supernet (PA&DA or a baseline) and write its run directory.
     Train(train::TrainArgs),
+    /// Time training steps, PA&DA's extra work, FairNAS and ranking on this machine.
+    Bench(bench::BenchArgs),
     /// Parameter count of a supernet, and of one architecture's sub-network with its FLOPs.
     Summary(summary::SummaryArgs),
 }
@@ -30,6 +33,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(a) => train::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Summary(a) => summary::run(a),
     }
 }

@@ -175,31 +175,12 @@ impl<'a, B: Backend> Trainer<'a, B> {
         forwards
     }
 
-    /// Forward and backward of one path (gradients accumulate); adds the loss
-    /// and accuracy to `sums` and returns the per-sample proxy norms.
     fn forward_backward(&mut self, x: &B::Buf, labels: &B::IBuf, weights: Option<&B::Buf>, n: usize, g: &Genotype, sums: &mut B::Buf) -> B::Buf {
-        let be = self.be;
-        let k = self.net.config.classes;
-        let mut xin = be.alloc(be.len(x));
-        be.copy(&mut xin, x);
-        let tape = self.net.forward(be, xin, n, g, true);
-        let (mut loss, mut dlogits, mut proxy) = (be.alloc(n), be.alloc(n * k), be.alloc(n));
-        be.softmax_cross_entropy(n, k, &tape.logits, labels, weights, &mut loss, &mut dlogits, &mut proxy);
-        be.batch_metrics(n, k, &tape.logits, labels, &loss, sums);
-        self.net.backward(be, tape, &dlogits);
-        be.release(loss);
-        be.release(dlogits);
-        proxy
+        forward_backward(self.be, &mut self.net, x, labels, weights, n, g, sums)
     }
 
     fn on_path(&self, paths: &[Genotype]) -> Vec<bool> {
-        let mut on = vec![false; self.net.params.len()];
-        for g in paths {
-            for id in self.net.path_params(g) {
-                on[id.0] = true;
-            }
-        }
-        on
+        on_path(&self.net, paths)
     }
 
     /// SUMNAS (official baseline): for each of the 5 fair paths, `inner_steps`
@@ -259,4 +240,42 @@ impl<'a, B: Backend> Trainer<'a, B> {
         be.release(one);
         forwards
     }
+}
+
+/// Forward and backward of one path on `x` (gradients accumulate into the
+/// parameters'); adds the batch's loss and correct count to `sums` and returns
+/// the per-sample proxy norms `||softmax(z_i) - onehot(y_i)||`.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_backward<B: Backend>(
+    be: &B,
+    net: &mut Supernet<B>,
+    x: &B::Buf,
+    labels: &B::IBuf,
+    weights: Option<&B::Buf>,
+    n: usize,
+    g: &Genotype,
+    sums: &mut B::Buf,
+) -> B::Buf {
+    let k = net.config.classes;
+    let mut xin = be.alloc(be.len(x));
+    be.copy(&mut xin, x);
+    let tape = net.forward(be, xin, n, g, true);
+    let (mut loss, mut dlogits, mut proxy) = (be.alloc(n), be.alloc(n * k), be.alloc(n));
+    be.softmax_cross_entropy(n, k, &tape.logits, labels, weights, &mut loss, &mut dlogits, &mut proxy);
+    be.batch_metrics(n, k, &tape.logits, labels, &loss, sums);
+    net.backward(be, tape, &dlogits);
+    be.release(loss);
+    be.release(dlogits);
+    proxy
+}
+
+/// Which parameter tensors are on any of `paths`.
+pub fn on_path<B: Backend>(net: &Supernet<B>, paths: &[Genotype]) -> Vec<bool> {
+    let mut on = vec![false; net.params.len()];
+    for g in paths {
+        for id in net.path_params(g) {
+            on[id.0] = true;
+        }
+    }
+    on
 }

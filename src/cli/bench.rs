@@ -1,0 +1,84 @@
+//! `pada bench`: timings of steps, PA&DA's extra work, FairNAS and ranking.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use super::device::{with_backend, BackendJob, Device};
+use crate::backend::Backend;
+use crate::bench::{self, BenchOptions};
+use crate::data::DataSpec;
+use crate::supernet::SupernetConfig;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum BenchConfig {
+    /// C=16, N=5, 3x32x32, 10 classes (NAS-Bench-201 on CIFAR-10).
+    Nb201,
+    /// C=8, N=1, 1x28x28, 10 classes.
+    Mini,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Device: cpu | cuda | cuda:N | cuda-emu.
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
+    #[arg(long, value_enum, default_value = "nb201")]
+    pub config: BenchConfig,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Timed steps (after the warm-up).
+    #[arg(long, default_value_t = 32)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 4)]
+    pub warmup: usize,
+    /// Architectures evaluated for the ranking throughput.
+    #[arg(long, default_value_t = 16)]
+    pub rank_archs: usize,
+    /// Data of the ranking measurement [default: 1,000 synthetic test images in the config's shape].
+    #[arg(long)]
+    pub rank_data: Option<DataSpec>,
+    /// Also write the report as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// CPU threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads)?;
+    anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
+    anyhow::ensure!(a.steps > 0, "--steps must be at least 1");
+    let config = match a.config {
+        BenchConfig::Nb201 => SupernetConfig::nb201(),
+        BenchConfig::Mini => SupernetConfig::mini(),
+    };
+    let rank_data = a.rank_data.clone().unwrap_or_else(|| format!("synthetic:{}:64:1000:{}", config.input, config.classes).parse().expect("valid spec"));
+    let o = BenchOptions {
+        name: format!("{:?}", a.config).to_lowercase(),
+        config,
+        batch_size: a.batch_size,
+        steps: a.steps,
+        warmup: a.warmup,
+        rank_data,
+        rank_archs: a.rank_archs,
+    };
+    with_backend(&a.device, Job { o, json: a.json })
+}
+
+struct Job {
+    o: BenchOptions,
+    json: Option<PathBuf>,
+}
+
+impl BackendJob for Job {
+    fn run<B: Backend>(self, be: &B) -> anyhow::Result<()> {
+        let r = bench::run(be, &self.o, |m| eprintln!("{m}..."))?;
+        print!("{}", bench::format_report(&r));
+        if let Some(p) = self.json {
+            crate::fsutil::write_atomic(&p, serde_json::to_string_pretty(&r)?.as_bytes())?;
+        }
+        Ok(())
+    }
+}
