@@ -1,0 +1,140 @@
+//! Ranking-consistency metrics against scipy, against brute force, and on the
+//! NAS-Bench-201 tables in ../shared/nb201.
+
+mod common;
+
+use pada::rankstats::{kendall_tau_b, pearson_r, precision_at_top, spearman_rho, Consistency};
+use pada::table::{join, read_arch_table};
+
+/// The vectors of scripts/scipy_fixtures.py.
+fn case(name: &str) -> (Vec<f64>, Vec<f64>) {
+    match name {
+        "ties_a" => ((0..40).map(|i| (i * 37 % 11) as f64).collect(), (0..40).map(|i| (i * 53 % 7) as f64 + (i % 3) as f64 * 0.5).collect()),
+        "squares_b" => ((0..30).map(|i| i as f64).collect(), (0..30).map(|i| (i * i % 17) as f64).collect()),
+        "small_c" => (vec![1.0, 1.0, 1.0, 2.0, 2.0, 3.0], vec![1.0, 2.0, 2.0, 2.0, 3.0, 3.0]),
+        "large_d" => (
+            (0..1000).map(|i| ((i as f64).sin() * 1000.0).floor() / 10.0).collect(),
+            (0..1000).map(|i| ((i as f64 * 0.7).cos() * 50.0).floor()).collect(),
+        ),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn metrics_match_scipy_with_ties() {
+    // (case, kendalltau, spearmanr, pearsonr): `python3 scripts/scipy_fixtures.py`
+    // with scipy 1.17.1 (scipy.stats.kendalltau computes tau-b).
+    let expected = [
+        ("ties_a", 0.05324441717053128, 0.08322317835228522, 0.08874608752638581),
+        ("squares_b", 0.0913266299685899, 0.12493257804717191, 0.13290221864233567),
+        ("small_c", 0.7272727272727273, 0.7833333333333334, 0.7592566023652964),
+        ("large_d", 0.002117857983684062, 0.0031475619748135082, 0.0052649418053144735),
+    ];
+    for (name, tau, rho, r) in expected {
+        let (x, y) = case(name);
+        assert!((kendall_tau_b(&x, &y) - tau).abs() < 1e-12, "{name}: tau {} vs scipy {tau}", kendall_tau_b(&x, &y));
+        assert!((spearman_rho(&x, &y) - rho).abs() < 1e-12, "{name}: rho {} vs scipy {rho}", spearman_rho(&x, &y));
+        assert!((pearson_r(&x, &y) - r).abs() < 1e-12, "{name}: r {} vs scipy {r}", pearson_r(&x, &y));
+    }
+}
+
+/// tau-b by definition, O(n^2).
+fn brute_tau_b(x: &[f64], y: &[f64]) -> f64 {
+    let (mut c, mut d, mut tx, mut ty) = (0f64, 0f64, 0f64, 0f64);
+    for i in 0..x.len() {
+        for j in i + 1..x.len() {
+            // (f64::signum(0.0) is 1.0, hence the comparisons)
+            let (a, b) = (x[i].partial_cmp(&x[j]).unwrap(), y[i].partial_cmp(&y[j]).unwrap());
+            use std::cmp::Ordering::Equal;
+            match (a == Equal, b == Equal) {
+                (true, true) => {}
+                (true, false) => tx += 1.0,
+                (false, true) => ty += 1.0,
+                _ if a == b => c += 1.0,
+                _ => d += 1.0,
+            }
+        }
+    }
+    (c - d) / ((c + d + tx) * (c + d + ty)).sqrt()
+}
+
+#[test]
+fn kendall_matches_brute_force_on_random_tied_data() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    for trial in 0..50 {
+        let n = rng.random_range(2..120);
+        let levels = rng.random_range(2..10) as f64;
+        let x: Vec<f64> = (0..n).map(|_| (rng.random::<f64>() * levels).floor()).collect();
+        let y: Vec<f64> = (0..n).map(|_| (rng.random::<f64>() * levels).floor()).collect();
+        let (fast, slow) = (kendall_tau_b(&x, &y), brute_tau_b(&x, &y));
+        assert!(fast.is_nan() && slow.is_nan() || (fast - slow).abs() < 1e-12, "trial {trial}: {fast} vs {slow}");
+    }
+    assert!(kendall_tau_b(&[1.0, 1.0], &[1.0, 2.0]).is_nan(), "constant input");
+}
+
+#[test]
+fn precision_at_top_k() {
+    let truth: Vec<f64> = (0..100).map(|i| i as f64).collect();
+    assert_eq!(precision_at_top(&truth, &truth, 10.0), 1.0);
+    let rev: Vec<f64> = truth.iter().map(|v| -v).collect();
+    assert_eq!(precision_at_top(&rev, &truth, 10.0), 0.0);
+    // top 5 of 100: predicted puts 97..99 and two misses on top
+    let mut pred = truth.clone();
+    pred[0] = 1000.0;
+    pred[1] = 999.0;
+    assert_eq!(precision_at_top(&pred, &truth, 5.0), 3.0 / 5.0);
+    let c = Consistency::of(&(0..100).map(|i| i.to_string()).collect::<Vec<_>>(), &pred, &truth).unwrap();
+    assert_eq!((c.predicted_best.as_str(), c.predicted_best_true_rank, c.predicted_best_true_accuracy), ("0", 100, 0.0));
+}
+
+#[test]
+fn nb201_tables_have_kendall_tau_0_700_between_their_cifar10_columns() {
+    let Some(shared) = common::require_shared("nb201_tables_have_kendall_tau_0_700_between_their_cifar10_columns") else { return };
+    let nats = read_arch_table(&shared.join("nb201/nats_bench.csv"), None, "CIFAR10TestAccuracy200Epochs").unwrap();
+    let mini = read_arch_table(&shared.join("nb201/minibench_hp12.csv"), None, "cifar10-test").unwrap();
+    assert_eq!(nats.arch_column, "ArchitectureString");
+    assert_eq!(mini.arch_column, "cellstr", "the 'arch' column holds indices, not strings");
+    let (archs, p, t) = join(&mini, &nats, false);
+    assert_eq!(archs.len(), 15625);
+    let c = Consistency::of(&archs.iter().map(|g| g.to_string()).collect::<Vec<_>>(), &p, &t).unwrap();
+    assert!((c.kendall_tau - 0.700).abs() < 0.0005, "tau {}", c.kendall_tau);
+    assert!((c.spearman_rho - 0.871).abs() < 0.0005, "rho {}", c.spearman_rho);
+    // the unique strings of the table are ours
+    let (u, _, _) = join(&mini, &nats, true);
+    assert_eq!(u.len(), 6466);
+    let text = std::fs::read_to_string(shared.join("nb201/nats_bench.csv")).unwrap();
+    let mut rd = csv::Reader::from_reader(text.as_bytes());
+    for r in rd.records().take(2000) {
+        let r = r.unwrap();
+        let g: pada::arch::Genotype = r[3].parse().unwrap();
+        assert_eq!(g.unique_string(), &r[4]);
+    }
+}
+
+#[test]
+fn table_errors_name_the_problem() {
+    let d = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = d.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let a = "|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|";
+    let b = "|none~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|";
+    let err = |p: &std::path::Path, col: &str| format!("{:#}", read_arch_table(p, None, col).unwrap_err());
+    let p = write("missing.csv", &format!("arch,acc\n{a},1\n"));
+    assert!(err(&p, "accuracy").contains("no column 'accuracy'"));
+    let p = write("nan.csv", &format!("arch,acc\n{a},high\n"));
+    assert!(err(&p, "acc").contains("\"high\" is not a number"));
+    let p = write("dup.csv", &format!("arch,acc\n{a},1\n{b},2\n{a},3\n"));
+    assert!(err(&p, "acc").contains("appears twice (rows 2 and 4)"));
+    let p = write("op.csv", &format!("arch,acc\n{a},1\n{},2\n", b.replace("none~0|+|none", "none~0|+|conv")));
+    assert!(err(&p, "acc").contains("unknown op"), "{}", err(&p, "acc"));
+    let p = write("noarch.csv", "x,acc\n1,2\n");
+    assert!(err(&p, "acc").contains("no column holds NAS-Bench-201"));
+    let p = write("empty.csv", "arch,acc\n");
+    assert!(err(&p, "acc").contains("no rows"));
+    let t = read_arch_table(&write("ok.csv", &format!("id,name,acc\n7,{a},1.5\n8,{b},2.5\n")), None, "acc").unwrap();
+    assert_eq!((t.arch_column.as_str(), t.values.clone()), ("name", vec![1.5, 2.5]));
+}
