@@ -61,9 +61,24 @@ pub enum ArchError {
 }
 
 /// One architecture: the op on each of the 6 edges (the same in every cell).
-/// PA&DA's 6-int "gene" is exactly this list of op indices.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// PA&DA's 6-int "gene" is exactly this list of op indices. Serialised as its
+/// NAS-Bench-201 string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Genotype(pub [Op; NUM_EDGES]);
+
+impl From<Genotype> for String {
+    fn from(g: Genotype) -> String {
+        g.to_string()
+    }
+}
+
+impl TryFrom<String> for Genotype {
+    type Error = ArchError;
+    fn try_from(s: String) -> Result<Self, ArchError> {
+        s.parse()
+    }
+}
 
 impl Genotype {
     pub fn from_indices(ops: [usize; NUM_EDGES]) -> Result<Self, ArchError> {

@@ -1,7 +1,9 @@
 //! The `pada` command line: one module per subcommand.
 
 pub mod bench;
+pub mod compare;
 pub mod device;
+pub mod rank;
 pub mod summary;
 pub mod train;
 
@@ -24,6 +26,10 @@ pub struct Cli {
 pub enum Command {
     /// Train a supernet (PA&DA or a baseline) and write its run directory.
     Train(train::TrainArgs),
+    /// Score architectures with a trained supernet's weights; with a ground truth, measure the ranking's consistency.
+    Rank(rank::RankArgs),
+    /// Ranking consistency (Kendall tau and friends) between two tables of architectures.
+    Compare(compare::CompareArgs),
     /// Time training steps, PA&DA's extra work, FairNAS and ranking on this machine.
     Bench(bench::BenchArgs),
     /// Parameter count of a supernet, and of one architecture's sub-network with its FLOPs.
@@ -34,6 +40,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(a) => train::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Rank(a) => rank::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Summary(a) => summary::run(a),
     }
 }

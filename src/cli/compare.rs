@@ -1,0 +1,56 @@
+//! `pada compare`: ranking consistency between any two tables.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::rankstats::Consistency;
+use crate::table::{join, read_arch_table};
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Predictions (e.g. `pada rank` output).
+    pub pred: PathBuf,
+    /// Ground truth.
+    pub gt: PathBuf,
+    /// Score column of PRED.
+    #[arg(long, default_value = "accuracy")]
+    pub pred_column: String,
+    /// Accuracy column of GT.
+    #[arg(long, default_value = "test_accuracy")]
+    pub gt_column: String,
+    #[arg(long, value_name = "NAME")]
+    pub pred_arch_column: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub gt_arch_column: Option<String>,
+    /// One architecture per isomorphism class.
+    #[arg(long)]
+    pub unique: bool,
+    /// Also write the metrics as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Also plot PRED against GT to STEM.png and STEM.svg.
+    #[arg(long, value_name = "STEM")]
+    pub plot: Option<PathBuf>,
+}
+
+pub fn run(a: CompareArgs) -> anyhow::Result<()> {
+    let pred = read_arch_table(&a.pred, a.pred_arch_column.as_deref(), &a.pred_column)?;
+    let gt = read_arch_table(&a.gt, a.gt_arch_column.as_deref(), &a.gt_column)?;
+    let (archs, p, t) = join(&pred, &gt, a.unique);
+    if archs.len() < pred.archs.len() && !a.unique {
+        eprintln!("note: {} of {} architectures of {} are not in {}", pred.archs.len() - archs.len(), pred.archs.len(), a.pred.display(), a.gt.display());
+    }
+    let names: Vec<String> = archs.iter().map(|g| g.to_string()).collect();
+    let c = Consistency::of(&names, &p, &t)?;
+    print!("{}", c.report());
+    if let Some(j) = &a.json {
+        crate::fsutil::write_atomic(j, serde_json::to_string_pretty(&c)?.as_bytes())?;
+    }
+    if let Some(stem) = &a.plot {
+        let title = format!("{} vs {}: Kendall tau {:.3}", pred.value_column, gt.value_column, c.kendall_tau);
+        let points = p.into_iter().zip(t).collect();
+        crate::plot::chart(stem, &title, &pred.value_column, &gt.value_column, &[crate::plot::Series { name: String::new(), points }], true)?;
+    }
+    Ok(())
+}

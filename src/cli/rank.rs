@@ -1,0 +1,225 @@
+//! `pada rank`: score architectures with a trained supernet's weights.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use super::device::{with_backend, BackendJob, Device};
+use crate::arch::Genotype;
+use crate::backend::Backend;
+use crate::data::DataSpec;
+use crate::eval::EvalSet;
+use crate::rank::{load_run, score, ArchSelection, Scored};
+use crate::rankstats::Consistency;
+use crate::table::{join, read_arch_table, ArchTable};
+
+pub const HEADER: [&str; 3] = ["arch", "accuracy", "loss"];
+
+/// Where a ground truth comes from, on the command line of rank, search and compare.
+#[derive(Args, Debug, Clone)]
+pub struct GroundTruthArgs {
+    /// A ground-truth CSV: an architecture column and an accuracy column
+    /// (the NAS-Bench-201 tables in shared/nb201, or `pada groundtruth` output).
+    #[arg(long, value_name = "CSV")]
+    pub ground_truth: Option<PathBuf>,
+    /// The ground truth's accuracy column [default: test_accuracy, as `pada groundtruth` writes].
+    #[arg(long, value_name = "NAME")]
+    pub gt_column: Option<String>,
+    /// The ground truth's architecture column [default: `arch` if it holds NB201 strings, else the first column that does].
+    #[arg(long, value_name = "NAME")]
+    pub gt_arch_column: Option<String>,
+}
+
+impl GroundTruthArgs {
+    pub fn load(&self) -> anyhow::Result<Option<ArchTable>> {
+        self.ground_truth
+            .as_ref()
+            .map(|p| read_arch_table(p, self.gt_arch_column.as_deref(), self.gt_column.as_deref().unwrap_or("test_accuracy")))
+            .transpose()
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RankArgs {
+    /// The training run directory (config.json, supernet.safetensors).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Architectures: all (the 15,625 of NAS-Bench-201) | FILE (a CSV with an arch column) | N (N distinct random ones, from the run's seed).
+    #[arg(long, default_value = "all")]
+    pub archs: ArchSelection,
+    /// The architecture column of --archs FILE.
+    #[arg(long, value_name = "NAME")]
+    pub arch_column: Option<String>,
+    /// Data whose test split scores the architectures [default: the run's data].
+    #[arg(long)]
+    pub data: Option<DataSpec>,
+    /// Evaluation batch size (batch norm uses each batch's statistics).
+    #[arg(long, default_value_t = 512)]
+    pub batch_size: usize,
+    /// Use only the first N test images (in their stored, class-mixed order).
+    #[arg(long)]
+    pub images: Option<usize>,
+    #[command(flatten)]
+    pub gt: GroundTruthArgs,
+    /// One architecture per isomorphism class (NAS-Bench-201 has 6,466).
+    #[arg(long)]
+    pub unique: bool,
+    /// Output CSV (arch,accuracy,loss) [default: RUN/rank.csv]; its summary goes beside it as .summary.json.
+    /// An existing file of earlier scores is continued, not redone.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `rank.summary.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RankSummary {
+    pub run: String,
+    pub data: String,
+    pub test_images: usize,
+    pub batch_size: usize,
+    pub architectures: usize,
+    pub seconds_this_invocation: f64,
+    pub archs_per_sec: f64,
+    pub top10: Vec<(String, f64)>,
+    pub ground_truth: Option<String>,
+    pub gt_column: Option<String>,
+    pub consistency: Option<Consistency>,
+}
+
+pub fn summary_path(out: &Path) -> PathBuf {
+    out.with_extension("summary.json")
+}
+
+pub fn run(a: RankArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads)?;
+    anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
+    with_backend(&a.device.clone(), a)
+}
+
+impl BackendJob for RankArgs {
+    fn run<B: Backend>(self, be: &B) -> anyhow::Result<()> {
+        let a = self;
+        let (record, net) = load_run(be, &a.run)?;
+        let gt = a.gt.load()?;
+        let spec = a.data.clone().unwrap_or(record.train.data.clone());
+        let data = spec.load()?;
+        if data.shape() != net.config.input || data.classes() != net.config.classes {
+            bail!(
+                "--data {spec}: {} images of {} classes, but the supernet in {} takes {} images of {} classes",
+                data.shape(),
+                data.classes(),
+                a.run.display(),
+                net.config.input,
+                net.config.classes
+            );
+        }
+        let mut test = data.test.clone();
+        if let Some(n) = a.images {
+            anyhow::ensure!(n > 0, "--images must be at least 1");
+            test = test.subset(&(0..n.min(test.len())).collect::<Vec<_>>());
+        }
+        let mut archs = a.archs.resolve(record.train.seed, a.arch_column.as_deref())?;
+        if a.unique {
+            let mut seen = std::collections::HashSet::new();
+            archs.retain(|g| seen.insert(g.unique_string()));
+        }
+        let out = a.out.clone().unwrap_or_else(|| a.run.join("rank.csv"));
+        let done_rows = crate::results::read_done(&out, &HEADER)?;
+        let mut done: HashMap<Genotype, (f64, f64)> = HashMap::new();
+        for (i, r) in done_rows.iter().enumerate() {
+            let g: Genotype = r[0].parse().map_err(|e| anyhow::anyhow!("{} row {}: {e}", out.display(), i + 2))?;
+            let num = |s: &str| s.parse::<f64>().with_context(|| format!("{} row {}: {s:?} is not a number", out.display(), i + 2));
+            done.insert(g, (num(&r[1])?, num(&r[2])?));
+        }
+        let todo: Vec<Genotype> = archs.iter().filter(|g| !done.contains_key(g)).copied().collect();
+        if !a.quiet {
+            eprintln!(
+                "ranking {} architectures ({} already in {}) on {} test images of {} (batch {}), {}",
+                archs.len(),
+                archs.len() - todo.len(),
+                out.display(),
+                test.len(),
+                data.name,
+                a.batch_size,
+                be.name()
+            );
+        }
+        let set = EvalSet::new(be, &test, &data.norm, a.batch_size);
+        let pb = if a.quiet { ProgressBar::hidden() } else { ProgressBar::with_draw_target(Some(todo.len() as u64), ProgressDrawTarget::stderr()) };
+        pb.set_style(ProgressStyle::with_template("[{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}").expect("template").progress_chars("=> "));
+        let start = Instant::now();
+        score(be, &net, &set, &todo, |chunk: &[Scored]| {
+            let rows: Vec<Vec<String>> = chunk.iter().map(|s| vec![s.arch.to_string(), format!("{:.4}", s.accuracy), format!("{:.6}", s.loss)]).collect();
+            crate::results::append(&out, &HEADER, &rows)?;
+            for s in chunk {
+                done.insert(s.arch, (s.accuracy, s.loss));
+            }
+            pb.inc(chunk.len() as u64);
+            pb.set_message(format!("{:.2} archs/s", pb.position() as f64 / start.elapsed().as_secs_f64().max(1e-9)));
+            Ok(())
+        })?;
+        pb.finish_and_clear();
+        set.release(be);
+        let secs = start.elapsed().as_secs_f64();
+        // the requested architectures' scores, as read back (rounded as in the file)
+        let pred = ArchTable {
+            archs: archs.clone(),
+            values: archs.iter().map(|g| done[g].0).collect(),
+            arch_column: "arch".into(),
+            value_column: "accuracy".into(),
+        };
+        let mut order: Vec<usize> = (0..archs.len()).collect();
+        order.sort_by(|&x, &y| pred.values[y].total_cmp(&pred.values[x]).then(x.cmp(&y)));
+        let top10: Vec<(String, f64)> = order.iter().take(10).map(|&i| (archs[i].to_string(), pred.values[i])).collect();
+        let consistency = match &gt {
+            Some(t) => {
+                let (ja, jp, jt) = join(&pred, t, false);
+                let names: Vec<String> = ja.iter().map(|g| g.to_string()).collect();
+                let c = Consistency::of(&names, &jp, &jt).with_context(|| format!("joining with {}", a.gt.ground_truth.as_ref().expect("gt").display()))?;
+                let stem = out.with_extension("");
+                let title = format!("{} supernet ({} archs): Kendall tau {:.3}", record.train.method.name(), c.n, c.kendall_tau);
+                let points = jp.iter().copied().zip(jt.iter().copied()).collect();
+                let files = crate::plot::chart(&stem, &title, "supernet accuracy (%)", &format!("true accuracy ({})", t.value_column), &[crate::plot::Series { name: String::new(), points }], true)?;
+                if !a.quiet {
+                    eprintln!("plots: {} {}", files[0].display(), files[1].display());
+                }
+                Some(c)
+            }
+            None => None,
+        };
+        let summary = RankSummary {
+            run: a.run.display().to_string(),
+            data: spec.to_string(),
+            test_images: test.len(),
+            batch_size: a.batch_size,
+            architectures: archs.len(),
+            seconds_this_invocation: secs,
+            archs_per_sec: todo.len() as f64 / secs.max(1e-9),
+            top10,
+            ground_truth: a.gt.ground_truth.as_ref().map(|p| p.display().to_string()),
+            gt_column: gt.as_ref().map(|t| t.value_column.clone()),
+            consistency: consistency.clone(),
+        };
+        crate::fsutil::write_atomic(&summary_path(&out), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+        println!("{} architectures scored ({:.2}/s this run); {}", archs.len(), summary.archs_per_sec, out.display());
+        println!("best by supernet accuracy:");
+        for (arch, acc) in summary.top10.iter().take(5) {
+            println!("  {acc:7.2}  {arch}");
+        }
+        if let Some(c) = consistency {
+            print!("{}", c.report());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,106 @@
+//! Plots as PNG and SVG (the `plotters` crate, with DejaVu Sans embedded so
+//! that PNGs render anywhere): training curves, the path distribution over
+//! epochs, the data distribution's effective sample size, and predicted
+//! against true accuracy.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use anyhow::Context;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+static FONT: Once = Once::new();
+
+fn register_font() {
+    FONT.call_once(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, include_bytes!("../assets/fonts/DejaVuSans.ttf"))
+            .unwrap_or_else(|_| panic!("the embedded DejaVu Sans font is valid"));
+    });
+}
+
+const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// A named series of (x, y) points.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+fn bounds(series: &[Series]) -> (f64, f64, f64, f64) {
+    let pts = series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    for &(x, y) in pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if !x0.is_finite() {
+        return (0.0, 1.0, 0.0, 1.0);
+    }
+    let pad = |a: f64, b: f64| if b > a { (b - a) * 0.05 } else { 0.5 };
+    let (px, py) = (pad(x0, x1), pad(y0, y1));
+    (x0 - px, x1 + px, y0 - py, y1 + py)
+}
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, x_label: &str, y_label: &str, series: &[Series], scatter: bool) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let (x0, x1, y0, y1) = bounds(series);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 14)).draw().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let pts = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite());
+        let anno = if scatter {
+            chart.draw_series(pts.map(|p| Circle::new(p, 2, color.mix(0.5).filled()))).map_err(|e| anyhow::anyhow!("{e:?}"))?
+        } else {
+            chart.draw_series(LineSeries::new(pts, color.stroke_width(2))).map_err(|e| anyhow::anyhow!("{e:?}"))?
+        };
+        if !s.name.is_empty() {
+            anno.label(s.name.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3)));
+        }
+    }
+    if series.iter().any(|s| !s.name.is_empty()) {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    }
+    root.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(())
+}
+
+/// Writes `<stem>.png` and `<stem>.svg`; returns the two paths.
+pub fn chart(stem: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], scatter: bool) -> anyhow::Result<[PathBuf; 2]> {
+    register_font();
+    if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    draw(BitMapBackend::new(&png, (900, 600)).into_drawing_area(), title, x_label, y_label, series, scatter).with_context(|| format!("drawing {}", png.display()))?;
+    draw(SVGBackend::new(&svg, (900, 600)).into_drawing_area(), title, x_label, y_label, series, scatter).with_context(|| format!("drawing {}", svg.display()))?;
+    Ok([png, svg])
+}

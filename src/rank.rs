@@ -1,0 +1,94 @@
+//! Scoring architectures with inherited weights (`pada rank`), and the choice
+//! of which architectures to score.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use rand::seq::index::sample;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::arch::{Genotype, NUM_ARCHS};
+use crate::backend::Backend;
+use crate::eval::{evaluate, EvalSet};
+use crate::rng::{stream, Purpose};
+use crate::supernet::Supernet;
+use crate::train::checkpoint::load_weights;
+use crate::train::run::{self, RunRecord};
+
+/// `--archs`: every NB201 architecture, those of a CSV, or N random distinct ones.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ArchSelection {
+    All,
+    File(PathBuf),
+    Random(usize),
+}
+
+impl FromStr for ArchSelection {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "all" => ArchSelection::All,
+            _ => match s.parse::<usize>() {
+                Ok(0) => bail!("--archs 0: ask for at least one architecture"),
+                Ok(n) if n > NUM_ARCHS => bail!("--archs {n}: NAS-Bench-201 has only {NUM_ARCHS} architectures"),
+                Ok(n) => ArchSelection::Random(n),
+                Err(_) => ArchSelection::File(PathBuf::from(s)),
+            },
+        })
+    }
+}
+
+impl ArchSelection {
+    /// The architectures, in a fixed order; `seed` picks the random ones.
+    pub fn resolve(&self, seed: u64, arch_column: Option<&str>) -> anyhow::Result<Vec<Genotype>> {
+        Ok(match self {
+            ArchSelection::All => Genotype::all().collect(),
+            ArchSelection::File(p) => crate::table::read_archs(p, arch_column)?,
+            ArchSelection::Random(n) => {
+                let mut rng = stream(seed, Purpose::Ranking, 0, 0);
+                let mut idx = sample(&mut rng, NUM_ARCHS, *n).into_vec();
+                idx.sort();
+                idx.into_iter().map(|i| Genotype::from_index(i).expect("in range")).collect()
+            }
+        })
+    }
+}
+
+/// A trained run: its record and its final weights.
+pub fn load_run<B: Backend>(be: &B, dir: &Path) -> anyhow::Result<(RunRecord, Supernet<B>)> {
+    let record = run::read_record(dir)?;
+    let path = dir.join(run::WEIGHTS);
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {} (has the run finished an epoch?)", path.display()))?;
+    let net = load_weights(be, &bytes, &path.display().to_string())?;
+    if net.config != record.supernet {
+        bail!("{}: the weights are for {:?} but config.json records {:?}", path.display(), net.config, record.supernet);
+    }
+    Ok((record, net))
+}
+
+/// One scored architecture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    pub arch: Genotype,
+    pub accuracy: f64,
+    pub loss: f64,
+}
+
+/// Scores `archs` in chunks, several architectures at a time on the CPU's
+/// threads; `done` receives each chunk's results in order.
+pub fn score<B: Backend>(be: &B, net: &Supernet<B>, set: &EvalSet<B>, archs: &[Genotype], mut done: impl FnMut(&[Scored]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let chunk = 2 * rayon::current_num_threads().max(1);
+    for part in archs.chunks(chunk) {
+        let scored: Vec<Scored> = part
+            .par_iter()
+            .map(|g| {
+                let (accuracy, loss) = evaluate(be, net, g, set);
+                Scored { arch: *g, accuracy, loss }
+            })
+            .collect();
+        done(&scored)?;
+    }
+    Ok(())
+}

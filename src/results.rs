@@ -1,0 +1,56 @@
+//! Result tables written row by row as work completes (`pada rank`,
+//! `pada groundtruth`), so that an interrupted command resumes where it stopped.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+/// Reads the rows already in `path` (none if it does not exist), after
+/// dropping a last line cut short by an interruption. The header must be
+/// `header`, so that a file of another kind is never appended to.
+pub fn read_done(path: &Path, header: &[&str]) -> anyhow::Result<Vec<Vec<String>>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if complete < bytes.len() {
+        // an interrupted write: keep whole lines only
+        let f = std::fs::OpenOptions::new().write(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        f.set_len(complete as u64).with_context(|| format!("cannot truncate {}", path.display()))?;
+    }
+    if complete == 0 {
+        return Ok(Vec::new());
+    }
+    let mut rd = csv::ReaderBuilder::new().from_reader(&bytes[..complete]);
+    let got: Vec<String> = rd.headers().with_context(|| format!("{}: unreadable header", path.display()))?.iter().map(String::from).collect();
+    if got != header {
+        bail!("{} exists with columns {:?}, not {:?}; refusing to append to it (choose another --out)", path.display(), got, header);
+    }
+    rd.records()
+        .enumerate()
+        .map(|(i, r)| Ok(r.with_context(|| format!("{}: row {} is malformed", path.display(), i + 2))?.iter().map(String::from).collect()))
+        .collect()
+}
+
+/// Appends rows (writing the header first into a new file) and flushes them to disk.
+pub fn append(path: &Path, header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let new = !path.exists() || std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
+    let mut buf = Vec::new();
+    {
+        let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(&mut buf);
+        if new {
+            w.write_record(header)?;
+        }
+        for r in rows {
+            w.write_record(r)?;
+        }
+        w.flush()?;
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    f.write_all(&buf).with_context(|| format!("cannot write {}", path.display()))?;
+    f.sync_all().with_context(|| format!("cannot flush {}", path.display()))?;
+    Ok(())
+}
