@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{bail, Context};
-use rand::seq::index::sample;
+use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +17,8 @@ use crate::supernet::Supernet;
 use crate::train::checkpoint::load_weights;
 use crate::train::run::{self, RunRecord};
 
-/// `--archs`: every NB201 architecture, those of a CSV, or N random distinct ones.
+/// `--archs`: every NB201 architecture, those of a CSV, or N random distinct ones
+/// (the first N of a shuffle fixed by the seed, so N+M extends N).
 #[derive(Clone, Debug, PartialEq)]
 pub enum ArchSelection {
     All,
@@ -47,10 +48,10 @@ impl ArchSelection {
             ArchSelection::All => Genotype::all().collect(),
             ArchSelection::File(p) => crate::table::read_archs(p, arch_column)?,
             ArchSelection::Random(n) => {
-                let mut rng = stream(seed, Purpose::Ranking, 0, 0);
-                let mut idx = sample(&mut rng, NUM_ARCHS, *n).into_vec();
-                idx.sort();
-                idx.into_iter().map(|i| Genotype::from_index(i).expect("in range")).collect()
+                // The first N of one fixed shuffle: asking for more later extends the set.
+                let mut idx: Vec<usize> = (0..NUM_ARCHS).collect();
+                idx.shuffle(&mut stream(seed, Purpose::Ranking, 0, 0));
+                idx.into_iter().take(*n).map(|i| Genotype::from_index(i).expect("in range")).collect()
             }
         })
     }

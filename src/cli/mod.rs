@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod compare;
 pub mod device;
+pub mod groundtruth;
 pub mod rank;
 pub mod summary;
 pub mod train;
@@ -30,6 +31,8 @@ pub enum Command {
     Rank(rank::RankArgs),
     /// Ranking consistency (Kendall tau and friends) between two tables of architectures.
     Compare(compare::CompareArgs),
+    /// Train architectures stand-alone from scratch and record their test accuracy (a ground truth).
+    Groundtruth(groundtruth::GroundTruthArgs),
     /// Time training steps, PA&DA's extra work, FairNAS and ranking on this machine.
     Bench(bench::BenchArgs),
     /// Parameter count of a supernet, and of one architecture's sub-network with its FLOPs.
@@ -42,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Rank(a) => rank::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Groundtruth(a) => groundtruth::run(a),
         Command::Summary(a) => summary::run(a),
     }
 }

@@ -28,6 +28,8 @@ pub enum PathSamplerKind {
     /// with the uniform distribution by tau = epoch / epochs. One 5-way
     /// distribution shared by all edges (as the official code), or one per edge.
     Importance { per_edge: bool },
+    /// Always the same architecture: stand-alone training (`pada groundtruth`).
+    Fixed(Genotype),
 }
 
 /// Samples the paths of each step and, for PA&DA, learns the op distribution.
@@ -74,6 +76,7 @@ impl<B: Backend> PathSampler<B> {
         let rng = self.rng.as_mut().expect("begin_epoch first");
         match self.kind {
             PathSamplerKind::Uniform => vec![Genotype(std::array::from_fn(|_| Op::ALL[rng.random_range(0..Op::COUNT)]))],
+            PathSamplerKind::Fixed(g) => vec![g],
             PathSamplerKind::Fair => {
                 let perms: Vec<[Op; 5]> = (0..NUM_EDGES)
                     .map(|_| {

@@ -22,7 +22,7 @@ use crate::data::{Batch, Data, Loader};
 use crate::element::Element;
 use crate::ops::SgdStep;
 use crate::optim::clip_and_step;
-use crate::sampler::{DataSampler, DataStats, PathSampler};
+use crate::sampler::{DataSampler, DataStats, PathSampler, PathSamplerKind};
 use crate::supernet::{Supernet, SupernetConfig};
 
 /// One line of metrics.jsonl.
@@ -77,10 +77,22 @@ pub struct Trainer<'a, B: Backend> {
 
 impl<'a, B: Backend> Trainer<'a, B> {
     pub fn new(be: &'a B, config: TrainConfig, data: Arc<Data>) -> anyhow::Result<Self> {
+        let kind = config.method.path_sampler(config.per_edge);
+        Self::with_paths(be, config, data, kind)
+    }
+
+    /// A trainer whose every step takes the path `g`: the stand-alone training
+    /// of one architecture (only its parameters ever get gradients).
+    pub fn standalone(be: &'a B, config: TrainConfig, data: Arc<Data>, g: Genotype) -> anyhow::Result<Self> {
+        anyhow::ensure!(config.method == Method::Spos, "stand-alone training uses the SPOS step");
+        Self::with_paths(be, config, data, PathSamplerKind::Fixed(g))
+    }
+
+    fn with_paths(be: &'a B, config: TrainConfig, data: Arc<Data>, kind: PathSamplerKind) -> anyhow::Result<Self> {
         config.validate()?;
         let net_config = SupernetConfig { channels: config.channels, cells: config.cells, classes: data.classes(), input: data.shape() };
         let net = Supernet::new(be, net_config, crate::rng::derive_seed(config.seed, crate::rng::Purpose::Init, 0, 0))?;
-        let paths = PathSampler::new(be, config.method.path_sampler(config.per_edge));
+        let paths = PathSampler::new(be, kind);
         let samples = DataSampler::new(be, config.method.data_sampler(), data.train.len());
         let sumnas = (config.method == Method::Sumnas).then(|| SumnasState {
             snapshot: net.params.tensors.iter().map(|p| be.alloc(p.len())).collect(),

@@ -1,0 +1,124 @@
+//! `pada groundtruth`: train architectures stand-alone from scratch and record
+//! their test accuracy, to build a benchmark where NAS-Bench-201 does not apply.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+
+use super::device::{with_backend, BackendJob, Device};
+use crate::arch::Genotype;
+use crate::backend::Backend;
+use crate::data::augment::AugmentChoice;
+use crate::data::DataSpec;
+use crate::eval::{evaluate, EvalSet};
+use crate::rank::ArchSelection;
+use crate::train::{Method, Trainer, TrainConfig};
+
+pub const HEADER: [&str; 6] = ["arch", "test_accuracy", "test_loss", "train_accuracy", "epochs", "seconds"];
+
+#[derive(Args, Debug)]
+pub struct GroundTruthArgs {
+    /// Architectures: FILE (a CSV with an arch column) | N (N distinct random ones from --seed) | all.
+    #[arg(long)]
+    pub archs: ArchSelection,
+    #[arg(long, value_name = "NAME")]
+    pub arch_column: Option<String>,
+    /// Epochs of each stand-alone training (cosine schedule over them).
+    #[arg(long)]
+    pub epochs: usize,
+    #[arg(long, default_value = "embedded")]
+    pub data: DataSpec,
+    /// Output CSV; architectures already in it are skipped, so an interrupted run resumes.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 16)]
+    pub channels: usize,
+    #[arg(long, default_value_t = 5)]
+    pub cells: usize,
+    #[arg(long, default_value_t = 0.05)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 2.5e-4)]
+    pub weight_decay: f64,
+    #[arg(long, default_value = "auto")]
+    pub augment: AugmentChoice,
+    /// Seed: picks N random architectures, and (with the architecture) each training's seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(a: GroundTruthArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads)?;
+    with_backend(&a.device.clone(), a)
+}
+
+impl BackendJob for GroundTruthArgs {
+    fn run<B: Backend>(self, be: &B) -> anyhow::Result<()> {
+        let a = self;
+        let mut config = TrainConfig::defaults(Method::Spos, a.data.clone());
+        config.epochs = a.epochs;
+        config.batch_size = a.batch_size;
+        config.channels = a.channels;
+        config.cells = a.cells;
+        config.lr = a.lr;
+        config.momentum = a.momentum;
+        config.weight_decay = a.weight_decay;
+        config.augment = a.augment;
+        config.device = a.device.to_string();
+        config.validate()?;
+        let data = Arc::new(a.data.load()?);
+        let archs = a.archs.resolve(a.seed, a.arch_column.as_deref())?;
+        let done: HashSet<Genotype> = crate::results::read_done(&a.out, &HEADER)?
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r[0].parse().map_err(|e| anyhow::anyhow!("{} row {}: {e}", a.out.display(), i + 2)))
+            .collect::<anyhow::Result<_>>()?;
+        let todo: Vec<Genotype> = archs.iter().filter(|g| !done.contains(g)).copied().collect();
+        eprintln!(
+            "stand-alone training of {} architectures ({} already in {}), {} epochs each on {}, {}",
+            archs.len(),
+            archs.len() - todo.len(),
+            a.out.display(),
+            a.epochs,
+            data.name,
+            be.name()
+        );
+        let set = EvalSet::new(be, &data.test, &data.norm, 512);
+        for (k, g) in todo.iter().enumerate() {
+            let start = Instant::now();
+            let mut c = config.clone();
+            // each architecture's own seed: results do not depend on order or resumption
+            c.seed = crate::rng::derive_seed(a.seed, crate::rng::Purpose::Init, g.index() as u64, 1);
+            let mut t = Trainer::standalone(be, c, data.clone(), *g)?;
+            let mut last = None;
+            while !t.done() {
+                last = Some(t.run_epoch(&mut |_| {})?);
+            }
+            let (test_acc, test_loss) = evaluate(be, &t.net, g, &set);
+            let train_acc = last.map_or(f64::NAN, |m| m.accuracy);
+            let secs = start.elapsed().as_secs_f64();
+            crate::results::append(
+                &a.out,
+                &HEADER,
+                &[vec![g.to_string(), format!("{test_acc:.4}"), format!("{test_loss:.6}"), format!("{train_acc:.4}"), a.epochs.to_string(), format!("{secs:.1}")]],
+            )?;
+            if !a.quiet {
+                eprintln!("[{}/{}] {test_acc:6.2}% test ({train_acc:.2}% train, {secs:.0} s)  {g}", k + 1, todo.len());
+            }
+        }
+        set.release(be);
+        Ok(())
+    }
+}
