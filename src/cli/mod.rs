@@ -4,7 +4,9 @@ pub mod bench;
 pub mod compare;
 pub mod device;
 pub mod groundtruth;
+pub mod plot;
 pub mod rank;
+pub mod search;
 pub mod summary;
 pub mod train;
 
@@ -33,6 +35,10 @@ pub enum Command {
     Compare(compare::CompareArgs),
     /// Train architectures stand-alone from scratch and record their test accuracy (a ground truth).
     Groundtruth(groundtruth::GroundTruthArgs),
+    /// The best architectures by supernet accuracy (exhaustive or evolutionary search).
+    Search(search::SearchArgs),
+    /// Plot training curves, path and data distributions, gradient variance and ranking scatter.
+    Plot(plot::PlotArgs),
     /// Time training steps, PA&DA's extra work, FairNAS and ranking on this machine.
     Bench(bench::BenchArgs),
     /// Parameter count of a supernet, and of one architecture's sub-network with its FLOPs.
@@ -46,6 +52,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rank(a) => rank::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Groundtruth(a) => groundtruth::run(a),
+        Command::Search(a) => search::run(a),
+        Command::Plot(a) => plot::run(a),
         Command::Summary(a) => summary::run(a),
     }
 }

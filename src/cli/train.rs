@@ -66,6 +66,9 @@ pub struct TrainArgs {
     /// Importance-weighted (unbiased) loss for data importance (off in the official code).
     #[arg(long)]
     pub weighted_loss: bool,
+    /// Keep the last N training images out of training, for `pada search` [default: 0].
+    #[arg(long)]
+    pub holdout: Option<usize>,
     /// Run directory [default: runs/<method>-<data>-seed<seed>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -86,7 +89,7 @@ impl TrainArgs {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
         }
-        set!(epochs, batch_size, channels, cells, lr, momentum, weight_decay, clip, seed, off_path, augment);
+        set!(epochs, batch_size, channels, cells, lr, momentum, weight_decay, clip, seed, off_path, augment, holdout);
         if let Some(d) = &self.device {
             c.device = d.to_string();
         }
@@ -109,6 +112,7 @@ impl TrainArgs {
             || self.seed.is_some()
             || self.off_path.is_some()
             || self.augment.is_some()
+            || self.holdout.is_some()
             || self.per_edge
             || self.weighted_loss
             || self.out.is_some()

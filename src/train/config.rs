@@ -89,6 +89,10 @@ pub struct TrainConfig {
     pub per_edge: bool,
     /// Weight each sample's loss by 1 / (N q_i) (unbiased; off in the official code).
     pub weighted_loss: bool,
+    /// The last `holdout` images of the training split are kept out of training,
+    /// for `pada search` to select architectures on without touching the test split.
+    #[serde(default)]
+    pub holdout: usize,
     pub sumnas: SumnasConfig,
 }
 
@@ -113,6 +117,7 @@ impl TrainConfig {
             augment: AugmentChoice::Auto,
             per_edge: false,
             weighted_loss: false,
+            holdout: 0,
             sumnas: SumnasConfig::default(),
         }
     }

@@ -41,6 +41,9 @@ pub struct EpochMetrics {
     pub images: usize,
     pub seconds: f64,
     pub images_per_sec: f64,
+    /// Gradient variance at the end of the epoch (`pada train --gradvar-every`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradvar: Option<crate::gradvar::GradVar>,
 }
 
 /// What the progress display is told after every step.
@@ -145,7 +148,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let data = self.samples.end_epoch(be, seed, e, epochs, &order);
         self.epoch += 1;
         let seconds = start.elapsed().as_secs_f64();
-        Ok(EpochMetrics { epoch: e, loss, accuracy, lr, path_prob, data, steps, images, seconds, images_per_sec: images as f64 / seconds })
+        Ok(EpochMetrics { epoch: e, loss, accuracy, lr, path_prob, data, steps, images, seconds, images_per_sec: images as f64 / seconds, gradvar: None })
     }
 
     /// One training step on `batch` at learning rate `lr` (SUMNAS: the outer

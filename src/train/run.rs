@@ -111,7 +111,7 @@ pub fn train<B: Backend>(be: &B, config: Option<TrainConfig>, dir: &Path, progre
     let resume = config.is_none();
     let (record, data) = if resume {
         let record = read_record(dir)?;
-        let data = record.train.data.load().with_context(|| format!("loading the data of the run in {}", dir.display()))?;
+        let data = with_holdout(record.train.data.load().with_context(|| format!("loading the data of the run in {}", dir.display()))?, record.train.holdout)?;
         let mut files = data.files.clone();
         let mut recorded = record.data.files.clone();
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -126,7 +126,7 @@ pub fn train<B: Backend>(be: &B, config: Option<TrainConfig>, dir: &Path, progre
             bail!("{} already holds a run; continue it with --resume {}, or choose another --out", dir.display(), dir.display());
         }
         config.validate()?;
-        let data = config.data.load()?;
+        let data = with_holdout(config.data.load()?, config.holdout)?;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create the run directory {}", dir.display()))?;
         (new_record(be, &config, &data)?, data)
     };
@@ -212,6 +212,22 @@ fn sample_arch_accuracies<B: Backend>(be: &B, t: &Trainer<B>, data: &Data, count
         .collect();
     set.release(be);
     out
+}
+
+/// The data with the last `holdout` training images removed from the training split.
+pub fn with_holdout(mut data: Data, holdout: usize) -> anyhow::Result<Data> {
+    if holdout > 0 {
+        let n = data.train.len();
+        ensure!(holdout < n, "--holdout {holdout} leaves no training images (the training split has {n})");
+        data.train = data.train.subset(&(0..n - holdout).collect::<Vec<_>>());
+    }
+    Ok(data)
+}
+
+/// The held-out images of a run (the last `holdout` of the full training split).
+pub fn holdout_split(data: &Data, holdout: usize) -> crate::data::Dataset {
+    let n = data.train.len();
+    data.train.subset(&(n - holdout..n).collect::<Vec<_>>())
 }
 
 /// The default run directory for a config: `runs/<method>-<data>-seed<seed>`.

@@ -1,0 +1,89 @@
+//! `pada plot`: training curves, path and data distributions, gradient
+//! variance and the ranking scatter of one or several runs, as PNG and SVG.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::arch::Op;
+use crate::plot::{chart, Series};
+use crate::rankstats::Consistency;
+use crate::table::{join, read_arch_table};
+use crate::train::run::{read_metrics, read_record};
+
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// Run directories; several are drawn side by side.
+    #[arg(long, required = true)]
+    pub run: Vec<PathBuf>,
+    /// Output folder [default: RUN/plots of the first run].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn label(dir: &Path) -> anyhow::Result<String> {
+    let r = read_record(dir)?;
+    Ok(format!("{} ({})", r.train.method.name(), dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()))
+}
+
+pub fn run(a: PlotArgs) -> anyhow::Result<()> {
+    let out = a.out.clone().unwrap_or_else(|| a.run[0].join("plots"));
+    let mut written = Vec::new();
+    let mut runs = Vec::new();
+    for dir in &a.run {
+        let m = read_metrics(dir)?;
+        anyhow::ensure!(!m.is_empty(), "{}: metrics.jsonl has no epochs yet", dir.display());
+        runs.push((label(dir)?, m));
+    }
+    let per_run = |f: &dyn Fn(&crate::train::EpochMetrics) -> Option<f64>| -> Vec<Series> {
+        runs.iter()
+            .map(|(name, m)| Series { name: name.clone(), points: m.iter().filter_map(|e| f(e).map(|v| ((e.epoch + 1) as f64, v))).collect() })
+            .filter(|s| !s.points.is_empty())
+            .collect()
+    };
+    written.extend(chart(&out.join("loss"), "training loss", "epoch", "cross-entropy", &per_run(&|e| Some(e.loss)), false)?);
+    written.extend(chart(&out.join("accuracy"), "training accuracy of the sampled paths", "epoch", "top-1 accuracy (%)", &per_run(&|e| Some(e.accuracy)), false)?);
+    written.extend(chart(&out.join("data_ess"), "data distribution: effective sample size / N", "epoch", "ESS fraction", &per_run(&|e| Some(e.data.ess_fraction)), false)?);
+    let gv = per_run(&|e| e.gradvar.as_ref().map(|g| g.relative));
+    if !gv.is_empty() {
+        written.extend(chart(&out.join("gradient_variance"), "gradient variance / squared mean norm", "epoch", "relative variance", &gv, false)?);
+    }
+    // the path distribution of each run (per-edge distributions averaged over edges)
+    for (i, (name, m)) in runs.iter().enumerate() {
+        let series: Vec<Series> = Op::ALL
+            .iter()
+            .map(|op| Series {
+                name: op.name().to_string(),
+                points: m
+                    .iter()
+                    .map(|e| {
+                        let p = &e.path_prob;
+                        let edges = p.len() / Op::COUNT;
+                        let v = (0..edges).map(|k| p[k * Op::COUNT + op.index()]).sum::<f64>() / edges as f64;
+                        ((e.epoch + 1) as f64, v)
+                    })
+                    .collect(),
+            })
+            .collect();
+        let stem = if runs.len() == 1 { out.join("path_distribution") } else { out.join(format!("path_distribution_{i}")) };
+        written.extend(chart(&stem, &format!("op sampling probability: {name}"), "epoch", "probability", &series, false)?);
+    }
+    // the ranking scatter, where `pada rank` ran with a ground truth
+    for (i, dir) in a.run.iter().enumerate() {
+        let summary = dir.join("rank.summary.json");
+        let Ok(text) = std::fs::read_to_string(&summary) else { continue };
+        let s: super::rank::RankSummary = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", summary.display()))?;
+        let (Some(gt), Some(col)) = (s.ground_truth, s.gt_column) else { continue };
+        let pred = read_arch_table(&dir.join("rank.csv"), None, "accuracy")?;
+        let truth = read_arch_table(Path::new(&gt), None, &col)?;
+        let (archs, p, t) = join(&pred, &truth, false);
+        let c = Consistency::of(&archs.iter().map(|g| g.to_string()).collect::<Vec<_>>(), &p, &t)?;
+        let stem = if a.run.len() == 1 { out.join("rank") } else { out.join(format!("rank_{i}")) };
+        let title = format!("{}: Kendall tau {:.3} ({} archs)", runs[i].0, c.kendall_tau, c.n);
+        written.extend(chart(&stem, &title, "supernet accuracy (%)", &format!("true accuracy ({col})"), &[Series { name: String::new(), points: p.into_iter().zip(t).collect() }], true)?);
+    }
+    for w in written {
+        println!("{}", w.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! `pada search`: the best architectures by supernet accuracy, selected on
+//! held-out training data so that the test split stays unseen.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use super::device::{with_backend, BackendJob, Device};
+use super::rank::GroundTruthArgs;
+use crate::arch::Genotype;
+use crate::backend::Backend;
+use crate::eval::EvalSet;
+use crate::rank::{load_run, score, ArchSelection};
+use crate::rng::{stream, Purpose};
+use crate::search::{evolve, Evolution};
+use crate::train::run::holdout_split;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// Score every architecture of --archs.
+    Exhaustive,
+    /// SPOS's evolutionary search.
+    Evolution,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    #[arg(long)]
+    pub run: PathBuf,
+    #[arg(long, value_enum, default_value = "evolution")]
+    pub strategy: Strategy,
+    /// How many of the best to print.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Exhaustive search: all | FILE | N.
+    #[arg(long, default_value = "all")]
+    pub archs: ArchSelection,
+    #[arg(long, default_value_t = 50)]
+    pub population: usize,
+    #[arg(long, default_value_t = 20)]
+    pub iterations: usize,
+    #[arg(long, default_value_t = 10)]
+    pub parents: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub mutation_prob: f64,
+    /// Validation images when the run kept none out of training (`pada train
+    /// --holdout`): the first N of the training split, which the supernet saw.
+    #[arg(long, default_value_t = 1000)]
+    pub val_images: usize,
+    #[arg(long, default_value_t = 512)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub gt: GroundTruthArgs,
+    /// Every scored architecture, best first [default: RUN/search-<strategy>.csv].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(a: SearchArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads)?;
+    anyhow::ensure!(a.top > 0, "--top must be at least 1");
+    with_backend(&a.device.clone(), a)
+}
+
+impl BackendJob for SearchArgs {
+    fn run<B: Backend>(self, be: &B) -> anyhow::Result<()> {
+        let a = self;
+        let (record, net) = load_run(be, &a.run)?;
+        let gt = a.gt.load()?;
+        let data = record.train.data.load()?;
+        let val = if record.train.holdout > 0 {
+            eprintln!("selecting on the run's {} held-out training images", record.train.holdout);
+            holdout_split(&data, record.train.holdout)
+        } else {
+            let n = a.val_images.min(data.train.len());
+            eprintln!("note: the run kept no training images out (pada train --holdout N); selecting on the first {n} training images, which the supernet was trained on. The test split stays unseen.");
+            data.train.subset(&(0..n).collect::<Vec<_>>())
+        };
+        let set = EvalSet::new(be, &val, &data.norm, a.batch_size);
+        let eval_many = |archs: &[Genotype]| -> anyhow::Result<Vec<f64>> {
+            let mut out = Vec::with_capacity(archs.len());
+            score(be, &net, &set, archs, |chunk| {
+                out.extend(chunk.iter().map(|s| s.accuracy));
+                Ok(())
+            })?;
+            Ok(out)
+        };
+        let scored: Vec<(Genotype, f64)> = match a.strategy {
+            Strategy::Exhaustive => {
+                let archs = a.archs.resolve(record.train.seed, None)?;
+                eprintln!("scoring {} architectures on {} images", archs.len(), val.len());
+                let s = eval_many(&archs)?;
+                let mut all: Vec<(Genotype, f64)> = archs.into_iter().zip(s).collect();
+                all.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+                all
+            }
+            Strategy::Evolution => {
+                let e = Evolution { population: a.population, iterations: a.iterations, parents: a.parents, mutation_prob: a.mutation_prob };
+                let mut rng = stream(record.train.seed, Purpose::Search, 0, 0);
+                eprintln!("evolution: population {}, {} iterations, {} parents, on {} images", e.population, e.iterations, e.parents, val.len());
+                let mut iteration = 0;
+                evolve(&e, &mut rng, |c| {
+                    let r = eval_many(c);
+                    iteration += 1;
+                    eprintln!("  generation {iteration}: {} new architectures scored", c.len());
+                    r
+                })?
+            }
+        };
+        set.release(be);
+        let truth: Option<HashMap<Genotype, f64>> = gt.as_ref().map(|t| t.archs.iter().copied().zip(t.values.iter().copied()).collect());
+        let out = a.out.clone().unwrap_or_else(|| a.run.join(format!("search-{:?}.csv", a.strategy).to_lowercase()));
+        let mut header = vec!["arch", "val_accuracy"];
+        if truth.is_some() {
+            header.push("true_accuracy");
+        }
+        let rows: Vec<Vec<String>> = scored
+            .iter()
+            .map(|(g, s)| {
+                let mut r = vec![g.to_string(), format!("{s:.4}")];
+                if let Some(t) = &truth {
+                    r.push(t.get(g).map_or(String::new(), |v| format!("{v:.4}")));
+                }
+                r
+            })
+            .collect();
+        let _ = std::fs::remove_file(&out);
+        crate::results::append(&out, &header, &rows)?;
+        println!("{} architectures scored; best {} by supernet accuracy on held-out training data ({}):", scored.len(), a.top.min(scored.len()), out.display());
+        for (g, s) in scored.iter().take(a.top) {
+            match truth.as_ref().and_then(|t| t.get(g)) {
+                Some(v) => println!("  {s:7.2}  (true {v:6.2})  {g}"),
+                None => println!("  {s:7.2}  {g}"),
+            }
+        }
+        Ok(())
+    }
+}
