@@ -129,31 +129,36 @@ def main():
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--warmup", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     c, n, shape = (16, 5, (3, 32, 32)) if a.config == "nb201" else (8, 1, (1, 28, 28))
-    model = Supernet(c, n, shape[0], 10)
+    dev = torch.device(a.device)
+    model = Supernet(c, n, shape[0], 10).to(dev)
     if a.config == "nb201":
         assert sum(p.numel() for p in model.parameters()) == 1692474
     opt = torch.optim.SGD(model.parameters(), 0.05, momentum=0.9, weight_decay=2.5e-4)
-    x = torch.rand(a.batch_size, *shape) * 2 - 1
-    y = torch.arange(a.batch_size) % 10
+    x = (torch.rand(a.batch_size, *shape) * 2 - 1).to(dev)
+    y = (torch.arange(a.batch_size) % 10).to(dev)
+    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     paths = path_sequence(a.warmup + a.steps)
     times = []
     for i, arch in enumerate(paths):
+        sync()
         t0 = time.perf_counter()
         opt.zero_grad()
         loss = F.cross_entropy(model(x, arch), y)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 5)
         opt.step()
+        sync()
         dt = time.perf_counter() - t0
         if i >= a.warmup:
             times.append(dt)
     med = statistics.median(times)
     total = sum(times)
-    print(f"torch {torch.__version__} threads={torch.get_num_threads()} config={a.config} batch={a.batch_size} steps={a.steps}")
+    print(f"torch {torch.__version__} device={a.device} threads={torch.get_num_threads()} config={a.config} batch={a.batch_size} steps={a.steps}")
     print(f"median step {med * 1e3:.1f} ms, {a.batch_size / med:.1f} images/s (median); {a.batch_size * a.steps / total:.1f} images/s (total)")
 
 

@@ -65,6 +65,99 @@ pub struct BenchReport {
     /// Peak resident memory of the process (CPU) in MiB.
     pub peak_rss_mib: Option<f64>,
     pub device_memory_mib: Option<f64>,
+    /// Each op at the configuration's shapes (`--kernels`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernels: Vec<KernelTiming>,
+}
+
+/// One op timed alone.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KernelTiming {
+    pub op: String,
+    pub shape: String,
+    pub timing: Timing,
+    /// Arithmetic rate for the convolutions and the classifier.
+    pub gflops: Option<f64>,
+}
+
+/// Times every op of a training step at the shapes of `config` with batch `n`.
+pub fn kernel_timings<B: Backend>(be: &B, config: &SupernetConfig, n: usize, reps: usize) -> Vec<KernelTiming> {
+    use crate::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
+    let mut out = Vec::new();
+    let rand = |len: usize, seed: u64| -> B::Buf {
+        let mut s = SplitMix64(seed);
+        be.upload_f32(&(0..len).map(|_| (s.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).collect::<Vec<_>>())
+    };
+    let mut push = |op: &str, shape: String, flops: Option<f64>, t: Timing| {
+        let gflops = flops.map(|f| f / (t.median_ms * 1e6));
+        out.push(KernelTiming { op: op.into(), shape, timing: t, gflops });
+    };
+    for stage in 0..3 {
+        let c = config.stage_channels(stage);
+        let (h, w) = config.stage_hw(stage);
+        let s = ActShape::new(c, n, h, w);
+        let x = rand(s.len(), 1);
+        let dy = rand(s.len(), 2);
+        for k in [3, 1] {
+            let g = ConvGeom::new(n, c, h, w, c, k, 1);
+            let wt = rand(g.weight_len(), 3);
+            let b = rand(c, 4);
+            let mut y = be.alloc(s.len());
+            let flops = Some(2.0 * g.macs() as f64);
+            let shape = format!("{c}x{n}x{h}x{w} k{k}");
+            push("conv2d_forward", shape.clone(), flops, repeat(be, reps, || be.conv2d_forward(&g, &x, true, &wt, Some(&b), &mut y)));
+            push("conv2d_backward_data", shape.clone(), flops, repeat(be, reps, || be.conv2d_backward_data(&g, &dy, &wt, Some(&x), &mut y, true)));
+            let (mut dw, mut db) = (be.alloc_zeroed(g.weight_len()), be.alloc_zeroed(c));
+            push("conv2d_backward_weight", shape, flops, repeat(be, reps, || be.conv2d_backward_weight(&g, &x, true, &dy, &mut dw, Some(&mut db))));
+        }
+        let shape = format!("{c}x{n}x{h}x{w}");
+        let (mut y, mut st) = (be.alloc(s.len()), be.alloc(2 * c));
+        push("batchnorm_forward", shape.clone(), None, repeat(be, reps, || be.batchnorm_forward(&s, &x, &mut y, true, &mut st)));
+        push("batchnorm_backward", shape.clone(), None, repeat(be, reps, || be.batchnorm_backward(&s, &x, &st, &dy, &mut y)));
+        let pg = PoolGeom::avg3x3(s);
+        push("avgpool3x3_forward", shape.clone(), None, repeat(be, reps, || be.avgpool3x3_forward(&pg, &x, &mut y, true)));
+        push("avgpool3x3_backward", shape.clone(), None, repeat(be, reps, || be.avgpool3x3_backward(&pg, &dy, &mut y, true)));
+        push("add_assign", shape, None, repeat(be, reps, || be.add_assign(&mut y, &x)));
+        if stage < 2 {
+            let g = ConvGeom::new(n, c, h, w, 2 * c, 3, 2);
+            let wt = rand(g.weight_len(), 5);
+            let mut y2 = be.alloc(g.output().len());
+            let d2 = rand(g.output().len(), 6);
+            let flops = Some(2.0 * g.macs() as f64);
+            let shape = format!("{c}x{n}x{h}x{w} k3 s2");
+            push("conv2d_forward", shape.clone(), flops, repeat(be, reps, || be.conv2d_forward(&g, &x, true, &wt, None, &mut y2)));
+            let mut dx = be.alloc(s.len());
+            push("conv2d_backward_data", shape, flops, repeat(be, reps, || be.conv2d_backward_data(&g, &d2, &wt, Some(&x), &mut dx, false)));
+        }
+    }
+    let (c_last, k) = (config.stage_channels(2), config.classes);
+    let lg = LinearGeom::new(n, c_last, k);
+    let (xl, wl, bl) = (rand(n * c_last, 7), rand(k * c_last, 8), rand(k, 9));
+    let mut logits = be.alloc(n * k);
+    push("linear_forward", format!("{n}x{c_last}->{k}"), Some(2.0 * (n * c_last * k) as f64), repeat(be, reps, || be.linear_forward(&lg, &xl, &wl, &bl, &mut logits)));
+    let labels = be.upload_i32(&(0..n as i32).map(|i| i % k as i32).collect::<Vec<_>>());
+    let (mut l, mut d, mut p) = (be.alloc(n), be.alloc(n * k), be.alloc(n));
+    push(
+        "softmax_cross_entropy",
+        format!("{n}x{k}"),
+        None,
+        repeat(be, reps, || be.softmax_cross_entropy(n, k, &logits, &labels, None, &mut l, &mut d, &mut p)),
+    );
+    if let Ok(mut net) = Supernet::new(be, *config, 0) {
+        let all = vec![true; net.params.len()];
+        for t in &mut net.params.tensors {
+            t.seen = true;
+        }
+        let h = SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 2.5e-4 };
+        let count = net.params.len();
+        push(
+            "sq_norms + clip + sgd_step (all tensors)",
+            format!("{count} tensors, {} values", net.params.numel()),
+            None,
+            repeat(be, reps, || clip_and_step(be, &mut net.params, &all, &h, Some(5.0), OffPath::Momentum).release(be)),
+        );
+    }
+    out
 }
 
 /// The sequence of benchmark paths.
@@ -94,6 +187,8 @@ pub struct BenchOptions {
     /// Data for the ranking measurement (its test split).
     pub rank_data: DataSpec,
     pub rank_archs: usize,
+    /// Also time every op alone.
+    pub kernels: bool,
 }
 
 pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> anyhow::Result<BenchReport> {
@@ -226,6 +321,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
         ranking_images,
         peak_rss_mib: peak_rss_mib(),
         device_memory_mib: be.device_memory().map(|b| b as f64 / (1 << 20) as f64),
+        kernels: if o.kernels { kernel_timings(be, &o.config, n, 10) } else { Vec::new() },
     })
 }
 
@@ -256,6 +352,13 @@ pub fn format_report(r: &BenchReport) -> String {
     }
     if let Some(m) = r.device_memory_mib {
         s += &format!("  device memory held: {m:.0} MiB\n");
+    }
+    if !r.kernels.is_empty() {
+        s += &format!("  {:<40} {:<22} {:>10} {:>10} {:>10}\n", "op (milliseconds)", "shape", "median", "p10", "GFLOP/s");
+        for k in &r.kernels {
+            let rate = k.gflops.map_or(String::new(), |g| format!("{g:.1}"));
+            s += &format!("  {:<40} {:<22} {:>10.3} {:>10.3} {:>10}\n", k.op, k.shape, k.timing.median_ms, k.timing.p10_ms, rate);
+        }
     }
     s
 }

@@ -96,6 +96,11 @@ impl ConvGeom {
     pub fn weight_len(&self) -> usize {
         self.c_out as usize * self.col_rows()
     }
+    /// A stride-1 "same" convolution (`oh == h`, `ow == w`): its input gradient
+    /// is the same convolution of the output gradient with flipped weights.
+    pub fn is_same_stride1(&self) -> bool {
+        self.stride == 1 && self.oh == self.h && self.ow == self.w && 2 * self.pad == self.k - 1
+    }
     /// Multiply-accumulates of the forward pass for the whole batch.
     pub fn macs(&self) -> u64 {
         self.output().len() as u64 * self.col_rows() as u64

@@ -10,6 +10,8 @@
 //! per-step results (losses, norms) stay on the device until the caller asks.
 
 pub mod cpu;
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+pub mod gpu;
 
 use crate::element::Element;
 use crate::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};

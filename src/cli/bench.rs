@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// Data of the ranking measurement [default: 1,000 synthetic test images in the config's shape].
     #[arg(long)]
     pub rank_data: Option<DataSpec>,
+    /// Also time every op alone at the configuration's shapes.
+    #[arg(long)]
+    pub kernels: bool,
     /// Also write the report as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -63,6 +66,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         warmup: a.warmup,
         rank_data,
         rank_archs: a.rank_archs,
+        kernels: a.kernels,
     };
     with_backend(&a.device, Job { o, json: a.json })
 }

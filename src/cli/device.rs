@@ -50,8 +50,17 @@ pub trait BackendJob {
 pub fn with_backend(device: &Device, job: impl BackendJob) -> anyhow::Result<()> {
     match device {
         Device::Cpu => job.run(&CpuBackend::<f32>::new()),
-        Device::Cuda(_) | Device::CudaEmu => {
-            bail!("--device {device}: this build of pada has no CUDA backend (build with --features cuda, or cuda-emu for the emulator)")
+        #[cfg(feature = "cuda")]
+        Device::Cuda(n) => {
+            let be = crate::backend::gpu::cuda::CudaBackend::open(*n)?;
+            eprintln!("device: {}", be.name());
+            job.run(&be)
         }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => bail!("--device {device}: this pada was built without the CUDA backend (cargo build --release --features cuda)"),
+        #[cfg(feature = "cuda-emu")]
+        Device::CudaEmu => job.run(&crate::backend::gpu::emu::EmuBackend::new(crate::backend::gpu::emu::EmuDevice::new())),
+        #[cfg(not(feature = "cuda-emu"))]
+        Device::CudaEmu => bail!("--device cuda-emu: this pada was built without the CUDA emulator (cargo build --release --features cuda-emu)"),
     }
 }

@@ -37,10 +37,9 @@ fn valid_cols(g: &ConvGeom, kw: i32) -> (i32, i32) {
     (lo, hi)
 }
 
-/// Whether a stride-1 "same" convolution (`oh == h`, `ow == w`), whose im2col
-/// rows are whole shifted copies of the input planes.
+/// A same stride-1 conv's im2col rows are whole shifted copies of the input planes.
 fn is_same_stride1(g: &ConvGeom) -> bool {
-    g.stride == 1 && g.oh == g.h && g.ow == g.w && 2 * g.pad == g.k - 1
+    g.is_same_stride1()
 }
 
 /// For a same stride-1 conv, tap `(kh, kw)`: the flat shift from output to input

@@ -109,7 +109,7 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64)
     let i = worst.0;
     assert!(
         worst.1 <= 0.0,
-        "{what}: element {i} is {} but PyTorch/reference says {} (|diff| {:.3e} > atol {atol:.1e} + rtol {rtol:.1e} * |want|)",
+        "{what}: element {i} is {} but the reference says {} (|diff| {:.3e} > atol {atol:.1e} + rtol {rtol:.1e} * |want|)",
         got[i],
         want[i],
         (got[i] - want[i]).abs()

@@ -1,0 +1,96 @@
+// Shared by every kernel: the op geometry (mirroring src/geometry.rs field for
+// field), multi-tensor tables, block reductions and Philox.
+#pragma once
+
+// KERNEL: unmangled names for cuModuleGetFunction on the GPU; internal
+// linkage in the emulator, where only the emu_<name> entry points are exported.
+#ifdef PADA_CUDA_EMU
+#include "cuda_emu.h"
+#define KERNEL static
+#else
+#include <cstdint>
+#define KERNEL extern "C" __global__
+#define PADA_KERNEL(name)
+#define PADA_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) unsigned char pada_dynamic_smem_[]; T* name = reinterpret_cast<T*>(pada_dynamic_smem_)
+#endif
+
+// src/geometry.rs: ActShape
+struct ActShape {
+    int c, n, h, w;
+};
+
+// src/geometry.rs: ConvGeom
+struct ConvGeom {
+    int n, c_in, h, w, c_out, oh, ow, k, stride, pad;
+};
+
+// src/geometry.rs: PoolGeom
+struct PoolGeom {
+    int c, n, h, w, oh, ow;
+};
+
+// src/geometry.rs: LinearGeom
+struct LinearGeom {
+    int n, inp, out;
+};
+
+// src/ops/sampling.rs: ImportanceGroup
+struct ImportanceGroup {
+    int slot, start, len;
+    float divisor;
+};
+
+// src/backend/gpu/mod.rs: TensorRef, one tensor of a multi-tensor launch
+struct TensorRef {
+    unsigned long long ptr;
+    long long len;
+};
+
+// src/backend/gpu/mod.rs: SgdRef
+struct SgdRef {
+    unsigned long long value, grad, momentum;
+    long long len;
+};
+
+// Sum of `v` over the block (all threads must call; blockDim.x a multiple of
+// 32, at most 1024); the result is valid in thread 0. Deterministic: a fixed
+// tree of shuffles, then of warps.
+__device__ __forceinline__ double block_sum(double v) {
+    __shared__ double warp_sums[32];
+    for (int d = 16; d > 0; d >>= 1) v += __shfl_down_sync(0xffffffffu, v, d);
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    if (lane == 0) warp_sums[warp] = v;
+    __syncthreads();
+    int warps = blockDim.x / 32;
+    v = (int)threadIdx.x < warps ? warp_sums[threadIdx.x] : 0.0;
+    if (warp == 0)
+        for (int d = 16; d > 0; d >>= 1) v += __shfl_down_sync(0xffffffffu, v, d);
+    __syncthreads();  // warp_sums may be reused by the next call
+    return v;
+}
+
+// Philox4x32-10 as src/ops/sampling.rs::philox4x32_10.
+__device__ __forceinline__ void philox4x32_10(unsigned ctr[4], unsigned key[2]) {
+    const unsigned long long M0 = 0xD2511F53ull, M1 = 0xCD9E8D57ull;
+    for (int round = 0; round < 10; ++round) {
+        if (round > 0) {
+            key[0] += 0x9E3779B9u;
+            key[1] += 0xBB67AE85u;
+        }
+        unsigned long long p0 = M0 * ctr[0], p1 = M1 * ctr[2];
+        unsigned c1 = ctr[1], c3 = ctr[3];
+        ctr[0] = (unsigned)(p1 >> 32) ^ c1 ^ key[0];
+        ctr[1] = (unsigned)p1;
+        ctr[2] = (unsigned)(p0 >> 32) ^ c3 ^ key[1];
+        ctr[3] = (unsigned)p0;
+    }
+}
+
+// src/ops/sampling.rs::uniform01
+__device__ __forceinline__ double uniform01(unsigned long long seed, unsigned long long i) {
+    unsigned ctr[4] = {(unsigned)i, (unsigned)(i >> 32), 0u, 0u};
+    unsigned key[2] = {(unsigned)seed, (unsigned)(seed >> 32)};
+    philox4x32_10(ctr, key);
+    unsigned long long bits = ((unsigned long long)ctr[0] << 21) ^ ((unsigned long long)ctr[1] >> 11);
+    return (double)bits * (1.0 / 9007199254740992.0);
+}

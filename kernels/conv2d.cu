@@ -1,0 +1,186 @@
+// conv2d on CNHW activations; the GPU twin of src/ops/conv2d.rs.
+//
+// conv2d_forward is a shared-memory tiled implicit GEMM: a block computes
+// 64 output channels x 64 output pixels, reducing over c_in*k*k in slices of
+// 16, with the im2col values (ReLU fused) gathered straight from the input.
+// Its epilogue adds the bias, applies an optional ReLU mask and accumulates,
+// so that the input gradient of a same stride-1 conv (the same conv of dy
+// with flipped, transposed weights) runs through it too.
+#include "common.cuh"
+
+#define TILE_M 64
+#define TILE_N 64
+#define TILE_K 16
+#define CONV_THREADS 256
+
+// The im2col value of row k (ci, kh, kw) and output pixel p (img, oh, ow).
+__device__ __forceinline__ float im2col_value(const ConvGeom& g, const float* __restrict__ x, int relu_x, int k, int p) {
+    int kk2 = g.k * g.k;
+    int ci = k / kk2, r = k % kk2, kh = r / g.k, kw = r % g.k;
+    int ohw = g.oh * g.ow;
+    int img = p / ohw, q = p % ohw, oh = q / g.ow, ow = q % g.ow;
+    int ih = oh * g.stride - g.pad + kh, iw = ow * g.stride - g.pad + kw;
+    if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) return 0.f;
+    float v = x[(((long long)ci * g.n + img) * g.h + ih) * g.w + iw];
+    return (relu_x && !(v > 0.f)) ? 0.f : v;
+}
+
+// y = (accumulate ? y : 0) + [mask > 0] * (conv(relu?(x), w) + bias); bias and mask may be null.
+KERNEL void conv2d_forward(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
+                               float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
+    __shared__ float ws[TILE_K][TILE_M];
+    __shared__ float xs[TILE_K][TILE_N];
+    const int K = g.c_in * g.k * g.k;
+    const int npix = g.n * g.oh * g.ow;
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    const int p0 = blockIdx.x * TILE_N, m0 = blockIdx.y * TILE_M;
+    float acc[4][4];
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+    for (int k0 = 0; k0 < K; k0 += TILE_K) {
+        for (int i = tid; i < TILE_K * TILE_M; i += CONV_THREADS) {
+            int kk = i % TILE_K, mm = i / TILE_K;
+            int m = m0 + mm, k = k0 + kk;
+            ws[kk][mm] = (m < g.c_out && k < K) ? w[(long long)m * K + k] : 0.f;
+        }
+        for (int i = tid; i < TILE_K * TILE_N; i += CONV_THREADS) {
+            int nn = i % TILE_N, kk = i / TILE_N;
+            int p = p0 + nn, k = k0 + kk;
+            xs[kk][nn] = (p < npix && k < K) ? im2col_value(g, x, relu_x, k, p) : 0.f;
+        }
+        __syncthreads();
+        for (int kk = 0; kk < TILE_K; ++kk) {
+            float a[4], b[4];
+            for (int i = 0; i < 4; ++i) {
+                a[i] = ws[kk][ty * 4 + i];
+                b[i] = xs[kk][tx * 4 + i];
+            }
+            for (int i = 0; i < 4; ++i)
+                for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
+        }
+        __syncthreads();
+    }
+    for (int i = 0; i < 4; ++i) {
+        int m = m0 + ty * 4 + i;
+        if (m >= g.c_out) continue;
+        float bv = bias ? bias[m] : 0.f;
+        for (int j = 0; j < 4; ++j) {
+            int p = p0 + tx * 4 + j;
+            if (p >= npix) continue;
+            long long o = (long long)m * npix + p;
+            float v = acc[i][j] + bv;
+            if (mask && !(mask[o] > 0.f)) v = 0.f;
+            y[o] = accumulate ? y[o] + v : v;
+        }
+    }
+}
+PADA_KERNEL(conv2d_forward)
+
+// wf[ci][co][k*k-1-t] = w[co][ci][t]: the weights of the input-gradient conv.
+KERNEL void conv2d_flip_weights(ConvGeom g, const float* __restrict__ w, float* __restrict__ wf) {
+    int kk2 = g.k * g.k;
+    long long total = (long long)g.c_out * g.c_in * kk2;
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    int t = (int)(i % kk2), ci = (int)((i / kk2) % g.c_in), co = (int)(i / ((long long)kk2 * g.c_in));
+    wf[((long long)ci * g.c_out + co) * kk2 + (kk2 - 1 - t)] = w[i];
+}
+PADA_KERNEL(conv2d_flip_weights)
+
+// dx (+)= [mask > 0] * conv_transpose(dy, w), one thread per input element,
+// for any stride and padding (the strided convs of the reduction blocks).
+KERNEL void conv2d_backward_data(ConvGeom g, const float* __restrict__ dy, const float* __restrict__ w, const float* __restrict__ mask,
+                                     float* __restrict__ dx, int accumulate) {
+    long long total = (long long)g.c_in * g.n * g.h * g.w;
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    int iw = (int)(i % g.w), ih = (int)((i / g.w) % g.h), img = (int)((i / ((long long)g.w * g.h)) % g.n), ci = (int)(i / ((long long)g.w * g.h * g.n));
+    float acc = 0.f;
+    for (int co = 0; co < g.c_out; ++co)
+        for (int kh = 0; kh < g.k; ++kh) {
+            int on = ih + g.pad - kh;
+            if (on < 0 || on % g.stride) continue;
+            int oh = on / g.stride;
+            if (oh >= g.oh) continue;
+            for (int kw = 0; kw < g.k; ++kw) {
+                int wn = iw + g.pad - kw;
+                if (wn < 0 || wn % g.stride) continue;
+                int ow = wn / g.stride;
+                if (ow >= g.ow) continue;
+                acc += dy[(((long long)co * g.n + img) * g.oh + oh) * g.ow + ow] * w[(((long long)co * g.c_in + ci) * g.k + kh) * g.k + kw];
+            }
+        }
+    float v = (mask && !(mask[i] > 0.f)) ? 0.f : acc;
+    dx[i] = accumulate ? dx[i] + v : v;
+}
+PADA_KERNEL(conv2d_backward_data)
+
+// partial[chunk][co][r] = sum over the chunk's output pixels p of dy[co][p] * im2col[r][p]:
+// a tiled GEMM reducing over pixels, split into chunks (blockIdx.z) summed by
+// conv2d_reduce_weight_grad in a fixed order.
+KERNEL void conv2d_backward_weight(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, float* __restrict__ partial,
+                                       int chunk_pixels) {
+    __shared__ float ds[TILE_K][TILE_M];
+    __shared__ float cs[TILE_K][TILE_N];
+    const int K = g.c_in * g.k * g.k;
+    const int npix = g.n * g.oh * g.ow;
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    const int r0 = blockIdx.x * TILE_N, m0 = blockIdx.y * TILE_M;
+    const int pb = blockIdx.z * chunk_pixels, pe = min(npix, pb + chunk_pixels);
+    float acc[4][4];
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+    for (int q0 = pb; q0 < pe; q0 += TILE_K) {
+        for (int i = tid; i < TILE_K * TILE_M; i += CONV_THREADS) {
+            int kk = i % TILE_K, mm = i / TILE_K;
+            int m = m0 + mm, p = q0 + kk;
+            ds[kk][mm] = (m < g.c_out && p < pe) ? dy[(long long)m * npix + p] : 0.f;
+        }
+        for (int i = tid; i < TILE_K * TILE_N; i += CONV_THREADS) {
+            int kk = i % TILE_K, nn = i / TILE_K;
+            int r = r0 + nn, p = q0 + kk;
+            cs[kk][nn] = (r < K && p < pe) ? im2col_value(g, x, relu_x, r, p) : 0.f;
+        }
+        __syncthreads();
+        for (int kk = 0; kk < TILE_K; ++kk) {
+            float a[4], b[4];
+            for (int i = 0; i < 4; ++i) {
+                a[i] = ds[kk][ty * 4 + i];
+                b[i] = cs[kk][tx * 4 + i];
+            }
+            for (int i = 0; i < 4; ++i)
+                for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
+        }
+        __syncthreads();
+    }
+    float* out = partial + (long long)blockIdx.z * g.c_out * K;
+    for (int i = 0; i < 4; ++i) {
+        int m = m0 + ty * 4 + i;
+        if (m >= g.c_out) continue;
+        for (int j = 0; j < 4; ++j) {
+            int r = r0 + tx * 4 + j;
+            if (r < K) out[(long long)m * K + r] = acc[i][j];
+        }
+    }
+}
+PADA_KERNEL(conv2d_backward_weight)
+
+// dw[i] += sum over chunks c (in order) of partial[c][i].
+KERNEL void conv2d_reduce_weight_grad(int chunks, long long len, const float* __restrict__ partial, float* __restrict__ dw) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= len) return;
+    float s = 0.f;
+    for (int c = 0; c < chunks; ++c) s += partial[(long long)c * len + i];
+    dw[i] += s;
+}
+PADA_KERNEL(conv2d_reduce_weight_grad)
+
+// db[c] += sum of dy over channel c (one block per channel).
+KERNEL void conv2d_backward_bias(long long per_channel, const float* __restrict__ dy, float* __restrict__ db) {
+    const float* d = dy + (long long)blockIdx.x * per_channel;
+    double s = 0.0;
+    for (long long i = threadIdx.x; i < per_channel; i += blockDim.x) s += d[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) db[blockIdx.x] += (float)s;
+}
+PADA_KERNEL(conv2d_backward_bias)

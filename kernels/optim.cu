@@ -1,0 +1,40 @@
+// Multi-tensor gradient norms and SGD; the GPU twin of src/ops/optim.rs.
+// Every parameter tensor is one entry of a table, so one launch covers them all.
+#include "common.cuh"
+
+// out[t] = sum of squares of tensor t; one block per tensor.
+KERNEL void sq_norms(const TensorRef* __restrict__ tensors, float* __restrict__ out) {
+    const TensorRef t = tensors[blockIdx.x];
+    const float* p = reinterpret_cast<const float*>(t.ptr);
+    double s = 0.0;
+    for (long long i = threadIdx.x; i < t.len; i += blockDim.x) s += (double)p[i] * (double)p[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) out[blockIdx.x] = (float)s;
+}
+PADA_KERNEL(sq_norms)
+
+// out[0] = min(1, max_norm / (sqrt(sum(sq_norms)) + 1e-6)): clip_grad_norm_'s coefficient.
+KERNEL void clip_coefficient(int count, const float* __restrict__ sq, double max_norm, float* __restrict__ out) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    double total = 0.0;
+    for (int i = 0; i < count; ++i) total += (double)sq[i];
+    double c = max_norm / (sqrt(total) + 1e-6);
+    out[0] = (float)(c < 1.0 ? c : 1.0);
+}
+PADA_KERNEL(clip_coefficient)
+
+// torch.optim.SGD on every tensor of the table (blockIdx.y), the gradients
+// scaled by scale[0]: d = g*s + wd*p; m = mom*m + d; p -= lr*m.
+KERNEL void sgd_step(const SgdRef* __restrict__ tensors, float lr, float momentum, float weight_decay, const float* __restrict__ scale) {
+    const SgdRef t = tensors[blockIdx.y];
+    float* p = reinterpret_cast<float*>(t.value);
+    const float* g = reinterpret_cast<const float*>(t.grad);
+    float* m = reinterpret_cast<float*>(t.momentum);
+    const float s = scale[0];
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < t.len; i += (long long)gridDim.x * blockDim.x) {
+        float d = g[i] * s + weight_decay * p[i];
+        m[i] = momentum * m[i] + d;
+        p[i] -= lr * m[i];
+    }
+}
+PADA_KERNEL(sgd_step)

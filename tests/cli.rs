@@ -1,0 +1,90 @@
+//! The `pada` command line end to end on tiny data: train, groundtruth, rank
+//! with a ground truth, search, compare and plot.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn pada(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pada")).args(args).output().expect("run pada")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = pada(args);
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "pada {args:?} failed:\n{out}\n{err}");
+    assert!(!err.contains("panicked"), "pada {args:?} panicked:\n{err}");
+    out.to_string()
+}
+
+const DATA: &str = "synthetic:1x8x8:96:40:4";
+
+fn train_tiny(dir: &Path, method: &str) {
+    ok(&[
+        "train", "--method", method, "--data", DATA, "--epochs", "2", "--batch-size", "32", "--channels", "2", "--cells", "1", "--out",
+        dir.to_str().unwrap(), "-q",
+    ]);
+}
+
+#[test]
+fn summary_prints_the_nb201_parameter_count() {
+    let out = ok(&["summary", "--channels", "16", "--cells", "5", "--classes", "10", "--input", "3x32x32"]);
+    assert_eq!(out.lines().next(), Some("1692474"));
+    let out = ok(&["summary", "--arch", "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"]);
+    assert!(out.contains("arch_params: 557914") && out.contains("arch_forward_flops_per_image"), "{out}");
+}
+
+#[test]
+fn train_groundtruth_rank_search_plot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    train_tiny(&run, "pada");
+    let gt = tmp.path().join("gt.csv");
+    let gt_s = gt.to_str().unwrap();
+    ok(&["groundtruth", "--archs", "12", "--epochs", "1", "--data", DATA, "--batch-size", "32", "--channels", "2", "--cells", "1", "--out", gt_s, "-q"]);
+    assert_eq!(std::fs::read_to_string(&gt).unwrap().lines().count(), 13);
+    // the same 12 (first 12 of the seed's shuffle) are ranked, in two goes: 6 then the rest
+    let run_s = run.to_str().unwrap();
+    ok(&["rank", "--run", run_s, "--archs", "6", "-q"]);
+    let out = ok(&["rank", "--run", run_s, "--archs", "12", "--ground-truth", gt_s, "--gt-column", "test_accuracy", "-q"]);
+    assert!(out.contains("Kendall tau-b") && out.contains("precision@top10%"), "{out}");
+    let rank = std::fs::read_to_string(run.join("rank.csv")).unwrap();
+    assert_eq!(rank.lines().count(), 13, "12 rows, none twice:\n{rank}");
+    assert!(rank.starts_with("arch,accuracy,loss\n"));
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("rank.summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["architectures"], 12);
+    assert!(summary["consistency"]["kendall_tau"].is_number());
+    for f in ["rank.png", "rank.svg"] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    // compare gives the same tau as rank
+    let cmp = ok(&["compare", run.join("rank.csv").to_str().unwrap(), gt_s]);
+    let tau = |s: &str| s.lines().find(|l| l.starts_with("Kendall")).unwrap().to_string();
+    assert_eq!(tau(&cmp), tau(&out));
+    // search on held-out training images, with true accuracies where known
+    let s = ok(&["search", "--run", run_s, "--strategy", "exhaustive", "--archs", "12", "--top", "3", "--ground-truth", gt_s]);
+    assert!(s.contains("(true "), "{s}");
+    let s = ok(&["search", "--run", run_s, "--population", "6", "--iterations", "2", "--parents", "3", "--top", "2"]);
+    assert!(s.lines().filter(|l| l.contains("|+|")).count() == 2, "{s}");
+    // plots
+    let p = ok(&["plot", "--run", run_s]);
+    for f in ["loss.png", "accuracy.svg", "path_distribution.png", "data_ess.png", "rank.png"] {
+        assert!(run.join("plots").join(f).exists(), "{f} missing:\n{p}");
+    }
+}
+
+#[test]
+fn compare_nb201_tables() {
+    let Some(shared) = common::require_shared("compare_nb201_tables") else { return };
+    let out = ok(&[
+        "compare",
+        shared.join("nb201/nats_bench.csv").to_str().unwrap(),
+        shared.join("nb201/minibench_hp12.csv").to_str().unwrap(),
+        "--pred-column",
+        "CIFAR10TestAccuracy200Epochs",
+        "--gt-column",
+        "cifar10-test",
+    ]);
+    assert!(out.contains("Kendall tau-b: 0.7000"), "{out}");
+}

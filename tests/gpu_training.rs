@@ -1,0 +1,123 @@
+//! Whole training steps on the GPU backend (emulated on every CI run, real
+//! with `--features cuda -- --ignored`) against the CPU backend: one step of
+//! several architectures, then 10+ steps of PA&DA through the trainer.
+//!
+//! Tolerances: one step agrees to 1e-4 of each tensor's scale (f32 sums in
+//! different orders through ~10 layers of batch norm). Over 12 PA&DA steps the
+//! two runs see the same paths and samples (the samplers' arithmetic is exact)
+//! and their weights drift apart only by accumulated rounding: 1e-3 of scale.
+#![cfg(any(feature = "cuda-emu", feature = "cuda"))]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{assert_close, random_vec};
+use pada::arch::Genotype;
+use pada::backend::cpu::CpuBackend;
+use pada::backend::Backend;
+use pada::ops::SgdStep;
+use pada::optim::{clip_and_step, OffPath};
+use pada::supernet::{Supernet, SupernetConfig};
+use pada::train::{forward_backward, on_path, Method, TrainConfig, Trainer};
+
+fn close(what: &str, got: &[f32], want: &[f32], rel: f64) {
+    let g: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+    let w: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+    let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert_close(what, &g, &w, rel * scale.max(1e-3), rel);
+}
+
+pub fn one_step<B: Backend<T = f32>>(be: &B) {
+    let cpu = CpuBackend::<f32>::new();
+    let config = SupernetConfig { channels: 4, cells: 1, classes: 5, input: "3x8x8".parse().unwrap() };
+    let n = 6;
+    let x: Vec<f32> = random_vec(n * config.input.len(), 1).into_iter().map(|v| v as f32).collect();
+    let labels: Vec<i32> = (0..n as i32).map(|i| i % 5).collect();
+    let h = SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 2.5e-4 };
+    for (k, arch) in [
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|",
+        "|avg_pool_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|none~1|skip_connect~2|",
+        "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let g: Genotype = arch.parse().unwrap();
+        let mut nc = Supernet::new(&cpu, config, 3).unwrap();
+        let mut ng = Supernet::new(be, config, 3).unwrap();
+        let mut sums_c = cpu.alloc_zeroed(2);
+        let mut sums_g = be.alloc_zeroed(2);
+        let pc = forward_backward(&cpu, &mut nc, &x, &labels, None, n, &g, &mut sums_c);
+        let xg = be.upload(&x);
+        let pg = forward_backward(be, &mut ng, &xg, &be.upload_i32(&labels), None, n, &g, &mut sums_g);
+        close(&format!("arch{k} proxy norms"), &be.download(&pg), &pc, 1e-4);
+        close(&format!("arch{k} loss sum"), &be.download(&sums_g), &sums_c, 1e-4);
+        for (tc, tg) in nc.params.tensors.iter().zip(&ng.params.tensors) {
+            close(&format!("arch{k} grad {}", tc.name), &be.download(&tg.grad), &tc.grad, 1e-4);
+        }
+        let on = on_path(&nc, &[g]);
+        clip_and_step(&cpu, &mut nc.params, &on, &h, Some(5.0), OffPath::Momentum).release(&cpu);
+        clip_and_step(be, &mut ng.params, &on, &h, Some(5.0), OffPath::Momentum).release(be);
+        for (tc, tg) in nc.params.tensors.iter().zip(&ng.params.tensors) {
+            close(&format!("arch{k} after step {}", tc.name), &be.download(&tg.value), &tc.value, 1e-4);
+        }
+    }
+}
+
+pub fn pada_training<B: Backend<T = f32>>(be: &B) {
+    let cpu = CpuBackend::<f32>::new();
+    let mut config = TrainConfig::defaults(Method::Pada, "synthetic:1x8x8:96:16:4".parse().unwrap());
+    config.epochs = 4; // 3 steps an epoch: 12 steps, data resampled 3 times, paths re-weighted 3 times
+    config.batch_size = 32;
+    config.channels = 3;
+    config.cells = 1;
+    let data = Arc::new(config.data.load().unwrap());
+    let mut tc = Trainer::new(&cpu, config.clone(), data.clone()).unwrap();
+    let mut tg = Trainer::new(be, config, data).unwrap();
+    while !tc.done() {
+        let mc = tc.run_epoch(&mut |_| {}).unwrap();
+        let mg = tg.run_epoch(&mut |_| {}).unwrap();
+        assert_eq!(mc.path_prob.len(), mg.path_prob.len());
+        for (a, b) in mc.path_prob.iter().zip(&mg.path_prob) {
+            assert!((a - b).abs() < 1e-5, "epoch {}: path distribution {:?} vs {:?}", mc.epoch, mc.path_prob, mg.path_prob);
+        }
+        assert_eq!(mc.data.unique_fraction, mg.data.unique_fraction, "epoch {}: the same samples were drawn", mc.epoch);
+        assert!((mc.loss - mg.loss).abs() < 1e-3 * mc.loss.abs().max(1.0), "epoch {}: loss {} vs {}", mc.epoch, mc.loss, mg.loss);
+    }
+    for (pc, pg) in tc.net.params.tensors.iter().zip(&tg.net.params.tensors) {
+        close(&format!("final {}", pc.name), &be.download(&pg.value), &pc.value, 1e-3);
+    }
+}
+
+#[cfg(feature = "cuda-emu")]
+mod emulated {
+    fn be() -> pada::backend::gpu::emu::EmuBackend {
+        pada::backend::gpu::emu::EmuBackend::poisoned(pada::backend::gpu::emu::EmuDevice::new())
+    }
+    #[test]
+    fn one_training_step_matches_cpu() {
+        super::one_step(&be())
+    }
+    #[test]
+    fn pada_training_matches_cpu() {
+        super::pada_training(&be())
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    fn be() -> pada::backend::gpu::cuda::CudaBackend {
+        pada::backend::gpu::cuda::CudaBackend::open(0).expect("a CUDA GPU (these tests are for GPU machines)")
+    }
+    #[test]
+    #[ignore]
+    fn one_training_step_matches_cpu() {
+        super::one_step(&be())
+    }
+    #[test]
+    #[ignore]
+    fn pada_training_matches_cpu() {
+        super::pada_training(&be())
+    }
+}

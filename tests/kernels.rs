@@ -1,0 +1,338 @@
+//! Every CUDA kernel against the CPU reference, through the emulator on every
+//! CI run (feature `cuda-emu`) and on a real GPU when one is there (feature
+//! `cuda`, `cargo test --features cuda -- --ignored`; those tests fail, never
+//! skip, without a GPU).
+//!
+//! Inputs are fresh random values (never zeros), outputs are poisoned with NaN
+//! before each op (the backends' `poisoned` mode, and NaN uploads), and sizes
+//! are not multiples of the kernels' tiles (64 x 64 x 16) or blocks (256).
+//!
+//! Tolerance: |gpu - cpu| <= 2e-4 * max|cpu| + 2e-4 * |cpu|. Both are f32, but
+//! they sum in different orders (tiles vs GEMM panels, block trees vs lanes);
+//! f32 rounding over the few hundred to ten thousand terms here stays below
+//! 1e-5 relative, and an indexing mistake is O(1).
+#![cfg(any(feature = "cuda-emu", feature = "cuda"))]
+
+mod common;
+
+use common::{assert_close, random_vec};
+use pada::backend::cpu::CpuBackend;
+use pada::backend::{Backend, SgdSlot};
+use pada::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
+use pada::ops::{ImportanceGroup, SgdStep};
+
+fn rand32(len: usize, seed: u64) -> Vec<f32> {
+    random_vec(len, seed).into_iter().map(|v| v as f32).collect()
+}
+
+fn close(what: &str, got: &[f32], want: &[f32]) {
+    let g: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+    let w: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+    let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert_close(what, &g, &w, 2e-4 * scale.max(1e-3), 2e-4);
+}
+
+/// A buffer holding `host` on `be`.
+fn up<B: Backend<T = f32>>(be: &B, host: &[f32]) -> B::Buf {
+    be.upload(host)
+}
+
+/// A NaN-filled output buffer.
+fn nan<B: Backend<T = f32>>(be: &B, len: usize) -> B::Buf {
+    be.upload(&vec![f32::NAN; len])
+}
+
+fn conv_cases() -> Vec<(ConvGeom, bool, bool)> {
+    vec![
+        (ConvGeom::new(3, 5, 7, 9, 6, 3, 1), true, true),
+        (ConvGeom::new(2, 3, 7, 7, 70, 3, 2), true, true), // stride 2 on odd input, 2 channel tiles
+        (ConvGeom::new(2, 4, 8, 6, 5, 3, 2), false, false),
+        (ConvGeom::new(4, 17, 5, 5, 9, 1, 1), true, true),
+        (ConvGeom::new(3, 20, 6, 5, 19, 3, 1), false, true), // K = 180, several K slices
+    ]
+}
+
+pub fn conv2d<B: Backend<T = f32>>(be: &B) {
+    let cpu = CpuBackend::<f32>::new();
+    for (i, (g, relu, bias)) in conv_cases().into_iter().enumerate() {
+        let x = rand32(g.input().len(), 10 + i as u64);
+        let w = rand32(g.weight_len(), 20 + i as u64);
+        let b = rand32(g.c_out as usize, 30 + i as u64);
+        let dy = rand32(g.output().len(), 40 + i as u64);
+        let what = |op: &str| format!("{op} {g:?}");
+        // forward
+        let mut yc = nan(&cpu, g.output().len());
+        cpu.conv2d_forward(&g, &x, relu, &w, bias.then_some(&b), &mut yc);
+        let mut yg = nan(be, g.output().len());
+        be.conv2d_forward(&g, &up(be, &x), relu, &up(be, &w), bias.then(|| up(be, &b)).as_ref(), &mut yg);
+        close(&what("conv2d_forward"), &be.download(&yg), &yc);
+        // input gradient: overwrite (poisoned target) and accumulate (random target), with the ReLU mask
+        for acc in [false, true] {
+            let init = if acc { rand32(x.len(), 50 + i as u64) } else { vec![f32::NAN; x.len()] };
+            let mut dc = init.clone();
+            cpu.conv2d_backward_data(&g, &dy, &w, relu.then_some(&x), &mut dc, acc);
+            let mut dg = up(be, &init);
+            be.conv2d_backward_data(&g, &up(be, &dy), &up(be, &w), relu.then(|| up(be, &x)).as_ref(), &mut dg, acc);
+            close(&what(&format!("conv2d_backward_data acc={acc}")), &be.download(&dg), &dc);
+        }
+        // weight and bias gradients accumulate onto what is there
+        let (dw0, db0) = (rand32(w.len(), 60 + i as u64), rand32(b.len(), 70 + i as u64));
+        let (mut dwc, mut dbc) = (dw0.clone(), db0.clone());
+        cpu.conv2d_backward_weight(&g, &x, relu, &dy, &mut dwc, bias.then_some(&mut dbc));
+        let (mut dwg, mut dbg) = (up(be, &dw0), up(be, &db0));
+        be.conv2d_backward_weight(&g, &up(be, &x), relu, &up(be, &dy), &mut dwg, bias.then_some(&mut dbg));
+        close(&what("conv2d_backward_weight dw"), &be.download(&dwg), &dwc);
+        if bias {
+            close(&what("conv2d_backward_weight db"), &be.download(&dbg), &dbc);
+        }
+    }
+}
+
+pub fn batchnorm<B: Backend<T = f32>>(be: &B) {
+    let cpu = CpuBackend::<f32>::new();
+    for (i, s) in [ActShape::new(3, 5, 7, 9), ActShape::new(2, 1, 3, 3), ActShape::new(5, 33, 4, 5)].into_iter().enumerate() {
+        let x: Vec<f32> = rand32(s.len(), 80 + i as u64).iter().map(|v| v * 3.0 + 1.5).collect();
+        let dy = rand32(s.len(), 90 + i as u64);
+        for acc in [false, true] {
+            let init = if acc { rand32(s.len(), 95) } else { vec![f32::NAN; s.len()] };
+            let (mut yc, mut sc) = (init.clone(), vec![f32::NAN; 2 * s.c as usize]);
+            cpu.batchnorm_forward(&s, &x, &mut yc, acc, &mut sc);
+            let (mut yg, mut sg) = (up(be, &init), nan(be, 2 * s.c as usize));
+            be.batchnorm_forward(&s, &up(be, &x), &mut yg, acc, &mut sg);
+            close(&format!("batchnorm_forward {s:?} acc={acc}"), &be.download(&yg), &yc);
+            close(&format!("batchnorm stats {s:?}"), &be.download(&sg), &sc);
+            let mut dc = vec![f32::NAN; s.len()];
+            cpu.batchnorm_backward(&s, &x, &sc, &dy, &mut dc);
+            let mut dg = nan(be, s.len());
+            be.batchnorm_backward(&s, &up(be, &x), &sg, &up(be, &dy), &mut dg);
+            close(&format!("batchnorm_backward {s:?}"), &be.download(&dg), &dc);
+        }
+    }
+}
+
+pub fn pools<B: Backend<T = f32>>(be: &B) {
+    let cpu = CpuBackend::<f32>::new();
+    for (i, s) in [ActShape::new(3, 5, 7, 9), ActShape::new(2, 3, 1, 4), ActShape::new(4, 2, 6, 6)].into_iter().enumerate() {
+        let seed = 100 + 10 * i as u64;
+        let x = rand32(s.len(), seed);
+        let g3 = PoolGeom::avg3x3(s);
+        for acc in [false, true] {
+            let init = if acc { rand32(s.len(), seed + 1) } else { vec![f32::NAN; s.len()] };
+            let mut yc = init.clone();
+            cpu.avgpool3x3_forward(&g3, &x, &mut yc, acc);
+            let mut yg = up(be, &init);
+            be.avgpool3x3_forward(&g3, &up(be, &x), &mut yg, acc);
+            close(&format!("avgpool3x3_forward {s:?}"), &be.download(&yg), &yc);
+            let mut dc = init.clone();
+            cpu.avgpool3x3_backward(&g3, &x, &mut dc, acc);
+            let mut dg = up(be, &init);
+            be.avgpool3x3_backward(&g3, &up(be, &x), &mut dg, acc);
+            close(&format!("avgpool3x3_backward {s:?}"), &be.download(&dg), &dc);
+        }
+        if s.h >= 2 && s.w >= 2 {
+            let g2 = PoolGeom::avg2x2(s);
+            let mut yc = vec![f32::NAN; g2.output().len()];
+            cpu.avgpool2x2_forward(&g2, &x, &mut yc);
+            let mut yg = nan(be, g2.output().len());
+            be.avgpool2x2_forward(&g2, &up(be, &x), &mut yg);
+            close(&format!("avgpool2x2_forward {s:?}"), &be.download(&yg), &yc);
+            let dy = rand32(g2.output().len(), seed + 2);
+            for acc in [false, true] {
+                let init = if acc { rand32(s.len(), seed + 3) } else { vec![f32::NAN; s.len()] };
+                let mut dc = init.clone();
+                cpu.avgpool2x2_backward(&g2, &dy, &mut dc, acc);
+                let mut dg = up(be, &init);
+                be.avgpool2x2_backward(&g2, &up(be, &dy), &mut dg, acc);
+                close(&format!("avgpool2x2_backward {s:?} acc={acc}"), &be.download(&dg), &dc);
+            }
+        }
+        for relu in [false, true] {
+            let mut yc = vec![f32::NAN; (s.n * s.c) as usize];
+            cpu.global_avgpool_forward(&s, &x, relu, &mut yc);
+            let mut yg = nan(be, yc.len());
+            be.global_avgpool_forward(&s, &up(be, &x), relu, &mut yg);
+            close(&format!("global_avgpool_forward {s:?}"), &be.download(&yg), &yc);
+            let dy = rand32(yc.len(), seed + 4);
+            let mut dc = vec![f32::NAN; s.len()];
+            cpu.global_avgpool_backward(&s, &dy, relu.then_some(&x), &mut dc);
+            let mut dg = nan(be, s.len());
+            be.global_avgpool_backward(&s, &up(be, &dy), relu.then(|| up(be, &x)).as_ref(), &mut dg);
+            close(&format!("global_avgpool_backward {s:?}"), &be.download(&dg), &dc);
+        }
+    }
+}
+
+pub fn elementwise<B: Backend<T = f32>>(be: &B) {
+    let cpu = CpuBackend::<f32>::new();
+    let n = 70_001;
+    let (a, b) = (rand32(n, 201), rand32(n, 202));
+    let mut fc = a.clone();
+    cpu.fill(&mut fc, 0.25);
+    let mut fg = up(be, &a);
+    be.fill(&mut fg, 0.25);
+    close("fill", &be.download(&fg), &fc);
+    let mut cg = nan(be, n);
+    be.copy(&mut cg, &up(be, &a));
+    close("copy", &be.download(&cg), &a);
+    let mut ac = a.clone();
+    cpu.add_assign(&mut ac, &b);
+    let mut ag = up(be, &a);
+    be.add_assign(&mut ag, &up(be, &b));
+    close("add_assign", &be.download(&ag), &ac);
+    let mut xc = a.clone();
+    cpu.axpy(&mut xc, -0.75, &b);
+    let mut xg = up(be, &a);
+    be.axpy(&mut xg, -0.75, &up(be, &b));
+    close("axpy", &be.download(&xg), &xc);
+    let mut sc = a.clone();
+    cpu.scale(&mut sc, 3.5);
+    let mut sg = up(be, &a);
+    be.scale(&mut sg, 3.5);
+    close("scale", &be.download(&sg), &sc);
+    let mut rc = vec![f32::NAN; n];
+    cpu.relu_forward(&a, &mut rc);
+    let mut rg = nan(be, n);
+    be.relu_forward(&up(be, &a), &mut rg);
+    close("relu_forward", &be.download(&rg), &rc);
+    let mut dc = vec![f32::NAN; n];
+    cpu.relu_backward(&a, &b, &mut dc);
+    let mut dg = nan(be, n);
+    be.relu_backward(&up(be, &a), &up(be, &b), &mut dg);
+    close("relu_backward", &be.download(&dg), &dc);
+}
+
+pub fn linear_and_loss<B: Backend<T = f32>>(be: &B) {
+    let cpu = CpuBackend::<f32>::new();
+    let g = LinearGeom::new(37, 29, 11);
+    let (n, i, o) = (37, 29, 11);
+    let (x, w, b, dy) = (rand32(n * i, 301), rand32(o * i, 302), rand32(o, 303), rand32(n * o, 304));
+    let mut yc = vec![f32::NAN; n * o];
+    cpu.linear_forward(&g, &x, &w, &b, &mut yc);
+    let mut yg = nan(be, n * o);
+    be.linear_forward(&g, &up(be, &x), &up(be, &w), &up(be, &b), &mut yg);
+    close("linear_forward", &be.download(&yg), &yc);
+    let (dw0, db0) = (rand32(o * i, 305), rand32(o, 306));
+    let (mut dxc, mut dwc, mut dbc) = (vec![f32::NAN; n * i], dw0.clone(), db0.clone());
+    cpu.linear_backward(&g, &x, &w, &dy, Some(&mut dxc), &mut dwc, &mut dbc);
+    let (mut dxg, mut dwg, mut dbg) = (nan(be, n * i), up(be, &dw0), up(be, &db0));
+    be.linear_backward(&g, &up(be, &x), &up(be, &w), &up(be, &dy), Some(&mut dxg), &mut dwg, &mut dbg);
+    close("linear_backward dx", &be.download(&dxg), &dxc);
+    close("linear_backward dw", &be.download(&dwg), &dwc);
+    close("linear_backward db", &be.download(&dbg), &dbc);
+
+    let (n, k) = (45, 13);
+    let z: Vec<f32> = rand32(n * k, 307).iter().map(|v| v * 6.0).collect();
+    let labels: Vec<i32> = (0..n as i32).map(|i| (i * 7) % k as i32).collect();
+    let weights: Vec<f32> = rand32(n, 308).iter().map(|v| v.abs() + 0.5).collect();
+    for weighted in [false, true] {
+        let (mut lc, mut dc, mut pc) = (vec![f32::NAN; n], vec![f32::NAN; n * k], vec![f32::NAN; n]);
+        cpu.softmax_cross_entropy(n, k, &z, &labels, weighted.then_some(&weights), &mut lc, &mut dc, &mut pc);
+        let (mut lg, mut dg, mut pg) = (nan(be, n), nan(be, n * k), nan(be, n));
+        let wg = weighted.then(|| up(be, &weights));
+        be.softmax_cross_entropy(n, k, &up(be, &z), &be.upload_i32(&labels), wg.as_ref(), &mut lg, &mut dg, &mut pg);
+        close("softmax_ce loss", &be.download(&lg), &lc);
+        close("softmax_ce dlogits", &be.download(&dg), &dc);
+        close("softmax_ce proxy_norm", &be.download(&pg), &pc);
+        let mut sc = vec![1.0f32, 2.0];
+        cpu.batch_metrics(n, k, &z, &labels, &lc, &mut sc);
+        let mut sg = up(be, &[1.0, 2.0]);
+        be.batch_metrics(n, k, &up(be, &z), &be.upload_i32(&labels), &lg, &mut sg);
+        close("batch_metrics", &be.download(&sg), &sc);
+    }
+}
+
+pub fn optimiser<B: Backend<T = f32>>(be: &B) {
+    let cpu = CpuBackend::<f32>::new();
+    let lens = [3usize, 700, 36_864, 1, 257];
+    let grads: Vec<Vec<f32>> = lens.iter().enumerate().map(|(i, &l)| rand32(l, 400 + i as u64)).collect();
+    let gg: Vec<B::Buf> = grads.iter().map(|g| up(be, g)).collect();
+    let mut nc = vec![f32::NAN; lens.len()];
+    cpu.sq_norms(&grads.iter().collect::<Vec<_>>(), &mut nc);
+    let mut ng = nan(be, lens.len());
+    be.sq_norms(&gg.iter().collect::<Vec<_>>(), &mut ng);
+    close("sq_norms", &be.download(&ng), &nc);
+    for max_norm in [5.0, 1e6] {
+        let mut cc = vec![f32::NAN];
+        cpu.clip_coefficient(&nc, max_norm, &mut cc);
+        let mut cg = nan(be, 1);
+        be.clip_coefficient(&ng, max_norm, &mut cg);
+        close("clip_coefficient", &be.download(&cg), &cc);
+    }
+    let h = SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 2.5e-4 };
+    let params: Vec<Vec<f32>> = lens.iter().enumerate().map(|(i, &l)| rand32(l, 500 + i as u64)).collect();
+    let moms: Vec<Vec<f32>> = lens.iter().enumerate().map(|(i, &l)| rand32(l, 600 + i as u64)).collect();
+    let (mut pc, mut mc) = (params.clone(), moms.clone());
+    {
+        let mut slots: Vec<SgdSlot<'_, CpuBackend<f32>>> =
+            pc.iter_mut().zip(mc.iter_mut()).zip(&grads).map(|((p, m), g)| SgdSlot { value: p, grad: g, momentum: m }).collect();
+        cpu.sgd_step(&mut slots, &h, &vec![0.375]);
+    }
+    let mut pg: Vec<B::Buf> = params.iter().map(|p| up(be, p)).collect();
+    let mut mg: Vec<B::Buf> = moms.iter().map(|m| up(be, m)).collect();
+    {
+        let mut slots: Vec<SgdSlot<'_, B>> = pg.iter_mut().zip(mg.iter_mut()).zip(&gg).map(|((p, m), g)| SgdSlot { value: p, grad: g, momentum: m }).collect();
+        be.sgd_step(&mut slots, &h, &up(be, &[0.375]));
+    }
+    for i in 0..lens.len() {
+        close(&format!("sgd_step value {i}"), &be.download(&pg[i]), &pc[i]);
+        close(&format!("sgd_step momentum {i}"), &be.download(&mg[i]), &mc[i]);
+    }
+}
+
+pub fn sampling<B: Backend<T = f32>>(be: &B) {
+    let cpu = CpuBackend::<f32>::new();
+    let n = 5003;
+    let s0: Vec<f32> = rand32(n, 700).iter().map(|v| if *v > 0.5 { 0.0 } else { v.abs() }).collect();
+    let idx: Vec<i32> = (0..300).map(|i| (i * 37 % 97) as i32).collect(); // repeats
+    let vals: Vec<f32> = rand32(300, 701).iter().map(|v| v.abs() + 0.1).collect();
+    let mut sc = s0.clone();
+    cpu.sample_scores_update(&mut sc, &idx, &vals);
+    let mut sg = up(be, &s0);
+    be.sample_scores_update(&mut sg, &be.upload_i32(&idx), &up(be, &vals));
+    assert_eq!(be.download(&sg), sc, "sample_scores_update must equal the CPU exactly");
+    for tau in [0.0, 0.37] {
+        let mut qc = vec![f32::NAN; n];
+        cpu.importance_distribution(&sc, tau, &mut qc);
+        let mut qg = nan(be, n);
+        be.importance_distribution(&sg, tau, &mut qg);
+        assert_eq!(be.download(&qg), qc, "importance_distribution (tau {tau}) must equal the CPU exactly");
+        let mut oc = vec![i32::MIN; 20_000];
+        cpu.sample_with_replacement(&qc, 99, &mut oc);
+        let mut og = be.upload_i32(&vec![i32::MIN; 20_000]);
+        be.sample_with_replacement(&qg, 99, &mut og);
+        assert_eq!(be.download_i32(&og), oc, "sample_with_replacement must draw the CPU's indices");
+    }
+    let sq = rand32(40, 702).iter().map(|v| v.abs()).collect::<Vec<f32>>();
+    let members: Vec<i32> = (0..40).rev().collect();
+    let groups = [
+        ImportanceGroup { slot: 2, start: 0, len: 12, divisor: 3.0 },
+        ImportanceGroup { slot: 3, start: 12, len: 28, divisor: 2.0 },
+        ImportanceGroup { slot: 0, start: 5, len: 0, divisor: 1.0 },
+    ];
+    let g0 = vec![0.0f32, 0.5, 0.25, 1.0, 0.0];
+    let mut gc = g0.clone();
+    cpu.path_importance_update(&sq, &vec![0.8], &members, &groups, &mut gc);
+    let mut gg = up(be, &g0);
+    be.path_importance_update(&up(be, &sq), &up(be, &[0.8]), &members, &groups, &mut gg);
+    assert_eq!(be.download(&gg), gc, "path_importance_update must equal the CPU exactly");
+}
+
+macro_rules! kernel_tests {
+    ($modname:ident, $make:expr, $($attr:meta),*) => {
+        mod $modname {
+            $(#[$attr])* #[test] fn conv2d() { super::conv2d(&$make) }
+            $(#[$attr])* #[test] fn batchnorm() { super::batchnorm(&$make) }
+            $(#[$attr])* #[test] fn pools() { super::pools(&$make) }
+            $(#[$attr])* #[test] fn elementwise() { super::elementwise(&$make) }
+            $(#[$attr])* #[test] fn linear_and_loss() { super::linear_and_loss(&$make) }
+            $(#[$attr])* #[test] fn optimiser() { super::optimiser(&$make) }
+            $(#[$attr])* #[test] fn sampling() { super::sampling(&$make) }
+        }
+    };
+}
+
+#[cfg(feature = "cuda-emu")]
+kernel_tests!(emulated, pada::backend::gpu::emu::EmuBackend::poisoned(pada::backend::gpu::emu::EmuDevice::new()), allow(unused));
+
+#[cfg(feature = "cuda")]
+kernel_tests!(gpu, pada::backend::gpu::cuda::CudaBackend::open(0).expect("a CUDA GPU (these tests are for GPU machines)"), ignore);
