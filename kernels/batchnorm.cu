@@ -62,3 +62,13 @@ KERNEL void batchnorm_backward(ActShape s, const float* __restrict__ x, const fl
     for (long long i = threadIdx.x; i < L; i += blockDim.x) dc[i] = inv * (gc[i] - mdy - (xc[i] - mean) * inv * mdyy);
 }
 PADA_KERNEL(batchnorm_backward)
+
+// dx = invstd * dy: batch statistics held fixed (per-sample gradient norms).
+KERNEL void batchnorm_backward_frozen(ActShape s, const float* __restrict__ stats, const float* __restrict__ dy, float* __restrict__ dx) {
+    long long L = (long long)s.n * s.h * s.w;
+    long long total = L * s.c;
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    dx[i] = stats[s.c + (int)(i / L)] * dy[i];
+}
+PADA_KERNEL(batchnorm_backward_frozen)

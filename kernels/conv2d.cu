@@ -115,19 +115,15 @@ KERNEL void conv2d_backward_data(ConvGeom g, const float* __restrict__ dy, const
 }
 PADA_KERNEL(conv2d_backward_data)
 
-// partial[chunk][co][r] = sum over the chunk's output pixels p of dy[co][p] * im2col[r][p]:
-// a tiled GEMM reducing over pixels, split into chunks (blockIdx.z) summed by
-// conv2d_reduce_weight_grad in a fixed order.
-KERNEL void conv2d_backward_weight(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, float* __restrict__ partial,
-                                       int chunk_pixels) {
+// acc = the tile (m0.., r0..) of sum over output pixels pb..pe of dy[co][p] * im2col[r][p]:
+// a 64 x 64 block of a weight gradient, 4 x 4 per thread.
+__device__ __forceinline__ void weight_grad_tile(const ConvGeom& g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, int pb, int pe,
+                                                 int m0, int r0, float acc[4][4]) {
     __shared__ float ds[TILE_K][TILE_M];
     __shared__ float cs[TILE_K][TILE_N];
     const int K = g.c_in * g.k * g.k;
     const int npix = g.n * g.oh * g.ow;
     const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-    const int r0 = blockIdx.x * TILE_N, m0 = blockIdx.y * TILE_M;
-    const int pb = blockIdx.z * chunk_pixels, pe = min(npix, pb + chunk_pixels);
-    float acc[4][4];
     for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
     for (int q0 = pb; q0 < pe; q0 += TILE_K) {
@@ -153,6 +149,20 @@ KERNEL void conv2d_backward_weight(ConvGeom g, const float* __restrict__ x, int 
         }
         __syncthreads();
     }
+}
+
+// partial[chunk][co][r] = the weight gradient over the chunk's output pixels:
+// the pixel reduction split into chunks (blockIdx.z), summed by
+// conv2d_reduce_weight_grad in a fixed order.
+KERNEL void conv2d_backward_weight(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, float* __restrict__ partial,
+                                   int chunk_pixels) {
+    const int K = g.c_in * g.k * g.k;
+    const int npix = g.n * g.oh * g.ow;
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    const int r0 = blockIdx.x * TILE_N, m0 = blockIdx.y * TILE_M;
+    const int pb = blockIdx.z * chunk_pixels, pe = min(npix, pb + chunk_pixels);
+    float acc[4][4];
+    weight_grad_tile(g, x, relu_x, dy, pb, pe, m0, r0, acc);
     float* out = partial + (long long)blockIdx.z * g.c_out * K;
     for (int i = 0; i < 4; ++i) {
         int m = m0 + ty * 4 + i;
@@ -164,6 +174,47 @@ KERNEL void conv2d_backward_weight(ConvGeom g, const float* __restrict__ x, int 
     }
 }
 PADA_KERNEL(conv2d_backward_weight)
+
+// partial[n][tile] = squared norm of tile (blockIdx.x, blockIdx.y) of sample
+// n's (blockIdx.z) weight gradient: the per-sample gradient stays in registers.
+KERNEL void conv2d_per_sample_weight_sq(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, float* __restrict__ partial) {
+    const int K = g.c_in * g.k * g.k;
+    const int ohw = g.oh * g.ow;
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    const int r0 = blockIdx.x * TILE_N, m0 = blockIdx.y * TILE_M;
+    const int pb = blockIdx.z * ohw;
+    float acc[4][4];
+    weight_grad_tile(g, x, relu_x, dy, pb, pb + ohw, m0, r0, acc);
+    double sq = 0.0;
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j)
+            if (m0 + ty * 4 + i < g.c_out && r0 + tx * 4 + j < K) sq += (double)acc[i][j] * (double)acc[i][j];
+    sq = block_sum(sq);
+    if (threadIdx.x == 0) partial[(long long)blockIdx.z * gridDim.x * gridDim.y + blockIdx.y * gridDim.x + blockIdx.x] = (float)sq;
+}
+PADA_KERNEL(conv2d_per_sample_weight_sq)
+
+// out[n] += sum of sample n's tiles (in order) + sum over channels of (sum of
+// dy over the sample's pixels)^2 when the conv has a bias; one block per sample.
+KERNEL void conv2d_per_sample_finish(ConvGeom g, int tiles, const float* __restrict__ partial, const float* __restrict__ dy, int bias, float* __restrict__ out) {
+    const int n = blockIdx.x;
+    const int ohw = g.oh * g.ow;
+    const long long npix = (long long)g.n * ohw;
+    double b = 0.0;
+    if (bias)
+        for (int co = 0; co < g.c_out; ++co) {
+            double s = 0.0;
+            for (int p = threadIdx.x; p < ohw; p += blockDim.x) s += dy[co * npix + (long long)n * ohw + p];
+            s = block_sum(s);
+            b += s * s;  // meaningful in thread 0
+        }
+    if (threadIdx.x == 0) {
+        double t = 0.0;
+        for (int i = 0; i < tiles; ++i) t += partial[(long long)n * tiles + i];
+        out[n] += (float)(t + b);
+    }
+}
+PADA_KERNEL(conv2d_per_sample_finish)
 
 // dw[i] += sum over chunks c (in order) of partial[c][i].
 KERNEL void conv2d_reduce_weight_grad(int chunks, long long len, const float* __restrict__ partial, float* __restrict__ dw) {

@@ -37,3 +37,8 @@ KERNEL void relu_backward(const float* __restrict__ x, const float* __restrict__
     GRID_STRIDE(i, n) dx[i] = x[i] > 0.f ? dy[i] : 0.f;
 }
 PADA_KERNEL(relu_backward)
+
+KERNEL void elementwise_sqrt(float* __restrict__ dst, long long n) {
+    GRID_STRIDE(i, n) dst[i] = sqrtf(dst[i]);
+}
+PADA_KERNEL(elementwise_sqrt)

@@ -41,3 +41,14 @@ KERNEL void linear_backward_data(LinearGeom g, const float* __restrict__ w, cons
     dx[t] = acc;
 }
 PADA_KERNEL(linear_backward_data)
+
+// out[n] += ||dy_n||^2 (||x_n||^2 + 1): squared norm of sample n's weight and bias gradient.
+KERNEL void linear_per_sample_sq_norms(LinearGeom g, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out) {
+    int n = blockIdx.x * blockDim.x + threadIdx.x;
+    if (n >= g.n) return;
+    double xx = 0.0, dd = 0.0;
+    for (int i = 0; i < g.inp; ++i) xx += (double)x[n * g.inp + i] * (double)x[n * g.inp + i];
+    for (int o = 0; o < g.out; ++o) dd += (double)dy[n * g.out + o] * (double)dy[n * g.out + o];
+    out[n] += (float)(dd * (xx + 1.0));
+}
+PADA_KERNEL(linear_per_sample_sq_norms)

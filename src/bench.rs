@@ -16,7 +16,8 @@ use crate::optim::{clip_and_step, OffPath};
 use crate::rng::SplitMix64;
 use crate::sampler::{DataSampler, DataSamplerKind, PathSampler, PathSamplerKind};
 use crate::supernet::{Supernet, SupernetConfig};
-use crate::train::{forward_backward, on_path};
+use crate::supernet::Pass;
+use crate::train::{forward_backward, on_path, DataImportance};
 
 /// Median and spread of repeated timings, in milliseconds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -53,6 +54,10 @@ pub struct BenchReport {
     pub extra_path_sampling: Timing,
     /// The end-of-epoch data resampling over a 50,000-sample distribution.
     pub epoch_resampling_50k: Timing,
+    /// Extra work per step of the exact per-sample gradient norms, over the
+    /// proxy (which the loss kernel computes for free), on the benchmark paths.
+    pub data_importance_classifier: Timing,
+    pub data_importance_full: Timing,
     /// Sum of the per-step extra parts, plus the resampling spread over an
     /// epoch of 50,000 / batch steps, as a percentage of the median SPOS step.
     pub pada_overhead_percent: f64,
@@ -214,7 +219,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
     for (i, g) in paths.iter().enumerate() {
         let (_, t_spos) = be.timed(|| {
             net.params.zero_grads(be);
-            let proxy = forward_backward(be, &mut net, &x, &labels, None, n, g, &mut sums);
+            let proxy = forward_backward(be, &mut net, &x, &labels, None, n, g, &mut sums, DataImportance::Proxy);
             let on = on_path(&net, std::slice::from_ref(g));
             clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum).release(be);
             be.release(proxy);
@@ -222,7 +227,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
         let (_, t_pada) = be.timed(|| {
             let _ = path_sampler.next_paths();
             net.params.zero_grads(be);
-            let proxy = forward_backward(be, &mut net, &x, &labels, None, n, g, &mut sums);
+            let proxy = forward_backward(be, &mut net, &x, &labels, None, n, g, &mut sums, DataImportance::Proxy);
             let on = on_path(&net, std::slice::from_ref(g));
             let norms = clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum);
             path_sampler.observe(be, &net, g, &norms);
@@ -247,7 +252,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
         let (_, t) = be.timed(|| {
             net.params.zero_grads(be);
             for g in &ps {
-                let proxy = forward_backward(be, &mut net, &x, &labels, None, n, g, &mut sums);
+                let proxy = forward_backward(be, &mut net, &x, &labels, None, n, g, &mut sums, DataImportance::Proxy);
                 be.release(proxy);
             }
             let on = on_path(&net, &ps);
@@ -262,7 +267,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
     // A representative step's norms for the path-importance update.
     let g = paths[0];
     net.params.zero_grads(be);
-    let proxy = forward_backward(be, &mut net, &x, &labels, None, n, &g, &mut sums);
+    let proxy = forward_backward(be, &mut net, &x, &labels, None, n, &g, &mut sums, DataImportance::Proxy);
     let on = on_path(&net, &[g]);
     let norms = clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum);
     let reps = 200;
@@ -284,6 +289,35 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
     let steps_per_epoch = 50_000f64 / n as f64;
     let per_step_ms = extra_sample_scores.median_ms + extra_path_importance.median_ms + extra_path_sampling.median_ms;
     let pada_overhead_percent = 100.0 * (per_step_ms + epoch_resampling_50k.median_ms / steps_per_epoch) / spos_step.median_ms;
+
+    log("timing the per-sample gradient norms");
+    let (mut cls, mut full) = (Vec::new(), Vec::new());
+    for g in paths.iter().skip(o.warmup).take(o.steps.clamp(1, 16)) {
+        let mut xin = be.alloc(be.len(&x));
+        be.copy(&mut xin, &x);
+        let tape = net.forward(be, xin, n, g, true);
+        let extra = |which: DataImportance, net: &mut Supernet<B>| {
+            be.timed(|| {
+                let (mut l, mut dz, mut p) = (be.alloc(n), be.alloc(n * k), be.alloc(n));
+                be.softmax_cross_entropy(n, k, &tape.logits, &labels, None, &mut l, &mut dz, &mut p);
+                be.scale(&mut dz, n as f64);
+                let mut sq = be.alloc_zeroed(n);
+                match which {
+                    DataImportance::Classifier => net.classifier_per_sample_sq_norms(be, &tape, &dz, &mut sq),
+                    _ => net.backward_with(be, &tape, &dz, &mut Pass { frozen_bn_statistics: true, per_sample_sq_norms: Some(&mut sq) }),
+                }
+                be.elementwise_sqrt(&mut sq);
+                for b in [l, dz, p, sq] {
+                    be.release(b);
+                }
+            })
+            .1
+        };
+        cls.push(extra(DataImportance::Classifier, &mut net));
+        full.push(extra(DataImportance::Full, &mut net));
+        tape.release(be);
+    }
+    let (data_importance_classifier, data_importance_full) = (Timing::of(cls), Timing::of(full));
 
     log("timing ranking");
     let data: Data = o.rank_data.load()?;
@@ -316,6 +350,8 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
         extra_path_importance,
         extra_path_sampling,
         epoch_resampling_50k,
+        data_importance_classifier,
+        data_importance_full,
         pada_overhead_percent,
         ranking_archs_per_sec: archs.len() as f64 / t_rank,
         ranking_images,
@@ -344,6 +380,14 @@ pub fn format_report(r: &BenchReport) -> String {
     s += &format!(
         "  PA&DA overhead over SPOS: {:.3}% (parts, resampling spread over 50,000/{} steps); {:+.2}% (median steps, noisier)\n",
         r.pada_overhead_percent, r.batch_size, r.pada_overhead_direct_percent
+    );
+    s += "  Exact per-sample gradient norms, extra per step over the proxy:\n";
+    s += &row("  classifier (weight and bias)", &r.data_importance_classifier);
+    s += &row("  full (every parameter on the path)", &r.data_importance_full);
+    s += &format!(
+        "  i.e. classifier +{:.2}%, full +{:.1}% of the SPOS step\n",
+        100.0 * r.data_importance_classifier.median_ms / r.spos_step.median_ms,
+        100.0 * r.data_importance_full.median_ms / r.spos_step.median_ms
     );
     s += &format!("  SPOS throughput: {:.1} images/s\n", r.spos_images_per_sec);
     s += &format!("  ranking: {:.2} architectures/s on {} test images\n", r.ranking_archs_per_sec, r.ranking_images);

@@ -317,6 +317,41 @@ pub fn sampling<B: Backend<T = f32>>(be: &B) {
     assert_eq!(be.download(&gg), gc, "path_importance_update must equal the CPU exactly");
 }
 
+pub fn per_sample_norms<B: Backend<T = f32>>(be: &B) {
+    let cpu = CpuBackend::<f32>::new();
+    for (i, (g, relu, bias)) in conv_cases().into_iter().enumerate() {
+        let x = rand32(g.input().len(), 800 + i as u64);
+        let dy = rand32(g.output().len(), 810 + i as u64);
+        let init = rand32(g.n as usize, 820 + i as u64).iter().map(|v| v.abs()).collect::<Vec<_>>();
+        let mut oc = init.clone();
+        cpu.conv2d_per_sample_sq_norms(&g, &x, relu, &dy, bias, &mut oc);
+        let mut og = up(be, &init);
+        be.conv2d_per_sample_sq_norms(&g, &up(be, &x), relu, &up(be, &dy), bias, &mut og);
+        close(&format!("conv2d_per_sample_sq_norms {g:?}"), &be.download(&og), &oc);
+    }
+    let g = LinearGeom::new(21, 17, 9);
+    let (x, dy) = (rand32(21 * 17, 830), rand32(21 * 9, 831));
+    let init = rand32(21, 832);
+    let mut oc = init.clone();
+    cpu.linear_per_sample_sq_norms(&g, &x, &dy, &mut oc);
+    let mut og = up(be, &init);
+    be.linear_per_sample_sq_norms(&g, &up(be, &x), &up(be, &dy), &mut og);
+    close("linear_per_sample_sq_norms", &be.download(&og), &oc);
+    let s = ActShape::new(5, 7, 3, 5);
+    let (stats, dy) = (rand32(10, 833), rand32(s.len(), 834));
+    let mut dc = vec![f32::NAN; s.len()];
+    cpu.batchnorm_backward_frozen(&s, &stats, &dy, &mut dc);
+    let mut dg = nan(be, s.len());
+    be.batchnorm_backward_frozen(&s, &up(be, &stats), &up(be, &dy), &mut dg);
+    close("batchnorm_backward_frozen", &be.download(&dg), &dc);
+    let v: Vec<f32> = rand32(1001, 835).iter().map(|v| v.abs()).collect();
+    let mut sc = v.clone();
+    cpu.elementwise_sqrt(&mut sc);
+    let mut sg = up(be, &v);
+    be.elementwise_sqrt(&mut sg);
+    close("elementwise_sqrt", &be.download(&sg), &sc);
+}
+
 macro_rules! kernel_tests {
     ($modname:ident, $make:expr, $($attr:meta),*) => {
         mod $modname {
@@ -327,6 +362,7 @@ macro_rules! kernel_tests {
             $(#[$attr])* #[test] fn linear_and_loss() { super::linear_and_loss(&$make) }
             $(#[$attr])* #[test] fn optimiser() { super::optimiser(&$make) }
             $(#[$attr])* #[test] fn sampling() { super::sampling(&$make) }
+            $(#[$attr])* #[test] fn per_sample_norms() { super::per_sample_norms(&$make) }
         }
     };
 }

@@ -121,6 +121,9 @@ impl<T: Element> Backend for CpuBackend<T> {
     fn scale(&self, dst: &mut Vec<T>, a: f64) {
         ops::scale(dst, T::from_f64(a))
     }
+    fn elementwise_sqrt(&self, dst: &mut Vec<T>) {
+        ops::elementwise_sqrt(dst)
+    }
     fn relu_forward(&self, x: &Vec<T>, y: &mut Vec<T>) {
         ops::relu_forward(x, y)
     }
@@ -143,6 +146,15 @@ impl<T: Element> Backend for CpuBackend<T> {
     }
     fn batchnorm_backward(&self, s: &ActShape, x: &Vec<T>, stats: &Vec<T>, dy: &Vec<T>, dx: &mut Vec<T>) {
         ops::batchnorm_backward(s, x, stats, dy, dx)
+    }
+    fn batchnorm_backward_frozen(&self, s: &ActShape, stats: &Vec<T>, dy: &Vec<T>, dx: &mut Vec<T>) {
+        ops::batchnorm_backward_frozen(s, stats, dy, dx)
+    }
+    fn conv2d_per_sample_sq_norms(&self, g: &ConvGeom, x: &Vec<T>, relu_x: bool, dy: &Vec<T>, bias: bool, out: &mut Vec<T>) {
+        ops::conv2d_per_sample_sq_norms(g, x, relu_x, dy, bias, out)
+    }
+    fn linear_per_sample_sq_norms(&self, g: &LinearGeom, x: &Vec<T>, dy: &Vec<T>, out: &mut Vec<T>) {
+        ops::linear_per_sample_sq_norms(g, x, dy, out)
     }
 
     fn avgpool3x3_forward(&self, g: &PoolGeom, x: &Vec<T>, y: &mut Vec<T>, accumulate: bool) {

@@ -91,6 +91,8 @@ pub trait Backend: Send + Sync {
     fn axpy(&self, dst: &mut Self::Buf, a: f64, src: &Self::Buf);
     /// `dst *= a`.
     fn scale(&self, dst: &mut Self::Buf, a: f64);
+    /// `dst = sqrt(dst)`.
+    fn elementwise_sqrt(&self, dst: &mut Self::Buf);
     fn relu_forward(&self, x: &Self::Buf, y: &mut Self::Buf);
     fn relu_backward(&self, x: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
 
@@ -114,10 +116,13 @@ pub trait Backend: Send + Sync {
         dw: &mut Self::Buf,
         db: Option<&mut Self::Buf>,
     );
+    /// Per-sample squared norms of the weight (and bias) gradient, added into `out[n]`.
+    fn conv2d_per_sample_sq_norms(&self, g: &ConvGeom, x: &Self::Buf, relu_x: bool, dy: &Self::Buf, bias: bool, out: &mut Self::Buf);
 
     // ---- batch norm (ops::batchnorm) --------------------------------------
     fn batchnorm_forward(&self, s: &ActShape, x: &Self::Buf, y: &mut Self::Buf, accumulate: bool, stats: &mut Self::Buf);
     fn batchnorm_backward(&self, s: &ActShape, x: &Self::Buf, stats: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
+    fn batchnorm_backward_frozen(&self, s: &ActShape, stats: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
 
     // ---- pools (ops::pool) -------------------------------------------------
     fn avgpool3x3_forward(&self, g: &PoolGeom, x: &Self::Buf, y: &mut Self::Buf, accumulate: bool);
@@ -140,6 +145,7 @@ pub trait Backend: Send + Sync {
         dw: &mut Self::Buf,
         db: &mut Self::Buf,
     );
+    fn linear_per_sample_sq_norms(&self, g: &LinearGeom, x: &Self::Buf, dy: &Self::Buf, out: &mut Self::Buf);
     #[allow(clippy::too_many_arguments)]
     fn softmax_cross_entropy(
         &self,

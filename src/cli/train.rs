@@ -66,6 +66,10 @@ pub struct TrainArgs {
     /// Importance-weighted (unbiased) loss for data importance (off in the official code).
     #[arg(long)]
     pub weighted_loss: bool,
+    /// How data importance scores a sample: proxy (||softmax - onehot||, the paper's) |
+    /// classifier (exact gradient norm of the classifier) | full (exact, every parameter on the path) [default: proxy].
+    #[arg(long, value_enum)]
+    pub data_importance: Option<crate::train::DataImportance>,
     /// Keep the last N training images out of training, for `pada search` [default: 0].
     #[arg(long)]
     pub holdout: Option<usize>,
@@ -89,7 +93,7 @@ impl TrainArgs {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
         }
-        set!(epochs, batch_size, channels, cells, lr, momentum, weight_decay, clip, seed, off_path, augment, holdout);
+        set!(epochs, batch_size, channels, cells, lr, momentum, weight_decay, clip, seed, off_path, augment, holdout, data_importance);
         if let Some(d) = &self.device {
             c.device = d.to_string();
         }
@@ -113,6 +117,7 @@ impl TrainArgs {
             || self.off_path.is_some()
             || self.augment.is_some()
             || self.holdout.is_some()
+            || self.data_importance.is_some()
             || self.per_edge
             || self.weighted_loss
             || self.out.is_some()

@@ -69,3 +69,18 @@ pub fn batchnorm_backward<T: Element>(s: &ActShape, x: &[T], stats: &[T], dy: &[
         }
     });
 }
+
+/// `dx = invstd * dy`: the backward pass with the batch statistics held fixed
+/// (treated as constants), which keeps samples independent. Used for exact
+/// per-sample gradient norms; training uses [`batchnorm_backward`].
+pub fn batchnorm_backward_frozen<T: Element>(s: &ActShape, stats: &[T], dy: &[T], dx: &mut [T]) {
+    let c = s.c as usize;
+    assert_eq!(dy.len(), s.len(), "batchnorm_backward_frozen: dy");
+    assert_eq!(dx.len(), s.len(), "batchnorm_backward_frozen: dx");
+    assert_eq!(stats.len(), 2 * c, "batchnorm_backward_frozen: stats");
+    let l = s.per_channel();
+    dx.par_chunks_mut(l).zip(dy.par_chunks(l)).enumerate().for_each(|(ch, (d, g))| {
+        let inv = stats[c + ch];
+        d.iter_mut().zip(g).for_each(|(d, &g)| *d = inv * g);
+    });
+}

@@ -327,3 +327,29 @@ pub fn conv2d_backward_weight<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, d
         });
     }
 }
+
+/// `out[i] += ||dy_i (x) im2col(relu?(x_i))||^2 (+ ||sum_p dy_i||^2 with a bias)`:
+/// the squared norm of sample i's weight (and bias) gradient, one GEMM per
+/// sample into a per-thread scratch that never leaves the cache.
+pub fn conv2d_per_sample_sq_norms<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, dy: &[T], bias: bool, out: &mut [T]) {
+    assert_eq!(x.len(), g.input().len(), "conv2d_per_sample_sq_norms: x");
+    assert_eq!(dy.len(), g.output().len(), "conv2d_per_sample_sq_norms: dy");
+    assert_eq!(out.len(), g.n as usize, "conv2d_per_sample_sq_norms: out");
+    let (n, ohw, kk, c_out) = (g.n as usize, (g.oh * g.ow) as usize, g.col_rows(), g.c_out as usize);
+    let row_len = n * ohw;
+    out.par_iter_mut().enumerate().for_each(|(i, o)| {
+        let mut sq = with_scratch::<T, _>(kk * ohw + kk * c_out, |buf| {
+            let (col, gw) = buf.split_at_mut(kk * ohw);
+            im2col(g, x, relu_x, i, i + 1, col);
+            gemm(kk, c_out, ohw, Mat::rows(col, ohw), Mat::transposed(&dy[i * ohw..], row_len), gw, c_out, false);
+            reduce::sum_map(gw, |v| v * v)
+        });
+        if bias {
+            for co in 0..c_out {
+                let b = reduce::sum(&dy[co * row_len + i * ohw..co * row_len + (i + 1) * ohw]);
+                sq += b * b;
+            }
+        }
+        *o += T::from_f64(sq);
+    });
+}

@@ -53,3 +53,8 @@ pub fn axpy<T: Element>(dst: &mut [T], a: T, src: &[T]) {
     assert_eq!(dst.len(), src.len(), "axpy");
     dst.par_iter_mut().with_min_len(PAR_MIN).zip(src).for_each(|(d, &s)| *d += a * s);
 }
+
+/// `dst = sqrt(dst)`.
+pub fn elementwise_sqrt<T: Element>(dst: &mut [T]) {
+    dst.par_iter_mut().with_min_len(PAR_MIN).for_each(|d| *d = d.sqrt());
+}

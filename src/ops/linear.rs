@@ -28,3 +28,15 @@ pub fn linear_backward<T: Element>(g: &LinearGeom, x: &[T], w: &[T], dy: &[T], d
         gemm(n, i, o, Mat::rows(dy, o), Mat::rows(w, i), dx, i, false);
     }
 }
+
+/// `out[i] += ||dy_i||^2 (||x_i||^2 + 1)`: the squared norm of sample i's weight
+/// and bias gradient, `dy_i (x) x_i` and `dy_i`.
+pub fn linear_per_sample_sq_norms<T: Element>(g: &LinearGeom, x: &[T], dy: &[T], out: &mut [T]) {
+    let (n, i, o) = (g.n as usize, g.inp as usize, g.out as usize);
+    assert!(x.len() == n * i && dy.len() == n * o && out.len() == n, "linear_per_sample_sq_norms: sizes");
+    for (r, v) in out.iter_mut().enumerate() {
+        let xx: f64 = x[r * i..(r + 1) * i].iter().map(|v| v.as_f64() * v.as_f64()).sum();
+        let dd: f64 = dy[r * o..(r + 1) * o].iter().map(|v| v.as_f64() * v.as_f64()).sum();
+        *v += T::from_f64(dd * (xx + 1.0));
+    }
+}

@@ -197,6 +197,24 @@ fn in_edges(genotype: &Genotype, plan: &CellPlan, target: usize) -> Vec<usize> {
     edges
 }
 
+/// What a backward pass computes besides the input gradients it propagates.
+pub struct Pass<'a, B: Backend> {
+    /// Treat the batch-norm statistics as constants: the backward pass of
+    /// `y = (x - mean) * invstd` becomes `dx = invstd * dy`, and samples stay
+    /// independent. Training uses the true gradient (false).
+    pub frozen_bn_statistics: bool,
+    /// Instead of accumulating parameter gradients, add each sample's squared
+    /// gradient norm over the path's parameters into this `[batch]` buffer.
+    pub per_sample_sq_norms: Option<&'a mut B::Buf>,
+}
+
+impl<B: Backend> Pass<'_, B> {
+    /// The training pass: true gradients, accumulated.
+    pub fn gradients() -> Self {
+        Self { frozen_bn_statistics: false, per_sample_sq_norms: None }
+    }
+}
+
 pub struct Supernet<B: Backend> {
     pub config: SupernetConfig,
     pub params: ParamStore<B>,
@@ -345,12 +363,14 @@ impl<B: Backend> Supernet<B> {
         (saved, y)
     }
 
-    /// Backward through BN then the conv: accumulates the conv's parameter
-    /// gradients and, when `dx` is given, adds (or writes) the input gradient.
+    /// Backward through BN then the conv: the conv's parameter gradients (or
+    /// per-sample norms, see [`Pass`]) and, when `dx` is given, adds (or
+    /// writes) the input gradient.
     #[allow(clippy::too_many_arguments)]
     fn conv_bn_backward(
         &mut self,
         be: &B,
+        pass: &mut Pass<B>,
         conv: &Conv,
         g: &ConvGeom,
         x: &B::Buf,
@@ -361,18 +381,32 @@ impl<B: Backend> Supernet<B> {
     ) {
         let s = g.output();
         let mut dt = be.alloc(s.len());
-        be.batchnorm_backward(&s, &bn.x, &bn.stats, dy, &mut dt);
-        match conv.b {
-            Some(b) => {
-                let (dw, db) = self.params.grads2(conv.w, b);
-                be.conv2d_backward_weight(g, x, relu_x, &dt, dw, Some(db));
-            }
-            None => be.conv2d_backward_weight(g, x, relu_x, &dt, &mut self.params.get_mut(conv.w).grad, None),
+        if pass.frozen_bn_statistics {
+            be.batchnorm_backward_frozen(&s, &bn.stats, dy, &mut dt);
+        } else {
+            be.batchnorm_backward(&s, &bn.x, &bn.stats, dy, &mut dt);
         }
+        self.conv_weight_backward(be, pass, conv, g, x, relu_x, &dt);
         if let Some((dx, acc)) = dx {
             be.conv2d_backward_data(g, &dt, self.params.value(conv.w), relu_x.then_some(x), dx, acc);
         }
         be.release(dt);
+    }
+
+    /// A conv's parameter gradients, or their per-sample norms.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_weight_backward(&mut self, be: &B, pass: &mut Pass<B>, conv: &Conv, g: &ConvGeom, x: &B::Buf, relu_x: bool, dt: &B::Buf) {
+        if let Some(out) = pass.per_sample_sq_norms.as_deref_mut() {
+            be.conv2d_per_sample_sq_norms(g, x, relu_x, dt, conv.b.is_some(), out);
+            return;
+        }
+        match conv.b {
+            Some(b) => {
+                let (dw, db) = self.params.grads2(conv.w, b);
+                be.conv2d_backward_weight(g, x, relu_x, dt, dw, Some(db));
+            }
+            None => be.conv2d_backward_weight(g, x, relu_x, dt, &mut self.params.get_mut(conv.w).grad, None),
+        }
     }
 
     /// Forward pass of `batch` CNHW images `x` along `genotype`. With
@@ -523,24 +557,42 @@ impl<B: Backend> Supernet<B> {
     /// gradients of the path's parameters (marking them as having had a
     /// gradient) and releases the tape.
     pub fn backward(&mut self, be: &B, tape: Tape<B>, dlogits: &B::Buf) {
+        self.backward_with(be, &tape, dlogits, &mut Pass::gradients());
+        tape.release(be);
+    }
+
+    /// Adds each sample's squared norm of the classifier's weight and bias
+    /// gradient for the per-sample logit gradients `dz` into `out`.
+    pub fn classifier_per_sample_sq_norms(&self, be: &B, tape: &Tape<B>, dz: &B::Buf, out: &mut B::Buf) {
+        let lg = LinearGeom::new(tape.batch, self.config.stage_channels(2), self.config.classes);
+        be.linear_per_sample_sq_norms(&lg, &tape.pooled, dz, out);
+    }
+
+    /// The backward pass of [`Pass`]'s kind; the tape stays usable.
+    pub fn backward_with(&mut self, be: &B, tape: &Tape<B>, dlogits: &B::Buf, pass: &mut Pass<B>) {
         let batch = tape.batch;
-        for id in self.path_params(&tape.genotype) {
-            let p = self.params.get_mut(id);
-            p.seen = true;
-            p.dirty = true;
+        if pass.per_sample_sq_norms.is_none() {
+            for id in self.path_params(&tape.genotype) {
+                let p = self.params.get_mut(id);
+                p.seen = true;
+                p.dirty = true;
+            }
         }
         let c_last = self.config.stage_channels(2);
         let lg = LinearGeom::new(batch, c_last, self.config.classes);
         let live = tape.head.is_some();
         let mut dpooled = live.then(|| be.alloc(batch * c_last));
-        {
+        if let Some(out) = pass.per_sample_sq_norms.as_deref_mut() {
+            be.linear_per_sample_sq_norms(&lg, &tape.pooled, dlogits, out);
+            let (mut dw, mut db) = (be.alloc_zeroed(c_last * self.config.classes), be.alloc_zeroed(self.config.classes));
+            be.linear_backward(&lg, &tape.pooled, self.params.value(self.classifier_w), dlogits, dpooled.as_mut(), &mut dw, &mut db);
+            be.release(dw);
+            be.release(db);
+        } else {
             let [pw, pb] = self.params.tensors.get_disjoint_mut([self.classifier_w.0, self.classifier_b.0]).expect("distinct");
             be.linear_backward(&lg, &tape.pooled, &pw.value, dlogits, dpooled.as_mut(), &mut pw.grad, &mut pb.grad);
         }
-        let Some(dpooled) = dpooled else {
-            tape.release(be);
-            return;
-        };
+        let Some(dpooled) = dpooled else { return };
         let (hl, wl) = self.config.stage_hw(2);
         let feat_shape = ActShape::new(c_last, batch, hl, wl);
         let (head_stats, head_y) = tape.head.as_ref().expect("live head");
@@ -549,7 +601,11 @@ impl<B: Backend> Supernet<B> {
         be.global_avgpool_backward(&feat_shape, &dpooled, Some(head_y), &mut dy);
         be.release(dpooled);
         let mut grad = be.alloc(feat_shape.len());
-        be.batchnorm_backward(&feat_shape, feat, head_stats, &dy, &mut grad);
+        if pass.frozen_bn_statistics {
+            be.batchnorm_backward_frozen(&feat_shape, head_stats, &dy, &mut grad);
+        } else {
+            be.batchnorm_backward(&feat_shape, feat, head_stats, &dy, &mut grad);
+        }
         be.release(dy);
 
         let layers = std::mem::take(&mut self.layers);
@@ -557,10 +613,10 @@ impl<B: Backend> Supernet<B> {
             let input = tape.outputs[l].as_ref().expect("a live layer has a live input");
             grad = match (layer, &tape.layers[l]) {
                 (Layer::Cell(cell), LayerTape::Cell { inner, bn }) => {
-                    self.cell_backward(be, cell, &tape.plan, &tape.genotype, input, inner, bn, grad, batch)
+                    self.cell_backward(be, pass, cell, &tape.plan, &tape.genotype, input, inner, bn, grad, batch)
                 }
                 (Layer::Reduction(r), LayerTape::Reduction { a, a_out, b, pooled }) => {
-                    self.reduction_backward(be, r, input, a, a_out, b, pooled, grad, batch)
+                    self.reduction_backward(be, pass, r, input, a, a_out, b, pooled, grad, batch)
                 }
                 _ => unreachable!("a live head implies live layers"),
             };
@@ -570,15 +626,15 @@ impl<B: Backend> Supernet<B> {
         let (h, w) = (self.config.input.h, self.config.input.w);
         let stem = self.stem;
         let g = stem.geom(batch, h, w);
-        self.conv_bn_backward(be, &stem, &g, &tape.input, false, &tape.stem, &grad, None);
+        self.conv_bn_backward(be, pass, &stem, &g, &tape.input, false, &tape.stem, &grad, None);
         be.release(grad);
-        tape.release(be);
     }
 
     #[allow(clippy::too_many_arguments)]
     fn cell_backward(
         &mut self,
         be: &B,
+        pass: &mut Pass<B>,
         cell: &Cell,
         plan: &CellPlan,
         genotype: &Genotype,
@@ -624,7 +680,7 @@ impl<B: Backend> Supernet<B> {
                         let acc = dnodes[src].is_some();
                         let d = dnodes[src].get_or_insert_with(|| be.alloc(shape.len()));
                         let saved = bn[e].as_ref().expect("conv edge kept its BN input");
-                        self.conv_bn_backward(be, &conv, &g, xin, true, saved, g_in, Some((d, acc)));
+                        self.conv_bn_backward(be, pass, &conv, &g, xin, true, saved, g_in, Some((d, acc)));
                     }
                     Op::None => unreachable!("none edges are never active"),
                 }
@@ -640,6 +696,7 @@ impl<B: Backend> Supernet<B> {
     fn reduction_backward(
         &mut self,
         be: &B,
+        pass: &mut Pass<B>,
         r: &Reduction,
         x: &B::Buf,
         a: &BnSaved<B>,
@@ -655,12 +712,13 @@ impl<B: Backend> Supernet<B> {
         let gp = PoolGeom::avg2x2(ActShape::new(r.c_in, n, r.h, r.w));
         // branch: conv_b then conv_a
         let mut da = be.alloc(gb.input().len());
-        self.conv_bn_backward(be, &r.conv_b, &gb, a_out, true, b, &dout, Some((&mut da, false)));
+        self.conv_bn_backward(be, pass, &r.conv_b, &gb, a_out, true, b, &dout, Some((&mut da, false)));
         let mut dx = be.alloc(ga.input().len());
-        self.conv_bn_backward(be, &r.conv_a, &ga, x, true, a, &da, Some((&mut dx, false)));
+        self.conv_bn_backward(be, pass, &r.conv_a, &ga, x, true, a, &da, Some((&mut dx, false)));
         be.release(da);
         // shortcut: conv1x1 (no bias, no BN) after the 2x2 pool
-        be.conv2d_backward_weight(&gs, pooled, false, &dout, &mut self.params.get_mut(r.shortcut.w).grad, None);
+        let shortcut = r.shortcut;
+        self.conv_weight_backward(be, pass, &shortcut, &gs, pooled, false, &dout);
         let mut dp = be.alloc(gs.input().len());
         be.conv2d_backward_data(&gs, &dout, self.params.value(r.shortcut.w), None, &mut dp, false);
         be.avgpool2x2_backward(&gp, &dp, &mut dx, true);

@@ -51,6 +51,23 @@ impl Method {
     }
 }
 
+/// How PA&DA's data sampler scores a sample: the norm of its loss gradient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataImportance {
+    /// `||softmax(z_i) - onehot(y_i)||`: the gradient norm at the logits, the paper's choice.
+    #[default]
+    Proxy,
+    /// The exact norm of sample i's gradient of the classifier's weight and
+    /// bias, `||dz_i|| * sqrt(||h_i||^2 + 1)`: almost free.
+    Classifier,
+    /// The exact norm of sample i's gradient over every parameter on the path,
+    /// with the batch-norm statistics held fixed (they couple the samples of a
+    /// batch; held fixed, each sample's gradient is its own): one extra
+    /// backward pass without weight gradients, plus per-sample weight-gradient norms.
+    Full,
+}
+
 /// SUMNAS's inner and outer optimisers (the official baseline's values).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SumnasConfig {
@@ -89,6 +106,9 @@ pub struct TrainConfig {
     pub per_edge: bool,
     /// Weight each sample's loss by 1 / (N q_i) (unbiased; off in the official code).
     pub weighted_loss: bool,
+    /// How data importance scores samples.
+    #[serde(default)]
+    pub data_importance: DataImportance,
     /// The last `holdout` images of the training split are kept out of training,
     /// for `pada search` to select architectures on without touching the test split.
     #[serde(default)]
@@ -117,6 +137,7 @@ impl TrainConfig {
             augment: AugmentChoice::Auto,
             per_edge: false,
             weighted_loss: false,
+            data_importance: DataImportance::Proxy,
             holdout: 0,
             sumnas: SumnasConfig::default(),
         }
@@ -136,6 +157,11 @@ impl TrainConfig {
         ensure!(
             !(self.per_edge && !matches!(self.method, Method::Pada | Method::Pa)),
             "--per-edge applies to path importance (--method pada or pa), not to --method {}",
+            self.method.name()
+        );
+        ensure!(
+            self.data_importance == DataImportance::Proxy || matches!(self.method, Method::Pada | Method::Da),
+            "--data-importance applies to data importance (--method pada or da), not to --method {}",
             self.method.name()
         );
         ensure!(

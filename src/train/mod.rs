@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-pub use config::{cosine_lr, Method, SumnasConfig, TrainConfig};
+pub use config::{cosine_lr, DataImportance, Method, SumnasConfig, TrainConfig};
 
 use crate::arch::Genotype;
 use crate::backend::{Backend, SgdSlot};
@@ -23,7 +23,7 @@ use crate::element::Element;
 use crate::ops::SgdStep;
 use crate::optim::clip_and_step;
 use crate::sampler::{DataSampler, DataStats, PathSampler, PathSamplerKind};
-use crate::supernet::{Supernet, SupernetConfig};
+use crate::supernet::{Pass, Supernet, SupernetConfig};
 
 /// One line of metrics.jsonl.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -187,7 +187,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
     }
 
     fn forward_backward(&mut self, x: &B::Buf, labels: &B::IBuf, weights: Option<&B::Buf>, n: usize, g: &Genotype, sums: &mut B::Buf) -> B::Buf {
-        forward_backward(self.be, &mut self.net, x, labels, weights, n, g, sums)
+        // only data importance uses the scores; the others get the free proxy
+        let importance = if self.samples.kind == crate::sampler::DataSamplerKind::Importance { self.config.data_importance } else { DataImportance::Proxy };
+        forward_backward(self.be, &mut self.net, x, labels, weights, n, g, sums, importance)
     }
 
     fn on_path(&self, paths: &[Genotype]) -> Vec<bool> {
@@ -255,7 +257,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
 
 /// Forward and backward of one path on `x` (gradients accumulate into the
 /// parameters'); adds the batch's loss and correct count to `sums` and returns
-/// the per-sample proxy norms `||softmax(z_i) - onehot(y_i)||`.
+/// the per-sample importance scores of `importance`'s kind.
 #[allow(clippy::too_many_arguments)]
 pub fn forward_backward<B: Backend>(
     be: &B,
@@ -266,6 +268,7 @@ pub fn forward_backward<B: Backend>(
     n: usize,
     g: &Genotype,
     sums: &mut B::Buf,
+    importance: DataImportance,
 ) -> B::Buf {
     let k = net.config.classes;
     let mut xin = be.alloc(be.len(x));
@@ -274,10 +277,31 @@ pub fn forward_backward<B: Backend>(
     let (mut loss, mut dlogits, mut proxy) = (be.alloc(n), be.alloc(n * k), be.alloc(n));
     be.softmax_cross_entropy(n, k, &tape.logits, labels, weights, &mut loss, &mut dlogits, &mut proxy);
     be.batch_metrics(n, k, &tape.logits, labels, &loss, sums);
+    let scores = match importance {
+        DataImportance::Proxy => proxy,
+        DataImportance::Classifier | DataImportance::Full => {
+            // each sample's own loss gradient at the logits: softmax - onehot
+            let mut dz = be.alloc(n * k);
+            let mut scratch = (be.alloc(n), be.alloc(n));
+            be.softmax_cross_entropy(n, k, &tape.logits, labels, None, &mut scratch.0, &mut dz, &mut scratch.1);
+            be.scale(&mut dz, n as f64);
+            let mut sq = be.alloc_zeroed(n);
+            if importance == DataImportance::Classifier {
+                net.classifier_per_sample_sq_norms(be, &tape, &dz, &mut sq);
+            } else {
+                net.backward_with(be, &tape, &dz, &mut Pass { frozen_bn_statistics: true, per_sample_sq_norms: Some(&mut sq) });
+            }
+            be.elementwise_sqrt(&mut sq);
+            for b in [dz, scratch.0, scratch.1, proxy] {
+                be.release(b);
+            }
+            sq
+        }
+    };
     net.backward(be, tape, &dlogits);
     be.release(loss);
     be.release(dlogits);
-    proxy
+    scores
 }
 
 /// Which parameter tensors are on any of `paths`.

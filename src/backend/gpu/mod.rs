@@ -43,8 +43,11 @@ kernels! {
     Conv2dBackwardWeight => "conv2d"::conv2d_backward_weight,
     Conv2dReduceWeightGrad => "conv2d"::conv2d_reduce_weight_grad,
     Conv2dBackwardBias => "conv2d"::conv2d_backward_bias,
+    Conv2dPerSampleWeightSq => "conv2d"::conv2d_per_sample_weight_sq,
+    Conv2dPerSampleFinish => "conv2d"::conv2d_per_sample_finish,
     BatchnormForward => "batchnorm"::batchnorm_forward,
     BatchnormBackward => "batchnorm"::batchnorm_backward,
+    BatchnormBackwardFrozen => "batchnorm"::batchnorm_backward_frozen,
     Avgpool3x3Forward => "pool"::avgpool3x3_forward,
     Avgpool3x3Backward => "pool"::avgpool3x3_backward,
     Avgpool2x2Forward => "pool"::avgpool2x2_forward,
@@ -58,9 +61,11 @@ kernels! {
     Scale => "elementwise"::scale,
     ReluForward => "elementwise"::relu_forward,
     ReluBackward => "elementwise"::relu_backward,
+    ElementwiseSqrt => "elementwise"::elementwise_sqrt,
     LinearForward => "linear"::linear_forward,
     LinearBackwardWeight => "linear"::linear_backward_weight,
     LinearBackwardData => "linear"::linear_backward_data,
+    LinearPerSampleSqNorms => "linear"::linear_per_sample_sq_norms,
     SoftmaxCrossEntropy => "softmax_ce"::softmax_cross_entropy,
     BatchMetrics => "softmax_ce"::batch_metrics,
     SqNorms => "optim"::sq_norms,
@@ -347,6 +352,9 @@ impl<D: Device> Backend for GpuBackend<D> {
     fn scale(&self, dst: &mut GpuBuf<D>, a: f64) {
         self.launch_strided(Kernel::Scale, dst.len, Args::default().buf(dst).f32(a as f32).i64(dst.len as i64));
     }
+    fn elementwise_sqrt(&self, dst: &mut GpuBuf<D>) {
+        self.launch_strided(Kernel::ElementwiseSqrt, dst.len, Args::default().buf(dst).i64(dst.len as i64));
+    }
     fn relu_forward(&self, x: &GpuBuf<D>, y: &mut GpuBuf<D>) {
         assert_eq!(x.len, y.len, "relu_forward");
         self.launch_strided(Kernel::ReluForward, x.len, Args::default().buf(x).buf(y).i64(x.len as i64));
@@ -400,6 +408,26 @@ impl<D: Device> Backend for GpuBackend<D> {
         }
     }
 
+    fn conv2d_per_sample_sq_norms(&self, g: &ConvGeom, x: &GpuBuf<D>, relu_x: bool, dy: &GpuBuf<D>, bias: bool, out: &mut GpuBuf<D>) {
+        assert!(x.len == g.input().len() && dy.len == g.output().len() && out.len == g.n as usize, "conv2d_per_sample_sq_norms: sizes");
+        let (tx, ty) = (g.col_rows().div_ceil(64), (g.c_out as usize).div_ceil(64));
+        let mut partial = self.raw_alloc(g.n as usize * tx * ty);
+        self.launch(
+            Kernel::Conv2dPerSampleWeightSq,
+            [tx as u32, ty as u32, g.n as u32],
+            [THREADS, 1, 1],
+            0,
+            Args::default().push(g).buf(x).i32(relu_x as i32).buf(dy).buf(&mut partial),
+        );
+        self.launch(
+            Kernel::Conv2dPerSampleFinish,
+            [g.n as u32, 1, 1],
+            [THREADS, 1, 1],
+            0,
+            Args::default().push(g).i32((tx * ty) as i32).buf(&partial).buf(dy).i32(bias as i32).buf(out),
+        );
+    }
+
     fn batchnorm_forward(&self, s: &ActShape, x: &GpuBuf<D>, y: &mut GpuBuf<D>, accumulate: bool, stats: &mut GpuBuf<D>) {
         assert!(x.len == s.len() && y.len == s.len() && stats.len == 2 * s.c as usize, "batchnorm_forward: sizes");
         self.launch(Kernel::BatchnormForward, [s.c as u32, 1, 1], [512, 1, 1], 0, Args::default().push(s).buf(x).buf(y).i32(accumulate as i32).buf(stats));
@@ -407,6 +435,11 @@ impl<D: Device> Backend for GpuBackend<D> {
     fn batchnorm_backward(&self, s: &ActShape, x: &GpuBuf<D>, stats: &GpuBuf<D>, dy: &GpuBuf<D>, dx: &mut GpuBuf<D>) {
         assert!(x.len == s.len() && dy.len == s.len() && dx.len == s.len() && stats.len == 2 * s.c as usize, "batchnorm_backward: sizes");
         self.launch(Kernel::BatchnormBackward, [s.c as u32, 1, 1], [512, 1, 1], 0, Args::default().push(s).buf(x).buf(stats).buf(dy).buf(dx));
+    }
+
+    fn batchnorm_backward_frozen(&self, s: &ActShape, stats: &GpuBuf<D>, dy: &GpuBuf<D>, dx: &mut GpuBuf<D>) {
+        assert!(dy.len == s.len() && dx.len == s.len() && stats.len == 2 * s.c as usize, "batchnorm_backward_frozen: sizes");
+        self.launch1d(Kernel::BatchnormBackwardFrozen, s.len(), Args::default().push(s).buf(stats).buf(dy).buf(dx));
     }
 
     fn avgpool3x3_forward(&self, g: &PoolGeom, x: &GpuBuf<D>, y: &mut GpuBuf<D>, accumulate: bool) {
@@ -447,6 +480,11 @@ impl<D: Device> Backend for GpuBackend<D> {
             assert_eq!(dx.len, n * i, "linear_backward: dx");
             self.launch1d(Kernel::LinearBackwardData, n * i, Args::default().push(g).buf(w).buf(dy).buf(dx));
         }
+    }
+    fn linear_per_sample_sq_norms(&self, g: &LinearGeom, x: &GpuBuf<D>, dy: &GpuBuf<D>, out: &mut GpuBuf<D>) {
+        let (n, i, o) = (g.n as usize, g.inp as usize, g.out as usize);
+        assert!(x.len == n * i && dy.len == n * o && out.len == n, "linear_per_sample_sq_norms: sizes");
+        self.launch1d(Kernel::LinearPerSampleSqNorms, n, Args::default().push(g).buf(x).buf(dy).buf(out));
     }
     fn softmax_cross_entropy(
         &self,
