@@ -172,3 +172,26 @@ fn off_path_parameters_follow_pytorch_1_7_or_stay_frozen() {
         assert_ne!(net.params.get(untouched).value, u0);
     }
 }
+
+#[test]
+fn gradient_variance_is_logged_without_disturbing_training() {
+    let be = CpuBackend::<f32>::new();
+    let (plain, logged) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run::train(&be, Some(tiny(Method::Pada, 3)), plain.path(), &mut Quiet).unwrap();
+    let mut cfg = tiny(Method::Pada, 3);
+    cfg.gradvar_every = 1;
+    cfg.gradvar_batches = 4;
+    run::train(&be, Some(cfg), logged.path(), &mut Quiet).unwrap();
+    let m = run::read_metrics(logged.path()).unwrap();
+    for e in &m {
+        let g = e.gradvar.as_ref().expect("gradvar logged every epoch");
+        assert!(g.variance.is_finite() && g.variance > 0.0 && g.relative > 0.0, "{g:?}");
+        assert_eq!(g.batches, 4);
+    }
+    // measuring left weights, momentum and samplers exactly as they were
+    for f in [run::WEIGHTS, run::CHECKPOINT] {
+        let same = std::fs::read(plain.path().join(f)).unwrap() == std::fs::read(logged.path().join(f)).unwrap();
+        assert!(same, "{f} differs when the gradient variance is measured");
+    }
+    assert!(run::read_metrics(plain.path()).unwrap().iter().all(|e| e.gradvar.is_none()));
+}

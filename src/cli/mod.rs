@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod compare;
 pub mod device;
+pub mod gradvar;
 pub mod groundtruth;
 pub mod plot;
 pub mod rank;
@@ -39,6 +40,8 @@ pub enum Command {
     Search(search::SearchArgs),
     /// Plot training curves, path and data distributions, gradient variance and ranking scatter.
     Plot(plot::PlotArgs),
+    /// Gradient variance at a run's weights, with paths and data drawn as a method draws them.
+    Gradvar(gradvar::GradVarArgs),
     /// Time training steps, PA&DA's extra work, FairNAS and ranking on this machine.
     Bench(bench::BenchArgs),
     /// Parameter count of a supernet, and of one architecture's sub-network with its FLOPs.
@@ -54,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Groundtruth(a) => groundtruth::run(a),
         Command::Search(a) => search::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Gradvar(a) => gradvar::run(a),
         Command::Summary(a) => summary::run(a),
     }
 }

@@ -73,6 +73,12 @@ pub struct TrainArgs {
     /// Keep the last N training images out of training, for `pada search` [default: 0].
     #[arg(long)]
     pub holdout: Option<usize>,
+    /// Measure the gradient variance every E epochs, into metrics.jsonl [default: never].
+    #[arg(long, value_name = "E")]
+    pub gradvar_every: Option<usize>,
+    /// Mini-batches per gradient-variance measurement [default: 8].
+    #[arg(long, value_name = "K")]
+    pub gradvar_batches: Option<usize>,
     /// Run directory [default: runs/<method>-<data>-seed<seed>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -93,7 +99,7 @@ impl TrainArgs {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
         }
-        set!(epochs, batch_size, channels, cells, lr, momentum, weight_decay, clip, seed, off_path, augment, holdout, data_importance);
+        set!(epochs, batch_size, channels, cells, lr, momentum, weight_decay, clip, seed, off_path, augment, holdout, data_importance, gradvar_every, gradvar_batches);
         if let Some(d) = &self.device {
             c.device = d.to_string();
         }
@@ -118,6 +124,8 @@ impl TrainArgs {
             || self.augment.is_some()
             || self.holdout.is_some()
             || self.data_importance.is_some()
+            || self.gradvar_every.is_some()
+            || self.gradvar_batches.is_some()
             || self.per_edge
             || self.weighted_loss
             || self.out.is_some()

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use rand_chacha::ChaCha8Rng;
+
 use crate::backend::Backend;
 use crate::element::Element;
 use num_traits::Zero;
@@ -96,6 +98,31 @@ impl<B: Backend> DataSampler<B> {
             be.fill(s, B::T::zero());
         }
         DataStats { ess_fraction, unique_fraction }
+    }
+
+    /// A batch of `size` indices drawn as the next epoch will draw them: from
+    /// the resampling distribution q (with replacement) once there is one,
+    /// else uniformly without replacement.
+    pub fn batch_with(&self, rng: &mut ChaCha8Rng, size: usize) -> Vec<u32> {
+        use rand::Rng;
+        match &self.q {
+            Some(q) => {
+                let total: f64 = q.iter().map(|&v| v as f64).sum();
+                (0..size)
+                    .map(|_| {
+                        let mut u = rng.random::<f64>() * total;
+                        for (i, &p) in q.iter().enumerate() {
+                            u -= p as f64;
+                            if u < 0.0 {
+                                return i as u32;
+                            }
+                        }
+                        (q.len() - 1) as u32
+                    })
+                    .collect()
+            }
+            None => rand::seq::index::sample(rng, self.n, size.min(self.n)).into_iter().map(|i| i as u32).collect(),
+        }
     }
 
     /// What a checkpoint needs to continue: the next epoch's order and the

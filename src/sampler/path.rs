@@ -73,7 +73,15 @@ impl<B: Backend> PathSampler<B> {
 
     /// The paths of the next step: one, or five for FairNAS.
     pub fn next_paths(&mut self) -> Vec<Genotype> {
-        let rng = self.rng.as_mut().expect("begin_epoch first");
+        let mut rng = self.rng.take().expect("begin_epoch first");
+        let paths = self.paths_with(&mut rng);
+        self.rng = Some(rng);
+        paths
+    }
+
+    /// The paths of a step drawn from the current distribution with `rng`
+    /// (leaving the sampler's own stream alone).
+    pub fn paths_with(&self, rng: &mut ChaCha8Rng) -> Vec<Genotype> {
         match self.kind {
             PathSamplerKind::Uniform => vec![Genotype(std::array::from_fn(|_| Op::ALL[rng.random_range(0..Op::COUNT)]))],
             PathSamplerKind::Fixed(g) => vec![g],

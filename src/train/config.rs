@@ -113,6 +113,12 @@ pub struct TrainConfig {
     /// for `pada search` to select architectures on without touching the test split.
     #[serde(default)]
     pub holdout: usize,
+    /// Measure the gradient variance every this many epochs (0: never) over
+    /// `gradvar_batches` mini-batches, into metrics.jsonl.
+    #[serde(default)]
+    pub gradvar_every: usize,
+    #[serde(default = "default_gradvar_batches")]
+    pub gradvar_batches: usize,
     pub sumnas: SumnasConfig,
 }
 
@@ -139,6 +145,8 @@ impl TrainConfig {
             weighted_loss: false,
             data_importance: DataImportance::Proxy,
             holdout: 0,
+            gradvar_every: 0,
+            gradvar_batches: default_gradvar_batches(),
             sumnas: SumnasConfig::default(),
         }
     }
@@ -154,6 +162,7 @@ impl TrainConfig {
         ensure!((0.0..1.0).contains(&self.momentum), "--momentum must be in [0, 1) (got {})", self.momentum);
         ensure!(self.weight_decay >= 0.0 && self.weight_decay.is_finite(), "--weight-decay must be >= 0 (got {})", self.weight_decay);
         ensure!(self.clip > 0.0, "--clip must be positive (got {})", self.clip);
+        ensure!(self.gradvar_batches >= 2, "--gradvar-batches must be at least 2 (got {})", self.gradvar_batches);
         ensure!(
             !(self.per_edge && !matches!(self.method, Method::Pada | Method::Pa)),
             "--per-edge applies to path importance (--method pada or pa), not to --method {}",
@@ -171,6 +180,10 @@ impl TrainConfig {
         );
         Ok(())
     }
+}
+
+fn default_gradvar_batches() -> usize {
+    8
 }
 
 /// The learning rate of epoch `epoch`: cosine annealing from `lr` to 0 over

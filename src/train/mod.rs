@@ -104,6 +104,15 @@ impl<'a, B: Backend> Trainer<'a, B> {
         Ok(Self { be, config, data, net, paths, samples, epoch: 0, sumnas })
     }
 
+    /// Moves the data sampler out (to lend it while borrowing the trainer mutably).
+    pub fn take_samples(&mut self) -> DataSampler<B> {
+        let n = self.data.train.len();
+        std::mem::replace(&mut self.samples, DataSampler::new(self.be, crate::sampler::DataSamplerKind::Uniform, n))
+    }
+    pub fn put_samples(&mut self, s: DataSampler<B>) {
+        self.samples = s;
+    }
+
     pub fn done(&self) -> bool {
         self.epoch >= self.config.epochs
     }
