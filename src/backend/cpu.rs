@@ -8,6 +8,8 @@ use std::sync::Mutex;
 use super::{Backend, SgdSlot};
 use crate::element::Element;
 use crate::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
+use rayon::prelude::*;
+
 use crate::ops::{self, ImportanceGroup, SgdStep};
 
 /// The CPU engine in element type `T` (`f32` to train, `f64` for gradient checks).
@@ -207,18 +209,15 @@ impl<T: Element> Backend for CpuBackend<T> {
 
     fn sq_norms(&self, tensors: &[&Vec<T>], out: &mut Vec<T>) {
         assert_eq!(tensors.len(), out.len(), "sq_norms: one output per tensor");
-        for (o, t) in out.iter_mut().zip(tensors) {
-            *o = T::from_f64(ops::sq_norm(t));
-        }
+        // parallel over tensors, each summed in its own fixed order
+        out.par_iter_mut().zip(tensors.par_iter()).for_each(|(o, t)| *o = T::from_f64(ops::sq_norm(t)));
     }
     fn clip_coefficient(&self, sq_norms: &Vec<T>, max_norm: f64, out: &mut Vec<T>) {
         let total = sq_norms.iter().map(|v| v.as_f64()).sum::<f64>().sqrt();
         out[0] = T::from_f64(ops::clip_coefficient(total, max_norm));
     }
     fn sgd_step(&self, slots: &mut [SgdSlot<'_, Self>], h: &SgdStep, grad_scale: &Vec<T>) {
-        for s in slots.iter_mut() {
-            ops::sgd_step(s.value, s.grad, s.momentum, h, grad_scale[0]);
-        }
+        slots.par_iter_mut().for_each(|s| ops::sgd_step(s.value, s.grad, s.momentum, h, grad_scale[0]));
     }
 
     fn sample_scores_update(&self, scores: &mut Vec<T>, indices: &Vec<i32>, values: &Vec<T>) {

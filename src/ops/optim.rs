@@ -2,11 +2,7 @@
 //! Nesterov), and the pieces of `clip_grad_norm_`. CPU reference of `kernels/sgd.cu`
 //! and `kernels/norms.cu`.
 
-use rayon::prelude::*;
-
 use crate::element::Element;
-
-const PAR_MIN: usize = 1 << 14;
 
 /// Hyper-parameters of one SGD step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -23,16 +19,17 @@ pub struct SgdStep {
 pub fn sgd_step<T: Element>(p: &mut [T], grad: &[T], momentum_buf: &mut [T], h: &SgdStep, grad_scale: T) {
     assert!(p.len() == grad.len() && grad.len() == momentum_buf.len(), "sgd_step: sizes");
     let (lr, mom, wd) = (T::from_f64(h.lr), T::from_f64(h.momentum), T::from_f64(h.weight_decay));
-    p.par_iter_mut().with_min_len(PAR_MIN).zip(grad.par_iter().zip(momentum_buf.par_iter_mut())).for_each(|(p, (&g, m))| {
+    for (p, (&g, m)) in p.iter_mut().zip(grad.iter().zip(momentum_buf.iter_mut())) {
         let d = g * grad_scale + wd * *p;
         *m = mom * *m + d;
         *p -= lr * *m;
-    });
+    }
 }
 
-/// `sum(x^2)` in f64.
+/// `sum(x^2)`, summed in a fixed order (a parallel sum's order, and so its
+/// rounding, would change from run to run).
 pub fn sq_norm<T: Element>(x: &[T]) -> f64 {
-    x.par_iter().with_min_len(PAR_MIN).map(|v| v.as_f64() * v.as_f64()).sum()
+    super::reduce::sum_map(x, |v| v * v)
 }
 
 /// The coefficient `clip_grad_norm_(max_norm)` multiplies the gradients by:

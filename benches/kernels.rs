@@ -1,0 +1,49 @@
+//! Kernel-level pieces of PA&DA's extra work on the CPU engine: per-sample
+//! gradient norms (proxy, classifier, full conv), the multi-tensor norm over
+//! the NAS-Bench-201 supernet's parameters, and weighted sampling of 50,000
+//! indices. (The CUDA-event equivalents: `pada bench --device cuda --kernels`.)
+//!
+//! Run: `cargo bench --bench kernels`
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use pada::backend::cpu::CpuBackend;
+use pada::backend::Backend;
+use pada::geometry::{ConvGeom, LinearGeom};
+use pada::ops;
+use pada::rng::SplitMix64;
+use pada::supernet::{Supernet, SupernetConfig};
+
+fn rand(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = SplitMix64(seed);
+    (0..len).map(|_| (s.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).collect()
+}
+
+fn kernels(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pada_extra_work");
+    g.sample_size(20);
+    let (n, k) = (256, 10);
+    let logits = rand(n * k, 1);
+    let labels: Vec<i32> = (0..n as i32).map(|i| i % 10).collect();
+    let (mut loss, mut dl, mut norm) = (vec![0f32; n], vec![0f32; n * k], vec![0f32; n]);
+    g.bench_function("proxy_norms_softmax_ce_b256", |b| b.iter(|| ops::softmax_cross_entropy(n, k, &logits, &labels, None, &mut loss, &mut dl, &mut norm)));
+    let lg = LinearGeom::new(n, 64, k);
+    let h = rand(n * 64, 2);
+    let mut out = vec![0f32; n];
+    g.bench_function("classifier_per_sample_norms_b256", |b| b.iter(|| ops::linear_per_sample_sq_norms(&lg, &h, &dl, &mut out)));
+    let cg = ConvGeom::new(64, 16, 32, 32, 16, 3, 1);
+    let (x, dy) = (rand(cg.input().len(), 3), rand(cg.output().len(), 4));
+    let mut out64 = vec![0f32; 64];
+    g.bench_function("conv3x3_per_sample_norms_16x64x32x32", |b| b.iter(|| ops::conv2d_per_sample_sq_norms(&cg, &x, true, &dy, true, &mut out64)));
+    let be = CpuBackend::<f32>::new();
+    let net = Supernet::new(&be, SupernetConfig::nb201(), 0).unwrap();
+    let tensors: Vec<&Vec<f32>> = net.params.tensors.iter().map(|p| &p.value).collect();
+    let mut norms = vec![0f32; tensors.len()];
+    g.bench_function("multi_tensor_sq_norms_nb201_1.69M", |b| b.iter(|| be.sq_norms(&tensors, &mut norms)));
+    let q: Vec<f32> = (0..50_000).map(|i| 0.5 + (i % 97) as f32 / 97.0).collect();
+    let mut idx = vec![0i32; 50_000];
+    g.bench_function("weighted_sampling_50k", |b| b.iter(|| ops::sample_with_replacement(&q, 7, &mut idx)));
+    g.finish();
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);
