@@ -40,7 +40,7 @@ fn bench_config(c: &mut Criterion, name: &str, config: SupernetConfig, batch: us
             be.softmax_cross_entropy(batch, k, &tape.logits, &labels, None, &mut loss, &mut dl, &mut norm);
             net.backward(&be, tape, &dl);
             let on_path = vec![true; net.params.len()];
-            clip_and_step(&be, &mut net.params, &on_path, &h, Some(5.0), OffPath::Momentum).release(&be);
+            clip_and_step(&be, &mut net.params, &on_path, &h, Some(5.0), OffPath::Momentum, None).release(&be);
             for b in [loss, dl, norm] {
                 be.release(b);
             }

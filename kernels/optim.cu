@@ -31,6 +31,7 @@ KERNEL void sgd_step(const SgdRef* __restrict__ tensors, float lr, float momentu
     const float* g = reinterpret_cast<const float*>(t.grad);
     float* m = reinterpret_cast<float*>(t.momentum);
     const float s = scale[0];
+    if (!isfinite(s)) return;  // a step skipped by nonfinite_guard
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < t.len; i += (long long)gridDim.x * blockDim.x) {
         float d = g[i] * s + weight_decay * p[i];
         m[i] = momentum * m[i] + d;
@@ -38,3 +39,21 @@ KERNEL void sgd_step(const SgdRef* __restrict__ tensors, float lr, float momentu
     }
 }
 PADA_KERNEL(sgd_step)
+
+// If a gradient norm is not finite: guard[0] += 1 (the first bad step also
+// records its step and tensor position in guard[1], guard[2]) and the clip
+// coefficient becomes NaN, which makes sgd_step and path_importance_update skip.
+KERNEL void nonfinite_guard(int count, const float* __restrict__ sq_norms, long long step, float* __restrict__ guard, float* __restrict__ clip_coef) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    for (int i = 0; i < count; ++i)
+        if (!isfinite(sq_norms[i])) {
+            if (guard[0] == 0.f) {
+                guard[1] = (float)step;
+                guard[2] = (float)i;
+            }
+            guard[0] += 1.f;
+            clip_coef[0] = NAN;
+            return;
+        }
+}
+PADA_KERNEL(nonfinite_guard)

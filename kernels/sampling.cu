@@ -7,6 +7,7 @@
 KERNEL void sample_scores_update(int count, float* __restrict__ scores, const int* __restrict__ indices, const float* __restrict__ values) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
     for (int k = 0; k < count; ++k) {
+        if (!isfinite(values[k])) continue;  // a skipped step's scores are not observations
         float* s = scores + indices[k];
         *s = *s != 0.f ? (*s + values[k]) * 0.5f : values[k];
     }
@@ -63,6 +64,7 @@ PADA_KERNEL(sample_with_replacement)
 KERNEL void path_importance_update(const float* __restrict__ sq_norms, const float* __restrict__ clip_coef, const int* __restrict__ members,
                                        const ImportanceGroup* __restrict__ groups, int group_count, float* __restrict__ g) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    if (!isfinite(clip_coef[0])) return;  // a skipped step
     for (int k = 0; k < group_count; ++k) {
         ImportanceGroup grp = groups[k];
         double sum = 0.0;

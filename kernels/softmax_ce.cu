@@ -26,23 +26,28 @@ KERNEL void softmax_cross_entropy(int n, int classes, const float* __restrict__ 
 }
 PADA_KERNEL(softmax_cross_entropy)
 
-// sums[0] += sum of loss, sums[1] += number of correct top-1 predictions; one block.
+// sums[0..3] += loss sum, correct top-1 predictions, samples, leaving out
+// samples whose loss is not finite; one block.
 KERNEL void batch_metrics(int n, int classes, const float* __restrict__ logits, const int* __restrict__ labels, const float* __restrict__ loss,
-                              float* __restrict__ sums) {
-    double l = 0.0, c = 0.0;
+                          float* __restrict__ sums) {
+    double l = 0.0, c = 0.0, m = 0.0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        if (!isfinite(loss[i])) continue;
         const float* z = logits + (long long)i * classes;
         int best = 0;
         for (int j = 1; j < classes; ++j)
             if (z[j] > z[best]) best = j;
         l += loss[i];
         c += best == labels[i] ? 1.0 : 0.0;
+        m += 1.0;
     }
     l = block_sum(l);
     c = block_sum(c);
+    m = block_sum(m);
     if (threadIdx.x == 0) {
         sums[0] += (float)l;
         sums[1] += (float)c;
+        sums[2] += (float)m;
     }
 }
 PADA_KERNEL(batch_metrics)

@@ -159,7 +159,7 @@ pub fn kernel_timings<B: Backend>(be: &B, config: &SupernetConfig, n: usize, rep
             "sq_norms + clip + sgd_step (all tensors)",
             format!("{count} tensors, {} values", net.params.numel()),
             None,
-            repeat(be, reps, || clip_and_step(be, &mut net.params, &all, &h, Some(5.0), OffPath::Momentum).release(be)),
+            repeat(be, reps, || clip_and_step(be, &mut net.params, &all, &h, Some(5.0), OffPath::Momentum, None).release(be)),
         );
     }
     out
@@ -208,7 +208,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
     let indices = be.upload_i32(&(0..n as i32).collect::<Vec<_>>());
     let h = SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 2.5e-4 };
     let paths = bench_paths(o.warmup + o.steps);
-    let mut sums = be.alloc_zeroed(2);
+    let mut sums = be.alloc_zeroed(3);
     let mut path_sampler = PathSampler::new(be, PathSamplerKind::Importance { per_edge: false });
     path_sampler.begin_epoch(be, 0, 0);
     let mut data_sampler = DataSampler::new(be, DataSamplerKind::Importance, 50_000.max(n));
@@ -221,7 +221,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
             net.params.zero_grads(be);
             let proxy = forward_backward(be, &mut net, &x, &labels, None, n, g, &mut sums, DataImportance::Proxy);
             let on = on_path(&net, std::slice::from_ref(g));
-            clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum).release(be);
+            clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum, None).release(be);
             be.release(proxy);
         });
         let (_, t_pada) = be.timed(|| {
@@ -229,7 +229,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
             net.params.zero_grads(be);
             let proxy = forward_backward(be, &mut net, &x, &labels, None, n, g, &mut sums, DataImportance::Proxy);
             let on = on_path(&net, std::slice::from_ref(g));
-            let norms = clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum);
+            let norms = clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum, None);
             path_sampler.observe(be, &net, g, &norms);
             data_sampler.observe(be, &indices, &proxy);
             norms.release(be);
@@ -256,7 +256,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
                 be.release(proxy);
             }
             let on = on_path(&net, &ps);
-            clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum).release(be);
+            clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum, None).release(be);
         });
         if i > 0 {
             fair.push(t);
@@ -269,7 +269,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
     net.params.zero_grads(be);
     let proxy = forward_backward(be, &mut net, &x, &labels, None, n, &g, &mut sums, DataImportance::Proxy);
     let on = on_path(&net, &[g]);
-    let norms = clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum);
+    let norms = clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum, None);
     let reps = 200;
     let extra_sample_scores = repeat(be, reps, || data_sampler.observe(be, &indices, &proxy));
     let extra_path_importance = repeat(be, reps, || path_sampler.observe(be, &net, &g, &norms));

@@ -41,7 +41,7 @@ impl<B: Backend> EvalSet<B> {
 /// with batch statistics in every BN (as during training).
 pub fn evaluate<B: Backend>(be: &B, net: &Supernet<B>, g: &Genotype, set: &EvalSet<B>) -> (f64, f64) {
     let k = net.config.classes;
-    let mut sums = be.alloc_zeroed(2);
+    let mut sums = be.alloc_zeroed(3);
     for (n, x, labels) in &set.batches {
         let mut xin = be.alloc(be.len(x));
         be.copy(&mut xin, x);

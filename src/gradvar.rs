@@ -37,7 +37,7 @@ pub fn measure<B: Backend>(t: &mut Trainer<B>, paths: &PathSampler<B>, samples: 
         let b = make_batch(&t.data.train, &t.data.norm, &idx, None);
         let (x, labels) = (be.upload_f32(&b.x), be.upload_i32(&b.labels));
         t.net.params.zero_grads(be);
-        let mut sums = be.alloc_zeroed(2);
+        let mut sums = be.alloc_zeroed(3);
         for g in paths.paths_with(&mut rng) {
             let s = forward_backward(be, &mut t.net, &x, &labels, None, b.n, &g, &mut sums, DataImportance::Proxy);
             be.release(s);

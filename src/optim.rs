@@ -41,7 +41,9 @@ impl<B: Backend> StepNorms<B> {
 
 /// `clip_grad_norm_(max_norm)` then `SGD.step()` on every tensor that has a
 /// gradient: all tensors ever on a path (`OffPath::Momentum`) or only the ones
-/// on the current path (`on_path`, for `OffPath::Frozen`).
+/// on the current path (`on_path`, for `OffPath::Frozen`). With a `guard`
+/// (buffer, step number), a step whose gradients are not finite is skipped
+/// and recorded there (see [`crate::ops::nonfinite_guard`]).
 pub fn clip_and_step<B: Backend>(
     be: &B,
     params: &mut ParamStore<B>,
@@ -49,6 +51,7 @@ pub fn clip_and_step<B: Backend>(
     h: &SgdStep,
     max_norm: Option<f64>,
     off_path: OffPath,
+    guard: Option<(&mut B::Buf, i64)>,
 ) -> StepNorms<B> {
     let tensors: Vec<usize> = (0..params.len())
         .filter(|&i| match off_path {
@@ -65,6 +68,9 @@ pub fn clip_and_step<B: Backend>(
     match max_norm {
         Some(m) => be.clip_coefficient(&sq_norms, m, &mut clip_coef),
         None => be.fill(&mut clip_coef, B::T::one()),
+    }
+    if let Some((g, step)) = guard {
+        be.nonfinite_guard(&sq_norms, step, g, &mut clip_coef);
     }
     let mut slots: Vec<SgdSlot<'_, B>> = Vec::with_capacity(tensors.len());
     let mut want = tensors.iter().peekable();

@@ -233,9 +233,9 @@ pub fn linear_and_loss<B: Backend<T = f32>>(be: &B) {
         close("softmax_ce loss", &be.download(&lg), &lc);
         close("softmax_ce dlogits", &be.download(&dg), &dc);
         close("softmax_ce proxy_norm", &be.download(&pg), &pc);
-        let mut sc = vec![1.0f32, 2.0];
+        let mut sc = vec![1.0f32, 2.0, 3.0];
         cpu.batch_metrics(n, k, &z, &labels, &lc, &mut sc);
-        let mut sg = up(be, &[1.0, 2.0]);
+        let mut sg = up(be, &[1.0, 2.0, 3.0]);
         be.batch_metrics(n, k, &up(be, &z), &be.upload_i32(&labels), &lg, &mut sg);
         close("batch_metrics", &be.download(&sg), &sc);
     }

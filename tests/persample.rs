@@ -25,7 +25,7 @@ fn setup() -> (CpuBackend<f64>, SupernetConfig, Vec<f64>, Vec<i32>, usize) {
 fn scores(mode: DataImportance, g: &Genotype) -> Vec<f64> {
     let (be, config, x, labels, n) = setup();
     let mut net = Supernet::new(&be, config, 1).unwrap();
-    let mut sums = vec![0.0; 2];
+    let mut sums = vec![0.0; 3];
     forward_backward(&be, &mut net, &x, &labels, None, n, g, &mut sums, mode)
 }
 

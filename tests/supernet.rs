@@ -136,7 +136,7 @@ fn supernet_fixture<T: Element>(file: &str, key: &str, tol: (f64, f64), grad_tol
         }
         // clip_grad_norm_(5) + SGD from fresh momentum
         let h = SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 2.5e-4 };
-        let norms = clip_and_step(&be, &mut net.params, &on_path, &h, Some(5.0), OffPath::Frozen);
+        let norms = clip_and_step(&be, &mut net.params, &on_path, &h, Some(5.0), OffPath::Frozen, None);
         let total = be.download(&norms.sq_norms).iter().map(|v| v.as_f64()).sum::<f64>().sqrt();
         assert_close(&what("grad total norm"), &[total], &f.f64(&format!("arch{k}.grad_total_norm_before_clip")), tol.0, tol.1);
         norms.release(&be);

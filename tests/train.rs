@@ -151,7 +151,7 @@ fn off_path_parameters_follow_pytorch_1_7_or_stay_frozen() {
                 let ids = net.path_params(g);
                 (0..net.params.len()).map(|i| ids.iter().any(|id| id.0 == i)).collect()
             };
-            clip_and_step(&be, &mut net.params, &on, &h, Some(5.0), mode).release(&be);
+            clip_and_step(&be, &mut net.params, &on, &h, Some(5.0), mode, None).release(&be);
         };
         step(&mut net, &a);
         let id = net.params.id("cell0.edge0.op3.weight").unwrap();

@@ -216,6 +216,9 @@ impl<T: Element> Backend for CpuBackend<T> {
         let total = sq_norms.iter().map(|v| v.as_f64()).sum::<f64>().sqrt();
         out[0] = T::from_f64(ops::clip_coefficient(total, max_norm));
     }
+    fn nonfinite_guard(&self, sq_norms: &Vec<T>, step: i64, guard: &mut Vec<T>, clip_coef: &mut Vec<T>) {
+        ops::nonfinite_guard(sq_norms, step, guard, clip_coef)
+    }
     fn sgd_step(&self, slots: &mut [SgdSlot<'_, Self>], h: &SgdStep, grad_scale: &Vec<T>) {
         slots.par_iter_mut().for_each(|s| ops::sgd_step(s.value, s.grad, s.momentum, h, grad_scale[0]));
     }

@@ -164,6 +164,8 @@ pub trait Backend: Send + Sync {
     fn sq_norms(&self, tensors: &[&Self::Buf], out: &mut Self::Buf);
     /// `out[0] = clip_coefficient(sqrt(sum(sq_norms)), max_norm)`, on the device.
     fn clip_coefficient(&self, sq_norms: &Self::Buf, max_norm: f64, out: &mut Self::Buf);
+    /// Skips the step (NaN clip coefficient) when a gradient norm is not finite; see [`crate::ops::nonfinite_guard`].
+    fn nonfinite_guard(&self, sq_norms: &Self::Buf, step: i64, guard: &mut Self::Buf, clip_coef: &mut Self::Buf);
     /// One SGD step on every slot, the gradients scaled by `grad_scale[0]`.
     fn sgd_step(&self, slots: &mut [SgdSlot<'_, Self>], h: &SgdStep, grad_scale: &Self::Buf);
 

@@ -35,16 +35,16 @@ pub struct TrainArgs {
     #[arg(long)]
     pub cells: Option<usize>,
     /// Initial learning rate, annealed to 0 by a per-epoch cosine [default: 0.05].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// SGD momentum [default: 0.9].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
     /// SGD weight decay, on all parameters [default: 2.5e-4].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Max total gradient norm (clip_grad_norm_) [default: 5].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub clip: Option<f64>,
     /// Seed of everything random in the run [default: 0].
     #[arg(long)]
@@ -79,6 +79,10 @@ pub struct TrainArgs {
     /// Mini-batches per gradient-variance measurement [default: 8].
     #[arg(long, value_name = "K")]
     pub gradvar_batches: Option<usize>,
+    /// When a step's gradients are not finite: stop (naming the step and the
+    /// tensor) or skip the step and count it [default: stop].
+    #[arg(long, value_enum)]
+    pub on_nan: Option<crate::train::OnNan>,
     /// Run directory [default: runs/<method>-<data>-seed<seed>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -99,7 +103,7 @@ impl TrainArgs {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
         }
-        set!(epochs, batch_size, channels, cells, lr, momentum, weight_decay, clip, seed, off_path, augment, holdout, data_importance, gradvar_every, gradvar_batches);
+        set!(epochs, batch_size, channels, cells, lr, momentum, weight_decay, clip, seed, off_path, augment, holdout, data_importance, gradvar_every, gradvar_batches, on_nan);
         if let Some(d) = &self.device {
             c.device = d.to_string();
         }
@@ -126,6 +130,7 @@ impl TrainArgs {
             || self.data_importance.is_some()
             || self.gradvar_every.is_some()
             || self.gradvar_batches.is_some()
+            || self.on_nan.is_some()
             || self.per_edge
             || self.weighted_loss
             || self.out.is_some()
@@ -164,7 +169,29 @@ struct Job {
 impl BackendJob for Job {
     fn run<B: Backend>(self, be: &B) -> anyhow::Result<()> {
         let mut bar = Bar::new(self.quiet);
-        let summary = run::train(be, self.config, &self.dir, &mut bar)?;
+        // Ctrl-C and SIGTERM stop training after the current step; a second one kills.
+        let _ = ctrlc::set_handler(|| {
+            if crate::train::interrupt_requested() {
+                std::process::exit(130);
+            }
+            crate::train::request_interrupt();
+        });
+        let summary = match run::train(be, self.config, &self.dir, &mut bar) {
+            Ok(s) => s,
+            Err(e) => {
+                bar.finish();
+                if let Some(i) = e.downcast_ref::<crate::train::Interrupted>() {
+                    eprintln!(
+                        "{i}: {} keeps the {} complete epoch(s); continue with: pada train --resume {}",
+                        self.dir.display(),
+                        i.epoch,
+                        self.dir.display()
+                    );
+                    std::process::exit(130);
+                }
+                return Err(e);
+            }
+        };
         bar.finish();
         eprintln!(
             "done: {} epochs, final loss {:.4}, train accuracy {:.2}%, {:.0} s; run directory {}",

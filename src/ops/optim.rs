@@ -16,8 +16,13 @@ pub struct SgdStep {
 /// gradients were not clipped). As PyTorch: `g = grad * scale` (clip, in place),
 /// `d = g + wd * p`, `buf = momentum * buf + d` (a zero buffer on the first step
 /// is the same as PyTorch's `buf = d.clone()`), `p -= lr * buf`.
+///
+/// A non-finite `grad_scale` (set by [`nonfinite_guard`]) skips the step.
 pub fn sgd_step<T: Element>(p: &mut [T], grad: &[T], momentum_buf: &mut [T], h: &SgdStep, grad_scale: T) {
     assert!(p.len() == grad.len() && grad.len() == momentum_buf.len(), "sgd_step: sizes");
+    if !grad_scale.is_finite() {
+        return;
+    }
     let (lr, mom, wd) = (T::from_f64(h.lr), T::from_f64(h.momentum), T::from_f64(h.weight_decay));
     for (p, (&g, m)) in p.iter_mut().zip(grad.iter().zip(momentum_buf.iter_mut())) {
         let d = g * grad_scale + wd * *p;
@@ -37,4 +42,19 @@ pub fn sq_norm<T: Element>(x: &[T]) -> f64 {
 pub fn clip_coefficient(total_norm: f64, max_norm: f64) -> f64 {
     let c = max_norm / (total_norm + 1e-6);
     c.min(1.0)
+}
+
+/// After a step's gradient norms: if any is not finite (NaN or Inf), counts
+/// the step in `guard` (`[count, first step, position of its first bad
+/// tensor]`, the latter two set by the first bad step) and sets the clip
+/// coefficient to NaN, which makes SGD and the path importance skip the step.
+pub fn nonfinite_guard<T: Element>(sq_norms: &[T], step: i64, guard: &mut [T], clip_coef: &mut [T]) {
+    if let Some(pos) = sq_norms.iter().position(|v| !v.is_finite()) {
+        if guard[0] == T::zero() {
+            guard[1] = T::from_f64(step as f64);
+            guard[2] = T::from_usize(pos);
+        }
+        guard[0] += T::one();
+        clip_coef[0] = T::nan();
+    }
 }

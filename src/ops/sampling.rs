@@ -40,6 +40,9 @@ pub fn sample_scores_update<T: Element>(scores: &mut [T], indices: &[i32], value
     assert_eq!(indices.len(), values.len(), "sample_scores_update: one value per index");
     let half = T::from_f64(0.5);
     for (&i, &g) in indices.iter().zip(values) {
+        if !g.is_finite() {
+            continue; // a skipped step's scores are not observations
+        }
         let s = &mut scores[i as usize];
         *s = if *s != T::zero() { (*s + g) * half } else { g };
     }
@@ -90,7 +93,11 @@ pub struct ImportanceGroup {
 /// PA&DA's path importance after a step: for each group,
 /// `S = clip_coef * sum(sqrt(sq_norms[m])) / divisor`, and when `S != 0`,
 /// `g[slot] = (g[slot] + S) / 2`.
+/// A non-finite coefficient (a skipped step) changes nothing.
 pub fn path_importance_update<T: Element>(sq_norms: &[T], clip_coef: T, members: &[i32], groups: &[ImportanceGroup], g: &mut [T]) {
+    if !clip_coef.is_finite() {
+        return;
+    }
     for grp in groups {
         let m = &members[grp.start as usize..(grp.start + grp.len) as usize];
         let sum: f64 = m.iter().map(|&i| sq_norms[i as usize].as_f64().sqrt()).sum();
@@ -102,16 +109,24 @@ pub fn path_importance_update<T: Element>(sq_norms: &[T], clip_coef: T, members:
     }
 }
 
-/// Adds the batch's summed loss and number of correct top-1 predictions to
-/// `sums[0]` and `sums[1]`.
+/// Adds the batch's summed loss, number of correct top-1 predictions and
+/// number of samples to `sums[0..3]`, leaving out samples whose loss is not
+/// finite (a step skipped for a non-finite gradient must not poison the
+/// epoch's metrics).
 pub fn batch_metrics<T: Element>(n: usize, classes: usize, logits: &[T], labels: &[i32], loss: &[T], sums: &mut [T]) {
-    let mut correct = 0usize;
+    let (mut l, mut correct, mut count) = (0f64, 0usize, 0usize);
     for i in 0..n {
+        if !loss[i].is_finite() {
+            continue;
+        }
         let row = &logits[i * classes..(i + 1) * classes];
         // first maximum, as torch.topk / argmax
         let best = row.iter().enumerate().fold(0, |b, (j, v)| if *v > row[b] { j } else { b });
         correct += (best as i32 == labels[i]) as usize;
+        l += loss[i].as_f64();
+        count += 1;
     }
-    sums[0] += T::from_f64(loss[..n].iter().map(|v| v.as_f64()).sum());
+    sums[0] += T::from_f64(l);
     sums[1] += T::from_usize(correct);
+    sums[2] += T::from_usize(count);
 }

@@ -68,6 +68,17 @@ pub enum DataImportance {
     Full,
 }
 
+/// What happens when a step's gradients are not finite (NaN or Inf).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnNan {
+    /// Stop with a message naming the step and the tensor.
+    #[default]
+    Stop,
+    /// Skip the step (no update at all) and count it in metrics.jsonl.
+    Skip,
+}
+
 /// SUMNAS's inner and outer optimisers (the official baseline's values).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SumnasConfig {
@@ -119,6 +130,8 @@ pub struct TrainConfig {
     pub gradvar_every: usize,
     #[serde(default = "default_gradvar_batches")]
     pub gradvar_batches: usize,
+    #[serde(default)]
+    pub on_nan: OnNan,
     pub sumnas: SumnasConfig,
 }
 
@@ -147,6 +160,7 @@ impl TrainConfig {
             holdout: 0,
             gradvar_every: 0,
             gradvar_batches: default_gradvar_batches(),
+            on_nan: OnNan::Stop,
             sumnas: SumnasConfig::default(),
         }
     }

@@ -41,6 +41,9 @@ pub struct EpochMetrics {
     pub images: usize,
     pub seconds: f64,
     pub images_per_sec: f64,
+    /// Steps skipped because their gradients were not finite (`--on-nan skip`).
+    #[serde(default)]
+    pub skipped_steps: usize,
     /// Gradient variance at the end of the epoch (`pada train --gradvar-every`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gradvar: Option<crate::gradvar::GradVar>,
@@ -57,6 +60,50 @@ pub struct StepProgress<'a> {
     pub loss: f64,
     pub accuracy: f64,
     pub path_prob: &'a [f64],
+}
+
+/// The divergence guard of an epoch: its device counters, and the tensor
+/// lists of the steps since they were last read (to name a bad tensor).
+struct Guard<B: Backend> {
+    buf: B::Buf,
+    tensors: Vec<(usize, Vec<usize>)>,
+}
+
+/// What happens when a step's gradients are not finite.
+pub use config::OnNan;
+
+/// The run was stopped by Ctrl-C (SIGINT) or SIGTERM.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub epoch: usize,
+    pub step: usize,
+    pub steps: usize,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted in epoch {}, step {} of {}", self.epoch + 1, self.step, self.steps)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks a running training to stop after its current step (the Ctrl-C handler).
+pub fn request_interrupt() {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether an interrupt was requested.
+pub fn interrupt_requested() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// `PADA_FAULT_NAN_STEP=k`: feed a batch of NaN at global step k (counted from
+/// 0 over the whole run). A fault-injection hook for the divergence tests.
+fn fault_nan_step() -> Option<usize> {
+    std::env::var("PADA_FAULT_NAN_STEP").ok().and_then(|v| v.parse().ok())
 }
 
 /// SUMNAS's extra buffers: the weights before the inner loop, and the summed
@@ -130,45 +177,94 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let augment = self.config.augment.resolve(self.data.default_augment);
         let loader = Loader::spawn(Arc::new(self.data.train.clone()), self.data.norm.clone(), order.clone(), self.config.batch_size, augment, seed, e);
         let steps = loader.batches;
-        let mut sums = be.alloc_zeroed(2);
-        let (mut images, mut forwards) = (0usize, 0usize);
+        let mut sums = be.alloc_zeroed(3);
+        // Non-finite gradients: counted (and their first step and tensor
+        // recorded) on the device; such steps change nothing.
+        let mut guard = Guard { buf: be.alloc_zeroed(3), tensors: Vec::new() };
+        let mut images = 0usize;
         let (mut loss, mut accuracy) = (f64::NAN, f64::NAN);
         for (step, batch) in loader.enumerate() {
-            forwards += self.step(&batch, lr, &mut sums);
+            self.step(&batch, lr, &mut sums, &mut guard, step);
             images += batch.n;
-            // Reading the running sums waits for the device: every 16 steps is
-            // enough for a progress display, and lets a GPU run ahead.
+            // Reading the sums waits for the device: every 16 steps is enough
+            // for a progress display and for divergence, and lets a GPU run ahead.
             if step % 16 == 0 || step + 1 == steps {
                 let s = be.download(&sums);
-                loss = s[0].as_f64() / forwards as f64;
-                accuracy = 100.0 * s[1].as_f64() / forwards as f64;
+                loss = s[0].as_f64() / s[2].as_f64();
+                accuracy = 100.0 * s[1].as_f64() / s[2].as_f64();
+                self.check_divergence(&guard, e, steps)?;
+                guard.tensors.clear();
             }
             progress(&StepProgress { epoch: e, step: step + 1, steps, images, seconds: start.elapsed().as_secs_f64(), loss, accuracy, path_prob: &path_prob });
+            if interrupt_requested() {
+                anyhow::bail!(Interrupted { epoch: e, step: step + 1, steps });
+            }
         }
         be.release(sums);
+        let skipped_steps = be.download(&guard.buf)[0].as_f64() as usize;
+        be.release(guard.buf);
         if !loss.is_finite() {
-            anyhow::bail!("training diverged in epoch {e}: the mean loss is {loss} (try a smaller --lr)");
+            anyhow::bail!("training diverged in epoch {}: every step's gradients were not finite (NaN or Inf); lower --lr", e + 1);
         }
         self.paths.end_epoch(be, e, epochs);
         let data = self.samples.end_epoch(be, seed, e, epochs, &order);
         self.epoch += 1;
         let seconds = start.elapsed().as_secs_f64();
-        Ok(EpochMetrics { epoch: e, loss, accuracy, lr, path_prob, data, steps, images, seconds, images_per_sec: images as f64 / seconds, gradvar: None })
+        Ok(EpochMetrics {
+            epoch: e,
+            loss,
+            accuracy,
+            lr,
+            path_prob,
+            data,
+            steps,
+            images,
+            seconds,
+            images_per_sec: images as f64 / seconds,
+            skipped_steps,
+            gradvar: None,
+        })
     }
 
-    /// One training step on `batch` at learning rate `lr` (SUMNAS: the outer
-    /// one); returns the number of (image) forward passes whose loss went into `sums`.
-    fn step(&mut self, batch: &Batch, lr: f64, sums: &mut B::Buf) -> usize {
+    /// Stops with a message naming the step and the tensor, unless `--on-nan skip`.
+    fn check_divergence(&self, guard: &Guard<B>, epoch: usize, steps: usize) -> anyhow::Result<()> {
+        if self.config.on_nan == OnNan::Skip {
+            return Ok(());
+        }
+        let g = self.be.download(&guard.buf);
+        if g[0].as_f64() == 0.0 {
+            return Ok(());
+        }
+        let (step, pos) = (g[1].as_f64() as usize, g[2].as_f64() as usize);
+        let name = guard
+            .tensors
+            .iter()
+            .find(|(s, _)| *s == step)
+            .and_then(|(_, t)| t.get(pos))
+            .map_or("a parameter".to_string(), |&i| self.net.params.tensors[i].name.clone());
+        anyhow::bail!(
+            "training diverged in epoch {}, step {} of {steps}: the gradient of {name} is not finite (NaN or Inf). That step changed nothing; the run directory keeps the last complete epoch. Lower --lr, or skip such steps with --on-nan skip",
+            epoch + 1,
+            step + 1
+        )
+    }
+
+    /// One training step on `batch` at learning rate `lr` (SUMNAS: the outer one).
+    fn step(&mut self, batch: &Batch, lr: f64, sums: &mut B::Buf, guard: &mut Guard<B>, step: usize) {
         let be = self.be;
         let n = batch.n;
-        let x = be.upload_f32(&batch.x);
+        let x = match fault_nan_step() {
+            // a test hook: a NaN batch at one step, to exercise divergence handling
+            Some(k) if k == self.epochs_steps_before() + step => be.upload_f32(&vec![f32::NAN; batch.x.len()]),
+            _ => be.upload_f32(&batch.x),
+        };
         let labels = be.upload_i32(&batch.labels);
         let indices = be.upload_i32(&batch.indices);
         let weights = (self.config.weighted_loss).then(|| be.upload_f32(&self.samples.loss_weights(&batch.indices)));
         let paths = self.paths.next_paths();
         let h = SgdStep { lr, momentum: self.config.momentum, weight_decay: self.config.weight_decay };
-        let forwards = match self.config.method {
-            Method::Sumnas => self.sumnas_step(&x, &labels, n, &paths, lr, sums),
+        match self.config.method {
+            Method::Sumnas => self.sumnas_step(&x, &labels, n, &paths, lr, sums, guard, step),
             _ => {
                 // One path (SPOS, PA, DA, PA&DA) or five accumulated (FairNAS), then one update.
                 self.net.params.zero_grads(be);
@@ -177,22 +273,27 @@ impl<'a, B: Backend> Trainer<'a, B> {
                     proxy = Some(self.forward_backward(&x, &labels, weights.as_ref(), n, g, sums));
                 }
                 let on_path = self.on_path(&paths);
-                let norms = clip_and_step(be, &mut self.net.params, &on_path, &h, Some(self.config.clip), self.config.off_path);
+                let norms =
+                    clip_and_step(be, &mut self.net.params, &on_path, &h, Some(self.config.clip), self.config.off_path, Some((&mut guard.buf, step as i64)));
                 self.paths.observe(be, &self.net, &paths[0], &norms);
+                guard.tensors.push((step, norms.tensors.clone()));
                 norms.release(be);
                 let proxy = proxy.expect("at least one path");
                 self.samples.observe(be, &indices, &proxy);
                 be.release(proxy);
-                n * paths.len()
             }
-        };
+        }
         be.release(x);
         be.release_i32(labels);
         be.release_i32(indices);
         if let Some(w) = weights {
             be.release(w);
         }
-        forwards
+    }
+
+    /// Steps of the epochs before the current one.
+    fn epochs_steps_before(&self) -> usize {
+        self.epoch * self.data.train.len().div_ceil(self.config.batch_size)
     }
 
     fn forward_backward(&mut self, x: &B::Buf, labels: &B::IBuf, weights: Option<&B::Buf>, n: usize, g: &Genotype, sums: &mut B::Buf) -> B::Buf {
@@ -210,7 +311,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
     /// the official inner optimiser's state does), the weight change recorded
     /// and the weights restored; then one outer SGD step (no momentum, weight
     /// decay) on the mean change, applied to every parameter.
-    fn sumnas_step(&mut self, x: &B::Buf, labels: &B::IBuf, n: usize, paths: &[Genotype], outer_lr: f64, sums: &mut B::Buf) -> usize {
+    #[allow(clippy::too_many_arguments)]
+    fn sumnas_step(&mut self, x: &B::Buf, labels: &B::IBuf, n: usize, paths: &[Genotype], outer_lr: f64, sums: &mut B::Buf, guard: &mut Guard<B>, step: usize) {
         let be = self.be;
         let sc = self.config.sumnas;
         let st = self.sumnas.as_mut().expect("SUMNAS state");
@@ -219,15 +321,15 @@ impl<'a, B: Backend> Trainer<'a, B> {
             be.fill(delta, B::T::from_f64(0.0));
         }
         let inner = SgdStep { lr: sc.inner_lr, momentum: sc.inner_momentum, weight_decay: 0.0 };
-        let mut forwards = 0;
         for g in paths {
             for _ in 0..sc.inner_steps {
                 self.net.params.zero_grads(be);
                 let proxy = self.forward_backward(x, labels, None, n, g, sums);
                 be.release(proxy);
-                forwards += n;
                 let on_path = self.on_path(std::slice::from_ref(g));
-                clip_and_step(be, &mut self.net.params, &on_path, &inner, Some(self.config.clip), self.config.off_path).release(be);
+                let norms = clip_and_step(be, &mut self.net.params, &on_path, &inner, Some(self.config.clip), self.config.off_path, Some((&mut guard.buf, step as i64)));
+                guard.tensors.push((step, norms.tensors.clone()));
+                norms.release(be);
             }
             let st = self.sumnas.as_mut().expect("SUMNAS state");
             for (p, (snap, delta)) in self.net.params.tensors.iter_mut().zip(st.snapshot.iter().zip(st.delta.iter_mut())) {
@@ -260,7 +362,6 @@ impl<'a, B: Backend> Trainer<'a, B> {
         be.fill(&mut one, B::T::from_f64(1.0));
         be.sgd_step(&mut slots, &outer, &one);
         be.release(one);
-        forwards
     }
 }
 

@@ -62,6 +62,7 @@ entries!(
     emu_batch_metrics,
     emu_sq_norms,
     emu_clip_coefficient,
+    emu_nonfinite_guard,
     emu_sgd_step,
     emu_sample_scores_update,
     emu_importance_distribution,

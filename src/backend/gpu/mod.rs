@@ -70,6 +70,7 @@ kernels! {
     BatchMetrics => "softmax_ce"::batch_metrics,
     SqNorms => "optim"::sq_norms,
     ClipCoefficient => "optim"::clip_coefficient,
+    NonfiniteGuard => "optim"::nonfinite_guard,
     SgdStepK => "optim"::sgd_step,
     SampleScoresUpdate => "sampling"::sample_scores_update,
     ImportanceDistribution => "sampling"::importance_distribution,
@@ -518,6 +519,9 @@ impl<D: Device> Backend for GpuBackend<D> {
     }
     fn clip_coefficient(&self, sq_norms: &GpuBuf<D>, max_norm: f64, out: &mut GpuBuf<D>) {
         self.one_thread(Kernel::ClipCoefficient, Args::default().i32(sq_norms.len as i32).buf(sq_norms).f64(max_norm).buf(out));
+    }
+    fn nonfinite_guard(&self, sq_norms: &GpuBuf<D>, step: i64, guard: &mut GpuBuf<D>, clip_coef: &mut GpuBuf<D>) {
+        self.one_thread(Kernel::NonfiniteGuard, Args::default().i32(sq_norms.len as i32).buf(sq_norms).i64(step).buf(guard).buf(clip_coef));
     }
     fn sgd_step(&self, slots: &mut [SgdSlot<'_, Self>], h: &SgdStep, grad_scale: &GpuBuf<D>) {
         if slots.is_empty() {
