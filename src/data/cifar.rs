@@ -111,6 +111,19 @@ pub fn load(spec: DataSpec, dir: &Path, v: Variant) -> anyhow::Result<Data> {
     bail!("--data {spec}: no {} files found (looked for {})", v.name(), tried.join(", "))
 }
 
+/// Parses one CIFAR file's bytes (binary version, or Python pickle) into a
+/// split; `what` names the file in errors. (For property tests and fuzzing.)
+pub fn parse_bytes(bytes: &[u8], v: Variant, pickle: bool, what: &str) -> anyhow::Result<Dataset> {
+    let mut d = Dataset { shape: SHAPE, classes: v.classes(), pixels: Vec::new(), labels: Vec::new() };
+    if pickle {
+        parse_pickle(bytes, v, what, &mut d)?
+    } else {
+        parse_binary(bytes, v, what, &mut d)?
+    }
+    d.validate(what)?;
+    Ok(d)
+}
+
 /// Binary version: records of label byte(s) then 3072 pixel bytes (R, G, B planes).
 fn parse_binary(bytes: &[u8], v: Variant, what: &str, d: &mut Dataset) -> anyhow::Result<()> {
     let rec = v.label_bytes() + IMAGE;

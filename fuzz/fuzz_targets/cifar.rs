@@ -1,0 +1,12 @@
+//! CIFAR-10/100 files, binary and Python pickle: an error, never a panic.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use pada::data::cifar::{parse_bytes, Variant};
+
+fuzz_target!(|data: &[u8]| {
+    for v in [Variant::Cifar10, Variant::Cifar100] {
+        for pickle in [false, true] {
+            let _ = parse_bytes(data, v, pickle, "fuzz");
+        }
+    }
+});
