@@ -55,7 +55,7 @@ fn same_tap(g: &ConvGeom, kh: usize, kw: usize) -> (isize, std::ops::Range<usize
     (shift, rows, bad_cols)
 }
 
-/// Unfolds images `n0..n1` of `x` into `col[c_in*k*k, (n1-n0)*oh*ow]`.
+/// Unfolds images `n0..n1` of `relu?(x)` into `col[c_in*k*k, (n1-n0)*oh*ow]`.
 pub fn im2col<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, n0: usize, n1: usize, col: &mut [T]) {
     let (n, h, w) = (g.n as usize, g.h as usize, g.w as usize);
     let (oh, ow) = (g.oh as usize, g.ow as usize);
@@ -64,29 +64,35 @@ pub fn im2col<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, n0: usize, n1: us
     let k = g.k as usize;
     debug_assert!(col.len() >= g.col_rows() * cols);
     let same = is_same_stride1(g);
-    for ci in 0..g.c_in as usize {
-        for kh in 0..k {
-            for kw in 0..k {
-                let row = (ci * k + kh) * k + kw;
-                let dst_row = &mut col[row * cols..(row + 1) * cols];
-                for img in n0..n1 {
-                    let plane = &x[(ci * n + img) * h * w..][..h * w];
-                    let dst = &mut dst_row[(img - n0) * ohw..][..ohw];
-                    if same {
-                        im2col_same_tap(g, plane, relu_x, kh, kw, dst);
-                    } else {
-                        im2col_general_tap(g, plane, relu_x, kh, kw, dst);
+    // The ReLU of a plane is taken once, not once per tap (k*k times).
+    with_scratch::<T, _>(if relu_x { h * w } else { 0 }, |relu_plane| {
+        for ci in 0..g.c_in as usize {
+            for img in n0..n1 {
+                let mut plane = &x[(ci * n + img) * h * w..][..h * w];
+                if relu_x {
+                    relu_plane.iter_mut().zip(plane).for_each(|(r, &v)| *r = if v > T::zero() { v } else { T::zero() });
+                    plane = relu_plane;
+                }
+                for kh in 0..k {
+                    for kw in 0..k {
+                        let row = (ci * k + kh) * k + kw;
+                        let dst = &mut col[row * cols + (img - n0) * ohw..][..ohw];
+                        if same {
+                            im2col_same_tap(g, plane, kh, kw, dst);
+                        } else {
+                            im2col_general_tap(g, plane, kh, kw, dst);
+                        }
                     }
                 }
             }
         }
-    }
+    });
 }
 
 /// One tap of one plane for a same stride-1 conv: a single shifted copy, then
 /// zeros where the tap falls into the padding.
 #[inline]
-fn im2col_same_tap<T: Element>(g: &ConvGeom, plane: &[T], relu_x: bool, kh: usize, kw: usize, dst: &mut [T]) {
+fn im2col_same_tap<T: Element>(g: &ConvGeom, plane: &[T], kh: usize, kw: usize, dst: &mut [T]) {
     let w = g.w as usize;
     let (shift, rows, bad_cols) = same_tap(g, kh, kw);
     dst[..rows.start * w].fill(T::zero());
@@ -96,15 +102,7 @@ fn im2col_same_tap<T: Element>(g: &ConvGeom, plane: &[T], relu_x: bool, kh: usiz
     let q0 = (rows.start * w).max((-shift).max(0) as usize);
     let q1 = (rows.end * w).min((plane.len() as isize - shift) as usize);
     if q0 < q1 {
-        let src = &plane[(q0 as isize + shift) as usize..(q1 as isize + shift) as usize];
-        let d = &mut dst[q0..q1];
-        if relu_x {
-            for (o, &v) in d.iter_mut().zip(src) {
-                *o = if v > T::zero() { v } else { T::zero() };
-            }
-        } else {
-            d.copy_from_slice(src);
-        }
+        dst[q0..q1].copy_from_slice(&plane[(q0 as isize + shift) as usize..(q1 as isize + shift) as usize]);
     }
     if !bad_cols.is_empty() {
         for r in rows {
@@ -115,7 +113,7 @@ fn im2col_same_tap<T: Element>(g: &ConvGeom, plane: &[T], relu_x: bool, kh: usiz
 
 /// One tap of one plane for any stride and padding, row by row.
 #[inline]
-fn im2col_general_tap<T: Element>(g: &ConvGeom, plane: &[T], relu_x: bool, kh: usize, kw: usize, dst: &mut [T]) {
+fn im2col_general_tap<T: Element>(g: &ConvGeom, plane: &[T], kh: usize, kw: usize, dst: &mut [T]) {
     let (h, w) = (g.h as usize, g.w as usize);
     let (oh, ow) = (g.oh as usize, g.ow as usize);
     let s = g.stride as usize;
@@ -133,8 +131,7 @@ fn im2col_general_tap<T: Element>(g: &ConvGeom, plane: &[T], relu_x: bool, kh: u
         d[hi..].fill(T::zero());
         let base = lo * s + kw - g.pad as usize; // >= 0 by construction of lo
         for (o, v) in d[lo..hi].iter_mut().enumerate() {
-            let x = src[base + o * s];
-            *v = if relu_x && x <= T::zero() { T::zero() } else { x };
+            *v = src[base + o * s];
         }
     }
 }
