@@ -39,7 +39,10 @@ fn find_nvcc() -> Option<PathBuf> {
         candidates.extend(env::split_paths(&path).map(|d| d.join("nvcc")));
     }
     for py in ["python3", "python"] {
-        if let Ok(out) = Command::new(py).args(["-c", "import site, sys; print('\\n'.join(site.getsitepackages() + [site.getusersitepackages()]))"]).output() {
+        if let Ok(out) = Command::new(py)
+            .args(["-c", "import site, sys; print('\\n'.join(site.getsitepackages() + [site.getusersitepackages()]))"])
+            .output()
+        {
             for line in String::from_utf8_lossy(&out.stdout).lines() {
                 candidates.push(Path::new(line.trim()).join("nvidia/cu13/bin/nvcc"));
             }
@@ -99,7 +102,9 @@ fn build_fatbins(out: &Path) {
             }
         }
     }
-    let mut src = String::from("/// The kernels' fatbins, one per kernels/*.cu file, built by nvcc in build.rs.\npub const FATBINS: &[(&str, &[u8])] = &[\n");
+    let mut src = String::from(
+        "/// The kernels' fatbins, one per kernels/*.cu file, built by nvcc in build.rs.\npub const FATBINS: &[(&str, &[u8])] = &[\n",
+    );
     for (stem, path) in &entries {
         src.push_str(&format!("    ({stem:?}, include_bytes!({:?})),\n", path.display().to_string()));
     }

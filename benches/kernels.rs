@@ -25,7 +25,9 @@ fn kernels(c: &mut Criterion) {
     let logits = rand(n * k, 1);
     let labels: Vec<i32> = (0..n as i32).map(|i| i % 10).collect();
     let (mut loss, mut dl, mut norm) = (vec![0f32; n], vec![0f32; n * k], vec![0f32; n]);
-    g.bench_function("proxy_norms_softmax_ce_b256", |b| b.iter(|| ops::softmax_cross_entropy(n, k, &logits, &labels, None, &mut loss, &mut dl, &mut norm)));
+    g.bench_function("proxy_norms_softmax_ce_b256", |b| {
+        b.iter(|| ops::softmax_cross_entropy(n, k, &logits, &labels, None, &mut loss, &mut dl, &mut norm))
+    });
     let lg = LinearGeom::new(n, 64, k);
     let h = rand(n * 64, 2);
     let mut out = vec![0f32; n];
@@ -33,7 +35,9 @@ fn kernels(c: &mut Criterion) {
     let cg = ConvGeom::new(64, 16, 32, 32, 16, 3, 1);
     let (x, dy) = (rand(cg.input().len(), 3), rand(cg.output().len(), 4));
     let mut out64 = vec![0f32; 64];
-    g.bench_function("conv3x3_per_sample_norms_16x64x32x32", |b| b.iter(|| ops::conv2d_per_sample_sq_norms(&cg, &x, true, &dy, true, &mut out64)));
+    g.bench_function("conv3x3_per_sample_norms_16x64x32x32", |b| {
+        b.iter(|| ops::conv2d_per_sample_sq_norms(&cg, &x, true, &dy, true, &mut out64))
+    });
     let be = CpuBackend::<f32>::new();
     let net = Supernet::new(&be, SupernetConfig::nb201(), 0).unwrap();
     let tensors: Vec<&Vec<f32>> = net.params.tensors.iter().map(|p| &p.value).collect();

@@ -273,7 +273,8 @@ mod tests {
 
     #[test]
     fn unique_strings_identify_isomorphic_cells() {
-        let g: Genotype = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|".parse().unwrap();
+        let g: Genotype =
+            "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|".parse().unwrap();
         assert_eq!(g.unique_string(), "(0)@avg_pool_3x3+(0)@avg_pool_3x3+(0)@nor_conv_1x1+(0)@nor_conv_1x1");
         let classes: std::collections::HashSet<String> = Genotype::all().map(|g| g.unique_string()).collect();
         assert_eq!(classes.len(), 6466);

@@ -15,8 +15,8 @@ use crate::ops::SgdStep;
 use crate::optim::{clip_and_step, OffPath};
 use crate::rng::SplitMix64;
 use crate::sampler::{DataSampler, DataSamplerKind, PathSampler, PathSamplerKind};
-use crate::supernet::{Supernet, SupernetConfig};
 use crate::supernet::Pass;
+use crate::supernet::{Supernet, SupernetConfig};
 use crate::train::{forward_backward, on_path, DataImportance};
 
 /// Median and spread of repeated timings, in milliseconds.
@@ -111,9 +111,19 @@ pub fn kernel_timings<B: Backend>(be: &B, config: &SupernetConfig, n: usize, rep
             let flops = Some(2.0 * g.macs() as f64);
             let shape = format!("{c}x{n}x{h}x{w} k{k}");
             push("conv2d_forward", shape.clone(), flops, repeat(be, reps, || be.conv2d_forward(&g, &x, true, &wt, Some(&b), &mut y)));
-            push("conv2d_backward_data", shape.clone(), flops, repeat(be, reps, || be.conv2d_backward_data(&g, &dy, &wt, Some(&x), &mut y, true)));
+            push(
+                "conv2d_backward_data",
+                shape.clone(),
+                flops,
+                repeat(be, reps, || be.conv2d_backward_data(&g, &dy, &wt, Some(&x), &mut y, true)),
+            );
             let (mut dw, mut db) = (be.alloc_zeroed(g.weight_len()), be.alloc_zeroed(c));
-            push("conv2d_backward_weight", shape, flops, repeat(be, reps, || be.conv2d_backward_weight(&g, &x, true, &dy, &mut dw, Some(&mut db))));
+            push(
+                "conv2d_backward_weight",
+                shape,
+                flops,
+                repeat(be, reps, || be.conv2d_backward_weight(&g, &x, true, &dy, &mut dw, Some(&mut db))),
+            );
         }
         let shape = format!("{c}x{n}x{h}x{w}");
         let (mut y, mut st) = (be.alloc(s.len()), be.alloc(2 * c));
@@ -132,14 +142,24 @@ pub fn kernel_timings<B: Backend>(be: &B, config: &SupernetConfig, n: usize, rep
             let shape = format!("{c}x{n}x{h}x{w} k3 s2");
             push("conv2d_forward", shape.clone(), flops, repeat(be, reps, || be.conv2d_forward(&g, &x, true, &wt, None, &mut y2)));
             let mut dx = be.alloc(s.len());
-            push("conv2d_backward_data", shape, flops, repeat(be, reps, || be.conv2d_backward_data(&g, &d2, &wt, Some(&x), &mut dx, false)));
+            push(
+                "conv2d_backward_data",
+                shape,
+                flops,
+                repeat(be, reps, || be.conv2d_backward_data(&g, &d2, &wt, Some(&x), &mut dx, false)),
+            );
         }
     }
     let (c_last, k) = (config.stage_channels(2), config.classes);
     let lg = LinearGeom::new(n, c_last, k);
     let (xl, wl, bl) = (rand(n * c_last, 7), rand(k * c_last, 8), rand(k, 9));
     let mut logits = be.alloc(n * k);
-    push("linear_forward", format!("{n}x{c_last}->{k}"), Some(2.0 * (n * c_last * k) as f64), repeat(be, reps, || be.linear_forward(&lg, &xl, &wl, &bl, &mut logits)));
+    push(
+        "linear_forward",
+        format!("{n}x{c_last}->{k}"),
+        Some(2.0 * (n * c_last * k) as f64),
+        repeat(be, reps, || be.linear_forward(&lg, &xl, &wl, &bl, &mut logits)),
+    );
     let labels = be.upload_i32(&(0..n as i32).map(|i| i % k as i32).collect::<Vec<_>>());
     let (mut l, mut d, mut p) = (be.alloc(n), be.alloc(n * k), be.alloc(n));
     push(

@@ -25,7 +25,14 @@ pub struct GradVar {
 /// `paths` and batches of `batch_size` from `samples` (the trainer's own by
 /// default: see [`measure_trainer`]). The weights, the optimiser state and the
 /// samplers are left as they were.
-pub fn measure<B: Backend>(t: &mut Trainer<B>, paths: &PathSampler<B>, samples: &DataSampler<B>, k: usize, batch_size: usize, seed: u64) -> GradVar {
+pub fn measure<B: Backend>(
+    t: &mut Trainer<B>,
+    paths: &PathSampler<B>,
+    samples: &DataSampler<B>,
+    k: usize,
+    batch_size: usize,
+    seed: u64,
+) -> GradVar {
     let be = t.be;
     let mut rng = stream(seed, Purpose::GradVar, t.epoch as u64, 0);
     let flags: Vec<(bool, bool)> = t.net.params.tensors.iter().map(|p| (p.seen, p.dirty)).collect();
@@ -67,7 +74,8 @@ pub fn measure<B: Backend>(t: &mut Trainer<B>, paths: &PathSampler<B>, samples: 
 
 /// [`measure`] with the trainer's own samplers and batch size.
 pub fn measure_trainer<B: Backend>(t: &mut Trainer<B>, k: usize) -> GradVar {
-    let (paths, samples) = (std::mem::replace(&mut t.paths, PathSampler::new(t.be, crate::sampler::PathSamplerKind::Uniform)), t.take_samples());
+    let (paths, samples) =
+        (std::mem::replace(&mut t.paths, PathSampler::new(t.be, crate::sampler::PathSamplerKind::Uniform)), t.take_samples());
     let (bs, seed) = (t.config.batch_size, t.config.seed);
     let r = measure(t, &paths, &samples, k, bs, seed);
     t.paths = paths;

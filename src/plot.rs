@@ -53,7 +53,14 @@ fn bounds(series: &[Series]) -> (f64, f64, f64, f64) {
     (x0 - px, x1 + px, y0 - py, y1 + py)
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, x_label: &str, y_label: &str, series: &[Series], scatter: bool) -> anyhow::Result<()>
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    scatter: bool,
+) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -100,7 +107,9 @@ pub fn chart(stem: &Path, title: &str, x_label: &str, y_label: &str, series: &[S
     }
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
-    draw(BitMapBackend::new(&png, (900, 600)).into_drawing_area(), title, x_label, y_label, series, scatter).with_context(|| format!("drawing {}", png.display()))?;
-    draw(SVGBackend::new(&svg, (900, 600)).into_drawing_area(), title, x_label, y_label, series, scatter).with_context(|| format!("drawing {}", svg.display()))?;
+    draw(BitMapBackend::new(&png, (900, 600)).into_drawing_area(), title, x_label, y_label, series, scatter)
+        .with_context(|| format!("drawing {}", png.display()))?;
+    draw(SVGBackend::new(&svg, (900, 600)).into_drawing_area(), title, x_label, y_label, series, scatter)
+        .with_context(|| format!("drawing {}", svg.display()))?;
     Ok([png, svg])
 }

@@ -79,7 +79,13 @@ pub struct Scored {
 
 /// Scores `archs` in chunks, several architectures at a time on the CPU's
 /// threads; `done` receives each chunk's results in order.
-pub fn score<B: Backend>(be: &B, net: &Supernet<B>, set: &EvalSet<B>, archs: &[Genotype], mut done: impl FnMut(&[Scored]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+pub fn score<B: Backend>(
+    be: &B,
+    net: &Supernet<B>,
+    set: &EvalSet<B>,
+    archs: &[Genotype],
+    mut done: impl FnMut(&[Scored]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let chunk = 2 * rayon::current_num_threads().max(1);
     for part in archs.chunks(chunk) {
         let scored: Vec<Scored> = part

@@ -163,7 +163,10 @@ pub struct Consistency {
 
 impl Consistency {
     pub fn of(archs: &[String], pred: &[f64], truth: &[f64]) -> anyhow::Result<Self> {
-        anyhow::ensure!(archs.len() == pred.len() && pred.len() == truth.len(), "metrics need one prediction and one truth per architecture");
+        anyhow::ensure!(
+            archs.len() == pred.len() && pred.len() == truth.len(),
+            "metrics need one prediction and one truth per architecture"
+        );
         anyhow::ensure!(pred.len() >= 2, "metrics need at least 2 architectures in common, got {}", pred.len());
         let best = top(pred, 1)[0];
         Ok(Self {

@@ -25,7 +25,8 @@ pub fn read_done(path: &Path, header: &[&str]) -> anyhow::Result<Vec<Vec<String>
         return Ok(Vec::new());
     }
     let mut rd = csv::ReaderBuilder::new().from_reader(&bytes[..complete]);
-    let got: Vec<String> = rd.headers().with_context(|| format!("{}: unreadable header", path.display()))?.iter().map(String::from).collect();
+    let got: Vec<String> =
+        rd.headers().with_context(|| format!("{}: unreadable header", path.display()))?.iter().map(String::from).collect();
     if got != header {
         bail!("{} exists with columns {:?}, not {:?}; refusing to append to it (choose another --out)", path.display(), got, header);
     }
@@ -49,7 +50,8 @@ pub fn append(path: &Path, header: &[&str], rows: &[Vec<String>]) -> anyhow::Res
         }
         w.flush()?;
     }
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
     f.write_all(&buf).with_context(|| format!("cannot write {}", path.display()))?;
     f.sync_all().with_context(|| format!("cannot flush {}", path.display()))?;
     Ok(())

@@ -29,8 +29,15 @@ impl Default for Evolution {
 
 /// Evolutionary search; `score` evaluates a batch of new architectures (each
 /// architecture is scored once). Returns every architecture scored, best first.
-pub fn evolve(e: &Evolution, rng: &mut ChaCha8Rng, mut score: impl FnMut(&[Genotype]) -> anyhow::Result<Vec<f64>>) -> anyhow::Result<Vec<(Genotype, f64)>> {
-    anyhow::ensure!(e.population >= 2 && e.parents >= 1 && e.iterations >= 1, "evolution needs a population of at least 2, at least 1 parent and 1 iteration");
+pub fn evolve(
+    e: &Evolution,
+    rng: &mut ChaCha8Rng,
+    mut score: impl FnMut(&[Genotype]) -> anyhow::Result<Vec<f64>>,
+) -> anyhow::Result<Vec<(Genotype, f64)>> {
+    anyhow::ensure!(
+        e.population >= 2 && e.parents >= 1 && e.iterations >= 1,
+        "evolution needs a population of at least 2, at least 1 parent and 1 iteration"
+    );
     let mut seen: HashMap<Genotype, f64> = HashMap::new();
     let mut add = |cands: Vec<Genotype>, seen: &mut HashMap<Genotype, f64>| -> anyhow::Result<()> {
         let scores = score(&cands)?;

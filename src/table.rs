@@ -19,8 +19,17 @@ pub struct ArchTable {
 
 fn read_csv(path: &Path) -> anyhow::Result<(Vec<String>, Vec<csv::StringRecord>)> {
     let mut rd = csv::ReaderBuilder::new().flexible(false).from_path(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let headers: Vec<String> = rd.headers().with_context(|| format!("{}: cannot read the header row", path.display()))?.iter().map(|h| h.trim().to_string()).collect();
-    let rows = rd.records().enumerate().map(|(i, r)| r.with_context(|| format!("{}: row {} is malformed", path.display(), i + 2))).collect::<anyhow::Result<Vec<_>>>()?;
+    let headers: Vec<String> = rd
+        .headers()
+        .with_context(|| format!("{}: cannot read the header row", path.display()))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let rows = rd
+        .records()
+        .enumerate()
+        .map(|(i, r)| r.with_context(|| format!("{}: row {} is malformed", path.display(), i + 2)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if rows.is_empty() {
         bail!("{}: the table has no rows", path.display());
     }
@@ -32,13 +41,20 @@ fn read_csv(path: &Path) -> anyhow::Result<(Vec<String>, Vec<csv::StringRecord>)
 fn arch_column(path: &Path, headers: &[String], first: &csv::StringRecord, wanted: Option<&str>) -> anyhow::Result<usize> {
     let looks_like = |i: usize| first.get(i).is_some_and(|v| v.trim().parse::<Genotype>().is_ok());
     if let Some(w) = wanted {
-        return headers.iter().position(|h| h == w).with_context(|| format!("{}: no column '{w}' (columns: {})", path.display(), headers.join(", ")));
+        return headers
+            .iter()
+            .position(|h| h == w)
+            .with_context(|| format!("{}: no column '{w}' (columns: {})", path.display(), headers.join(", ")));
     }
     if let Some(i) = headers.iter().position(|h| h == "arch").filter(|&i| looks_like(i)) {
         return Ok(i);
     }
     (0..headers.len()).find(|&i| looks_like(i)).with_context(|| {
-        format!("{}: no column holds NAS-Bench-201 architecture strings (columns: {}); name one with --arch-column", path.display(), headers.join(", "))
+        format!(
+            "{}: no column holds NAS-Bench-201 architecture strings (columns: {}); name one with --arch-column",
+            path.display(),
+            headers.join(", ")
+        )
     })
 }
 
@@ -47,7 +63,8 @@ fn parse_archs(path: &Path, headers: &[String], rows: &[csv::StringRecord], col:
     rows.iter()
         .enumerate()
         .map(|(i, r)| {
-            let g: Genotype = r[col].trim().parse().map_err(|e| anyhow::anyhow!("{} row {}, column '{}': {e}", path.display(), i + 2, headers[col]))?;
+            let g: Genotype =
+                r[col].trim().parse().map_err(|e| anyhow::anyhow!("{} row {}, column '{}': {e}", path.display(), i + 2, headers[col]))?;
             if let Some(prev) = seen.insert(g, i + 2) {
                 bail!("{}: architecture {g} appears twice (rows {prev} and {}); expected one row per architecture", path.display(), i + 2);
             }
@@ -60,10 +77,13 @@ fn parse_archs(path: &Path, headers: &[String], rows: &[csv::StringRecord], col:
 pub fn read_arch_table(path: &Path, arch_col: Option<&str>, value_column: &str) -> anyhow::Result<ArchTable> {
     let (headers, rows) = read_csv(path)?;
     let a = arch_column(path, &headers, &rows[0], arch_col)?;
-    let v = headers
-        .iter()
-        .position(|h| h == value_column)
-        .with_context(|| format!("{}: no column '{value_column}' (columns: {}); choose one with --gt-column/--pred-column", path.display(), headers.join(", ")))?;
+    let v = headers.iter().position(|h| h == value_column).with_context(|| {
+        format!(
+            "{}: no column '{value_column}' (columns: {}); choose one with --gt-column/--pred-column",
+            path.display(),
+            headers.join(", ")
+        )
+    })?;
     let archs = parse_archs(path, &headers, &rows, a)?;
     let values = rows
         .iter()

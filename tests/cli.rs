@@ -22,8 +22,22 @@ const DATA: &str = "synthetic:1x8x8:96:40:4";
 
 fn train_tiny(dir: &Path, method: &str) {
     ok(&[
-        "train", "--method", method, "--data", DATA, "--epochs", "2", "--batch-size", "32", "--channels", "2", "--cells", "1", "--out",
-        dir.to_str().unwrap(), "-q",
+        "train",
+        "--method",
+        method,
+        "--data",
+        DATA,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+        "-q",
     ]);
 }
 
@@ -42,7 +56,24 @@ fn train_groundtruth_rank_search_plot() {
     train_tiny(&run, "pada");
     let gt = tmp.path().join("gt.csv");
     let gt_s = gt.to_str().unwrap();
-    ok(&["groundtruth", "--archs", "12", "--epochs", "1", "--data", DATA, "--batch-size", "32", "--channels", "2", "--cells", "1", "--out", gt_s, "-q"]);
+    ok(&[
+        "groundtruth",
+        "--archs",
+        "12",
+        "--epochs",
+        "1",
+        "--data",
+        DATA,
+        "--batch-size",
+        "32",
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+        "--out",
+        gt_s,
+        "-q",
+    ]);
     assert_eq!(std::fs::read_to_string(&gt).unwrap().lines().count(), 13);
     // the same 12 (first 12 of the seed's shuffle) are ranked, in two goes: 6 then the rest
     let run_s = run.to_str().unwrap();

@@ -26,7 +26,10 @@ fn write_idx_dir(dir: &Path, n_train: u32, n_test: u32, gzip: bool) {
     for (stem, n) in [("train", n_train), ("t10k", n_test)] {
         let px: Vec<u8> = (0..n * 784).map(|i| (i % 251) as u8).collect();
         let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-        let files = [(format!("{stem}-images-idx3-ubyte"), idx_bytes(3, &[n, 28, 28], &px)), (format!("{stem}-labels-idx1-ubyte"), idx_bytes(1, &[n], &labels))];
+        let files = [
+            (format!("{stem}-images-idx3-ubyte"), idx_bytes(3, &[n, 28, 28], &px)),
+            (format!("{stem}-labels-idx1-ubyte"), idx_bytes(1, &[n], &labels)),
+        ];
         for (name, bytes) in files {
             if gzip {
                 std::fs::write(dir.join(format!("{name}.gz")), gz(&bytes)).unwrap();
@@ -111,7 +114,8 @@ fn cifar_binary_versions() {
     let d = tempfile::tempdir().unwrap();
     let bin = d.path().join("cifar-10-batches-bin");
     std::fs::create_dir(&bin).unwrap();
-    for (i, name) in ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"].iter().enumerate() {
+    for (i, name) in ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"].iter().enumerate()
+    {
         let recs: Vec<u8> = (0..2u8).flat_map(|k| cifar_record(&[(i as u8 * 2 + k) % 10], k + 1)).collect();
         std::fs::write(bin.join(name), recs).unwrap();
     }
@@ -222,7 +226,12 @@ fn embedded_subset_is_balanced_and_interleaved() {
 
 #[test]
 fn data_spec_errors() {
-    for (spec, want) in [("cifar10", "needs a directory"), ("imagenet:/x", "not a data specification"), ("synthetic:3x32", "CxHxW"), ("synthetic:1x8x8:0", "at least 1")] {
+    for (spec, want) in [
+        ("cifar10", "needs a directory"),
+        ("imagenet:/x", "not a data specification"),
+        ("synthetic:3x32", "CxHxW"),
+        ("synthetic:1x8x8:0", "at least 1"),
+    ] {
         let e = format!("{:#}", spec.parse::<DataSpec>().unwrap_err());
         assert!(e.contains(want), "{spec}: {e}");
     }

@@ -270,7 +270,8 @@ pub fn optimiser<B: Backend<T = f32>>(be: &B) {
     let mut pg: Vec<B::Buf> = params.iter().map(|p| up(be, p)).collect();
     let mut mg: Vec<B::Buf> = moms.iter().map(|m| up(be, m)).collect();
     {
-        let mut slots: Vec<SgdSlot<'_, B>> = pg.iter_mut().zip(mg.iter_mut()).zip(&gg).map(|((p, m), g)| SgdSlot { value: p, grad: g, momentum: m }).collect();
+        let mut slots: Vec<SgdSlot<'_, B>> =
+            pg.iter_mut().zip(mg.iter_mut()).zip(&gg).map(|((p, m), g)| SgdSlot { value: p, grad: g, momentum: m }).collect();
         be.sgd_step(&mut slots, &h, &up(be, &[0.375]));
     }
     for i in 0..lens.len() {

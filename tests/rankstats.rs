@@ -9,7 +9,9 @@ use pada::table::{join, read_arch_table};
 /// The vectors of scripts/scipy_fixtures.py.
 fn case(name: &str) -> (Vec<f64>, Vec<f64>) {
     match name {
-        "ties_a" => ((0..40).map(|i| (i * 37 % 11) as f64).collect(), (0..40).map(|i| (i * 53 % 7) as f64 + (i % 3) as f64 * 0.5).collect()),
+        "ties_a" => {
+            ((0..40).map(|i| (i * 37 % 11) as f64).collect(), (0..40).map(|i| (i * 53 % 7) as f64 + (i % 3) as f64 * 0.5).collect())
+        }
         "squares_b" => ((0..30).map(|i| i as f64).collect(), (0..30).map(|i| (i * i % 17) as f64).collect()),
         "small_c" => (vec![1.0, 1.0, 1.0, 2.0, 2.0, 3.0], vec![1.0, 2.0, 2.0, 2.0, 3.0, 3.0]),
         "large_d" => (

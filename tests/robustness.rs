@@ -273,7 +273,11 @@ fn rank_and_groundtruth_resume_after_a_kill() {
     ok(&["rank", "--run", &rs, "--archs", "300", "--out", whole.to_str().unwrap(), "-q"]);
     let parts = tmp.path().join("parts.csv");
     let ps = parts.to_str().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pada")).args(["rank", "--run", &rs, "--archs", "300", "--out", ps, "-q"]).stdout(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pada"))
+        .args(["rank", "--run", &rs, "--archs", "300", "--out", ps, "-q"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(400));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -286,20 +290,42 @@ fn rank_and_groundtruth_resume_after_a_kill() {
     assert_eq!(std::fs::read_to_string(&whole).unwrap(), std::fs::read_to_string(&parts).unwrap());
     // groundtruth: a kill, then the rest; each architecture once, results as an uninterrupted run gives
     let gt_args = |out: &str| -> Vec<String> {
-        ["groundtruth", "--archs", "6", "--epochs", "1", "--data", DATA, "--batch-size", "16", "--channels", "2", "--cells", "1", "--out", out, "-q"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "groundtruth",
+            "--archs",
+            "6",
+            "--epochs",
+            "1",
+            "--data",
+            DATA,
+            "--batch-size",
+            "16",
+            "--channels",
+            "2",
+            "--cells",
+            "1",
+            "--out",
+            out,
+            "-q",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let (g1, g2) = (tmp.path().join("g1.csv"), tmp.path().join("g2.csv"));
     ok(&gt_args(g1.to_str().unwrap()).iter().map(String::as_str).collect::<Vec<_>>());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pada")).args(gt_args(g2.to_str().unwrap())).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pada"))
+        .args(gt_args(g2.to_str().unwrap()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
     ok(&gt_args(g2.to_str().unwrap()).iter().map(String::as_str).collect::<Vec<_>>());
     let cols = |p: &Path| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_to_string(p).unwrap().lines().map(|l| l.rsplitn(2, ',').nth(1).unwrap().to_string()).collect();
+        let mut v: Vec<String> = std::fs::read_to_string(p).unwrap().lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect();
         v.sort();
         v
     };

@@ -179,7 +179,16 @@ fn data_sampler_first_epoch_is_a_permutation_and_resampling_follows_q() {
     let stats = ds.end_epoch(&be, 5, 5, 10, &order);
     assert_eq!(stats.unique_fraction, 1.0);
     // expected q
-    let s: Vec<f64> = (0..n).map(|i| { let g = ((i % 10) + 1) as f64; if i % 2 == 0 { (g + 1.0) / 2.0 } else { g } }).collect();
+    let s: Vec<f64> = (0..n)
+        .map(|i| {
+            let g = ((i % 10) + 1) as f64;
+            if i % 2 == 0 {
+                (g + 1.0) / 2.0
+            } else {
+                g
+            }
+        })
+        .collect();
     let total: f64 = s.iter().sum();
     let tau = 0.5;
     let q: Vec<f64> = s.iter().map(|v| tau * v / total + (1.0 - tau) / n as f64).collect();

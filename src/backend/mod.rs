@@ -173,6 +173,13 @@ pub trait Backend: Send + Sync {
     fn sample_scores_update(&self, scores: &mut Self::Buf, indices: &Self::IBuf, values: &Self::Buf);
     fn importance_distribution(&self, scores: &Self::Buf, tau: f64, q: &mut Self::Buf);
     fn sample_with_replacement(&self, q: &Self::Buf, seed: u64, out: &mut Self::IBuf);
-    fn path_importance_update(&self, sq_norms: &Self::Buf, clip_coef: &Self::Buf, members: &[i32], groups: &[ImportanceGroup], g: &mut Self::Buf);
+    fn path_importance_update(
+        &self,
+        sq_norms: &Self::Buf,
+        clip_coef: &Self::Buf,
+        members: &[i32],
+        groups: &[ImportanceGroup],
+        g: &mut Self::Buf,
+    );
     fn batch_metrics(&self, n: usize, classes: usize, logits: &Self::Buf, labels: &Self::IBuf, loss: &Self::Buf, sums: &mut Self::Buf);
 }

@@ -57,7 +57,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         BenchConfig::Nb201 => SupernetConfig::nb201(),
         BenchConfig::Mini => SupernetConfig::mini(),
     };
-    let rank_data = a.rank_data.clone().unwrap_or_else(|| format!("synthetic:{}:64:1000:{}", config.input, config.classes).parse().expect("valid spec"));
+    let rank_data = a
+        .rank_data
+        .clone()
+        .unwrap_or_else(|| format!("synthetic:{}:64:1000:{}", config.input, config.classes).parse().expect("valid spec"));
     let o = BenchOptions {
         name: format!("{:?}", a.config).to_lowercase(),
         config,

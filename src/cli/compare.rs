@@ -39,7 +39,13 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     let gt = read_arch_table(&a.gt, a.gt_arch_column.as_deref(), &a.gt_column)?;
     let (archs, p, t) = join(&pred, &gt, a.unique);
     if archs.len() < pred.archs.len() && !a.unique {
-        eprintln!("note: {} of {} architectures of {} are not in {}", pred.archs.len() - archs.len(), pred.archs.len(), a.pred.display(), a.gt.display());
+        eprintln!(
+            "note: {} of {} architectures of {} are not in {}",
+            pred.archs.len() - archs.len(),
+            pred.archs.len(),
+            a.pred.display(),
+            a.gt.display()
+        );
     }
     let names: Vec<String> = archs.iter().map(|g| g.to_string()).collect();
     let c = Consistency::of(&names, &p, &t)?;
@@ -50,7 +56,14 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     if let Some(stem) = &a.plot {
         let title = format!("{} vs {}: Kendall tau {:.3}", pred.value_column, gt.value_column, c.kendall_tau);
         let points = p.into_iter().zip(t).collect();
-        crate::plot::chart(stem, &title, &pred.value_column, &gt.value_column, &[crate::plot::Series { name: String::new(), points }], true)?;
+        crate::plot::chart(
+            stem,
+            &title,
+            &pred.value_column,
+            &gt.value_column,
+            &[crate::plot::Series { name: String::new(), points }],
+            true,
+        )?;
     }
     Ok(())
 }

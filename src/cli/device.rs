@@ -61,6 +61,8 @@ pub fn with_backend(device: &Device, job: impl BackendJob) -> anyhow::Result<()>
         #[cfg(feature = "cuda-emu")]
         Device::CudaEmu => job.run(&crate::backend::gpu::emu::EmuBackend::new(crate::backend::gpu::emu::EmuDevice::new())),
         #[cfg(not(feature = "cuda-emu"))]
-        Device::CudaEmu => bail!("--device cuda-emu: this pada was built without the CUDA emulator (cargo build --release --features cuda-emu)"),
+        Device::CudaEmu => {
+            bail!("--device cuda-emu: this pada was built without the CUDA emulator (cargo build --release --features cuda-emu)")
+        }
     }
 }

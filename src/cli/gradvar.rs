@@ -50,14 +50,22 @@ impl BackendJob for GradVarArgs {
         let data = Arc::new(with_holdout(record.train.data.load()?, record.train.holdout)?);
         let mut t = Trainer::new(be, record.train.clone(), data)?;
         let ck = a.run.join(run::CHECKPOINT);
-        let bytes = std::fs::read(&ck).map_err(|e| anyhow::anyhow!("cannot read {}: {e} (has the run finished an epoch?)", ck.display()))?;
+        let bytes =
+            std::fs::read(&ck).map_err(|e| anyhow::anyhow!("cannot read {}: {e} (has the run finished an epoch?)", ck.display()))?;
         restore_checkpoint(&mut t, &bytes, &ck.display().to_string())?;
         let method = a.method.unwrap_or(record.train.method);
         let run_paths = record.train.method.path_sampler(record.train.per_edge);
         let path_kind = method.path_sampler(record.train.per_edge);
-        let paths = if path_kind == run_paths { std::mem::replace(&mut t.paths, PathSampler::new(be, path_kind)) } else { PathSampler::new(be, path_kind) };
-        let samples =
-            if method.data_sampler() == record.train.method.data_sampler() { t.take_samples() } else { DataSampler::new(be, method.data_sampler(), t.data.train.len()) };
+        let paths = if path_kind == run_paths {
+            std::mem::replace(&mut t.paths, PathSampler::new(be, path_kind))
+        } else {
+            PathSampler::new(be, path_kind)
+        };
+        let samples = if method.data_sampler() == record.train.method.data_sampler() {
+            t.take_samples()
+        } else {
+            DataSampler::new(be, method.data_sampler(), t.data.train.len())
+        };
         let bs = a.batch_size.unwrap_or(record.train.batch_size);
         anyhow::ensure!(bs > 0, "--batch-size must be at least 1");
         let g = measure(&mut t, &paths, &samples, a.batches, bs, record.train.seed);

@@ -15,7 +15,7 @@ use crate::data::augment::AugmentChoice;
 use crate::data::DataSpec;
 use crate::eval::{evaluate, EvalSet};
 use crate::rank::ArchSelection;
-use crate::train::{Method, Trainer, TrainConfig};
+use crate::train::{Method, TrainConfig, Trainer};
 
 pub const HEADER: [&str; 6] = ["arch", "test_accuracy", "test_loss", "train_accuracy", "epochs", "seconds"];
 
@@ -112,7 +112,14 @@ impl BackendJob for GroundTruthArgs {
             crate::results::append(
                 &a.out,
                 &HEADER,
-                &[vec![g.to_string(), format!("{test_acc:.4}"), format!("{test_loss:.6}"), format!("{train_acc:.4}"), a.epochs.to_string(), format!("{secs:.1}")]],
+                &[vec![
+                    g.to_string(),
+                    format!("{test_acc:.4}"),
+                    format!("{test_loss:.6}"),
+                    format!("{train_acc:.4}"),
+                    a.epochs.to_string(),
+                    format!("{secs:.1}"),
+                ]],
             )?;
             if !a.quiet {
                 eprintln!("[{}/{}] {test_acc:6.2}% test ({train_acc:.2}% train, {secs:.0} s)  {g}", k + 1, todo.len());

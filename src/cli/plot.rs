@@ -37,16 +37,40 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
     }
     let per_run = |f: &dyn Fn(&crate::train::EpochMetrics) -> Option<f64>| -> Vec<Series> {
         runs.iter()
-            .map(|(name, m)| Series { name: name.clone(), points: m.iter().filter_map(|e| f(e).map(|v| ((e.epoch + 1) as f64, v))).collect() })
+            .map(|(name, m)| Series {
+                name: name.clone(),
+                points: m.iter().filter_map(|e| f(e).map(|v| ((e.epoch + 1) as f64, v))).collect(),
+            })
             .filter(|s| !s.points.is_empty())
             .collect()
     };
     written.extend(chart(&out.join("loss"), "training loss", "epoch", "cross-entropy", &per_run(&|e| Some(e.loss)), false)?);
-    written.extend(chart(&out.join("accuracy"), "training accuracy of the sampled paths", "epoch", "top-1 accuracy (%)", &per_run(&|e| Some(e.accuracy)), false)?);
-    written.extend(chart(&out.join("data_ess"), "data distribution: effective sample size / N", "epoch", "ESS fraction", &per_run(&|e| Some(e.data.ess_fraction)), false)?);
+    written.extend(chart(
+        &out.join("accuracy"),
+        "training accuracy of the sampled paths",
+        "epoch",
+        "top-1 accuracy (%)",
+        &per_run(&|e| Some(e.accuracy)),
+        false,
+    )?);
+    written.extend(chart(
+        &out.join("data_ess"),
+        "data distribution: effective sample size / N",
+        "epoch",
+        "ESS fraction",
+        &per_run(&|e| Some(e.data.ess_fraction)),
+        false,
+    )?);
     let gv = per_run(&|e| e.gradvar.as_ref().map(|g| g.relative));
     if !gv.is_empty() {
-        written.extend(chart(&out.join("gradient_variance"), "gradient variance / squared mean norm", "epoch", "relative variance", &gv, false)?);
+        written.extend(chart(
+            &out.join("gradient_variance"),
+            "gradient variance / squared mean norm",
+            "epoch",
+            "relative variance",
+            &gv,
+            false,
+        )?);
     }
     // the path distribution of each run (per-edge distributions averaged over edges)
     for (i, (name, m)) in runs.iter().enumerate() {
@@ -80,7 +104,14 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
         let c = Consistency::of(&archs.iter().map(|g| g.to_string()).collect::<Vec<_>>(), &p, &t)?;
         let stem = if a.run.len() == 1 { out.join("rank") } else { out.join(format!("rank_{i}")) };
         let title = format!("{}: Kendall tau {:.3} ({} archs)", runs[i].0, c.kendall_tau, c.n);
-        written.extend(chart(&stem, &title, "supernet accuracy (%)", &format!("true accuracy ({col})"), &[Series { name: String::new(), points: p.into_iter().zip(t).collect() }], true)?);
+        written.extend(chart(
+            &stem,
+            &title,
+            "supernet accuracy (%)",
+            &format!("true accuracy ({col})"),
+            &[Series { name: String::new(), points: p.into_iter().zip(t).collect() }],
+            true,
+        )?);
     }
     for w in written {
         println!("{}", w.display());

@@ -156,11 +156,18 @@ impl BackendJob for RankArgs {
             );
         }
         let set = EvalSet::new(be, &test, &data.norm, a.batch_size);
-        let pb = if a.quiet { ProgressBar::hidden() } else { ProgressBar::with_draw_target(Some(todo.len() as u64), ProgressDrawTarget::stderr()) };
-        pb.set_style(ProgressStyle::with_template("[{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}").expect("template").progress_chars("=> "));
+        let pb = if a.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::with_draw_target(Some(todo.len() as u64), ProgressDrawTarget::stderr())
+        };
+        pb.set_style(
+            ProgressStyle::with_template("[{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}").expect("template").progress_chars("=> "),
+        );
         let start = Instant::now();
         score(be, &net, &set, &todo, |chunk: &[Scored]| {
-            let rows: Vec<Vec<String>> = chunk.iter().map(|s| vec![s.arch.to_string(), format!("{:.4}", s.accuracy), format!("{:.6}", s.loss)]).collect();
+            let rows: Vec<Vec<String>> =
+                chunk.iter().map(|s| vec![s.arch.to_string(), format!("{:.4}", s.accuracy), format!("{:.6}", s.loss)]).collect();
             crate::results::append(&out, &HEADER, &rows)?;
             for s in chunk {
                 done.insert(s.arch, (s.accuracy, s.loss));
@@ -186,11 +193,19 @@ impl BackendJob for RankArgs {
             Some(t) => {
                 let (ja, jp, jt) = join(&pred, t, false);
                 let names: Vec<String> = ja.iter().map(|g| g.to_string()).collect();
-                let c = Consistency::of(&names, &jp, &jt).with_context(|| format!("joining with {}", a.gt.ground_truth.as_ref().expect("gt").display()))?;
+                let c = Consistency::of(&names, &jp, &jt)
+                    .with_context(|| format!("joining with {}", a.gt.ground_truth.as_ref().expect("gt").display()))?;
                 let stem = out.with_extension("");
                 let title = format!("{} supernet ({} archs): Kendall tau {:.3}", record.train.method.name(), c.n, c.kendall_tau);
                 let points = jp.iter().copied().zip(jt.iter().copied()).collect();
-                let files = crate::plot::chart(&stem, &title, "supernet accuracy (%)", &format!("true accuracy ({})", t.value_column), &[crate::plot::Series { name: String::new(), points }], true)?;
+                let files = crate::plot::chart(
+                    &stem,
+                    &title,
+                    "supernet accuracy (%)",
+                    &format!("true accuracy ({})", t.value_column),
+                    &[crate::plot::Series { name: String::new(), points }],
+                    true,
+                )?;
                 if !a.quiet {
                     eprintln!("plots: {} {}", files[0].display(), files[1].display());
                 }

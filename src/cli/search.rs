@@ -100,9 +100,16 @@ impl BackendJob for SearchArgs {
                 all
             }
             Strategy::Evolution => {
-                let e = Evolution { population: a.population, iterations: a.iterations, parents: a.parents, mutation_prob: a.mutation_prob };
+                let e =
+                    Evolution { population: a.population, iterations: a.iterations, parents: a.parents, mutation_prob: a.mutation_prob };
                 let mut rng = stream(record.train.seed, Purpose::Search, 0, 0);
-                eprintln!("evolution: population {}, {} iterations, {} parents, on {} images", e.population, e.iterations, e.parents, val.len());
+                eprintln!(
+                    "evolution: population {}, {} iterations, {} parents, on {} images",
+                    e.population,
+                    e.iterations,
+                    e.parents,
+                    val.len()
+                );
                 let mut iteration = 0;
                 evolve(&e, &mut rng, |c| {
                     let r = eval_many(c);
@@ -131,7 +138,12 @@ impl BackendJob for SearchArgs {
             .collect();
         let _ = std::fs::remove_file(&out);
         crate::results::append(&out, &header, &rows)?;
-        println!("{} architectures scored; best {} by supernet accuracy on held-out training data ({}):", scored.len(), a.top.min(scored.len()), out.display());
+        println!(
+            "{} architectures scored; best {} by supernet accuracy on held-out training data ({}):",
+            scored.len(),
+            a.top.min(scored.len()),
+            out.display()
+        );
         for (g, s) in scored.iter().take(a.top) {
             match truth.as_ref().and_then(|t| t.get(g)) {
                 Some(v) => println!("  {s:7.2}  (true {v:6.2})  {g}"),

@@ -103,7 +103,24 @@ impl TrainArgs {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
         }
-        set!(epochs, batch_size, channels, cells, lr, momentum, weight_decay, clip, seed, off_path, augment, holdout, data_importance, gradvar_every, gradvar_batches, on_nan);
+        set!(
+            epochs,
+            batch_size,
+            channels,
+            cells,
+            lr,
+            momentum,
+            weight_decay,
+            clip,
+            seed,
+            off_path,
+            augment,
+            holdout,
+            data_importance,
+            gradvar_every,
+            gradvar_batches,
+            on_nan
+        );
         if let Some(d) = &self.device {
             c.device = d.to_string();
         }
@@ -261,7 +278,11 @@ impl Progress for Bar {
         }
         let pb = self.pb.get_or_insert_with(|| {
             let pb = ProgressBar::with_draw_target(Some(p.steps as u64), ProgressDrawTarget::stderr());
-            pb.set_style(ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {msg} ETA {eta}").expect("valid template").progress_chars("=> "));
+            pb.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {msg} ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
             pb
         });
         pb.set_length(p.steps as u64);

@@ -44,7 +44,11 @@ impl Variant {
     fn layouts(self) -> [(&'static str, Vec<&'static str>, &'static str); 2] {
         match self {
             Variant::Cifar10 => [
-                ("cifar-10-batches-bin", vec!["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"], "test_batch.bin"),
+                (
+                    "cifar-10-batches-bin",
+                    vec!["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"],
+                    "test_batch.bin",
+                ),
                 ("cifar-10-batches-py", vec!["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"], "test_batch"),
             ],
             Variant::Cifar100 => [("cifar-100-binary", vec!["train.bin"], "test.bin"), ("cifar-100-python", vec!["train"], "test")],
@@ -53,7 +57,9 @@ impl Variant {
     /// The official PA&DA normalisation constants.
     fn normalization(self) -> Normalization {
         match self {
-            Variant::Cifar10 => Normalization { mean: vec![0.49139968, 0.48215827, 0.44653124], std: vec![0.24703233, 0.24348505, 0.26158768] },
+            Variant::Cifar10 => {
+                Normalization { mean: vec![0.49139968, 0.48215827, 0.44653124], std: vec![0.24703233, 0.24348505, 0.26158768] }
+            }
             Variant::Cifar100 => Normalization {
                 mean: [125.3f32, 123.0, 113.9].iter().map(|v| v / 255.0).collect(),
                 std: [63.0f32, 62.1, 66.7].iter().map(|v| v / 255.0).collect(),
@@ -128,7 +134,12 @@ pub fn parse_bytes(bytes: &[u8], v: Variant, pickle: bool, what: &str) -> anyhow
 fn parse_binary(bytes: &[u8], v: Variant, what: &str, d: &mut Dataset) -> anyhow::Result<()> {
     let rec = v.label_bytes() + IMAGE;
     if bytes.is_empty() || bytes.len() % rec != 0 {
-        bail!("{what}: {} bytes is not a whole number of {rec}-byte {} records (truncated or not a {} binary file)", bytes.len(), v.name(), v.name());
+        bail!(
+            "{what}: {} bytes is not a whole number of {rec}-byte {} records (truncated or not a {} binary file)",
+            bytes.len(),
+            v.name(),
+            v.name()
+        );
     }
     for r in bytes.chunks_exact(rec) {
         d.labels.push(r[v.label_bytes() - 1] as u16);

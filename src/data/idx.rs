@@ -45,7 +45,8 @@ pub fn parse_idx(bytes: &[u8], ndim: u8, what: &str) -> anyhow::Result<(Vec<usiz
     if bytes.len() < header {
         bail!("{what}: truncated IDX header ({} bytes, expected at least {header})", bytes.len());
     }
-    let dims: Vec<usize> = (0..ndim as usize).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
+    let dims: Vec<usize> =
+        (0..ndim as usize).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
     let want = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).with_context(|| format!("{what}: dimensions {dims:?} overflow"))?;
     let got = bytes.len() - header;
     if got != want {

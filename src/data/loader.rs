@@ -62,7 +62,15 @@ pub struct Loader {
 impl Loader {
     /// Batches of `batch_size` images in `order` (the last may be smaller);
     /// batch `k` is augmented from the stream (seed, Augment, epoch, k).
-    pub fn spawn(data: Arc<Dataset>, norm: Normalization, order: Vec<u32>, batch_size: usize, augment: Augment, seed: u64, epoch: usize) -> Self {
+    pub fn spawn(
+        data: Arc<Dataset>,
+        norm: Normalization,
+        order: Vec<u32>,
+        batch_size: usize,
+        augment: Augment,
+        seed: u64,
+        epoch: usize,
+    ) -> Self {
         let batches = order.len().div_ceil(batch_size);
         let (tx, rx) = sync_channel(3);
         let handle = std::thread::Builder::new()

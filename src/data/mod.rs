@@ -49,7 +49,13 @@ impl Dataset {
             bail!("{what}: the set is empty (expected at least one image)");
         }
         if self.pixels.len() != self.len() * self.shape.len() {
-            bail!("{what}: {} pixel bytes for {} images of {} (expected {})", self.pixels.len(), self.len(), self.shape, self.len() * self.shape.len());
+            bail!(
+                "{what}: {} pixel bytes for {} images of {} (expected {})",
+                self.pixels.len(),
+                self.len(),
+                self.shape,
+                self.len() * self.shape.len()
+            );
         }
         if let Some((i, &l)) = self.labels.iter().enumerate().find(|(_, &l)| l as usize >= self.classes) {
             bail!("{what}: label {l} of image {i} is out of range (expected 0..{})", self.classes);

@@ -6,8 +6,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::backend::Backend;
 use crate::element::Element;
-use num_traits::Zero;
 use crate::rng::{derive_seed, stream, Purpose};
+use num_traits::Zero;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

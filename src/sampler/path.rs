@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::arch::{Genotype, Op, NUM_EDGES};
 use crate::backend::Backend;
 use crate::element::Element;
-use num_traits::Zero;
 use crate::ops::ImportanceGroup;
 use crate::optim::StepNorms;
 use crate::rng::{stream, Purpose};
 use crate::supernet::Supernet;
+use num_traits::Zero;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

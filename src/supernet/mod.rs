@@ -45,6 +45,7 @@ impl Conv {
     fn geom(&self, n: usize, h: usize, w: usize) -> ConvGeom {
         ConvGeom::new(n, self.c_in, h, w, self.c_out, self.k, self.stride)
     }
+    #[allow(clippy::too_many_arguments)]
     fn new<B: Backend>(ps: &mut ParamStore<B>, be: &B, name: &str, c_in: usize, c_out: usize, k: usize, stride: usize, bias: bool) -> Self {
         let fan_in = c_in * k * k;
         let w = ps.add(be, format!("{name}.weight"), vec![c_out, c_in, k, k], fan_in);
@@ -87,6 +88,7 @@ struct Reduction {
 }
 
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Layer {
     Cell(Cell),
     Reduction(Reduction),

@@ -64,7 +64,12 @@ fn config_metadata(c: &SupernetConfig) -> HashMap<String, String> {
 fn config_from_metadata(m: &HashMap<String, String>, what: &str) -> anyhow::Result<SupernetConfig> {
     let get = |k: &str| m.get(k).with_context(|| format!("{what}: metadata has no '{k}' (not a pada supernet file?)"));
     let num = |k: &str| -> anyhow::Result<usize> { get(k)?.parse().with_context(|| format!("{what}: metadata '{k}' is not a number")) };
-    Ok(SupernetConfig { channels: num("channels")?, cells: num("cells")?, classes: num("classes")?, input: get("input")?.parse::<InputShape>()? })
+    Ok(SupernetConfig {
+        channels: num("channels")?,
+        cells: num("cells")?,
+        classes: num("classes")?,
+        input: get("input")?.parse::<InputShape>()?,
+    })
 }
 
 fn serialize(tensors: Vec<(String, Owned)>, meta: HashMap<String, String>) -> anyhow::Result<Vec<u8>> {
@@ -88,7 +93,8 @@ fn canonical_header(bytes: &mut [u8]) -> anyhow::Result<()> {
 }
 
 fn parse<'a>(bytes: &'a [u8], what: &str) -> anyhow::Result<(SafeTensors<'a>, HashMap<String, String>)> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("{what}: not a valid safetensors file ({e}); truncated or corrupt?"))?;
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| anyhow::anyhow!("{what}: not a valid safetensors file ({e}); truncated or corrupt?"))?;
     let (_, md) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
     Ok((st, md.metadata().clone().unwrap_or_default()))
 }
@@ -96,7 +102,11 @@ fn parse<'a>(bytes: &'a [u8], what: &str) -> anyhow::Result<(SafeTensors<'a>, Ha
 fn read_f32(st: &SafeTensors, name: &str, shape: &[usize], what: &str) -> anyhow::Result<Vec<f32>> {
     let t = st.tensor(name).map_err(|_| anyhow::anyhow!("{what}: tensor '{name}' is missing"))?;
     ensure!(t.dtype() == Dtype::F32, "{what}: tensor '{name}' is {:?}, expected F32", t.dtype());
-    ensure!(t.shape() == shape, "{what}: tensor '{name}' has shape {:?}, expected {shape:?} (a checkpoint of another configuration?)", t.shape());
+    ensure!(
+        t.shape() == shape,
+        "{what}: tensor '{name}' has shape {:?}, expected {shape:?} (a checkpoint of another configuration?)",
+        t.shape()
+    );
     Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
 }
 
@@ -133,10 +143,16 @@ pub fn checkpoint_bytes<B: Backend>(t: &Trainer<B>) -> anyhow::Result<Vec<u8>> {
         tensors.push((format!("momentum.{}", p.name), f32_tensor(p.shape.clone(), &be.download(&p.momentum))));
     }
     let prob = t.paths.distribution();
-    tensors.push(("sampler.path_prob".into(), Owned { dtype: Dtype::F64, shape: vec![prob.len()], bytes: bytemuck::cast_slice(prob).to_vec() }));
+    tensors.push((
+        "sampler.path_prob".into(),
+        Owned { dtype: Dtype::F64, shape: vec![prob.len()], bytes: bytemuck::cast_slice(prob).to_vec() },
+    ));
     let (next, q) = t.samples.state();
     if let Some(next) = next {
-        tensors.push(("sampler.data_next".into(), Owned { dtype: Dtype::U32, shape: vec![next.len()], bytes: bytemuck::cast_slice(next).to_vec() }));
+        tensors.push((
+            "sampler.data_next".into(),
+            Owned { dtype: Dtype::U32, shape: vec![next.len()], bytes: bytemuck::cast_slice(next).to_vec() },
+        ));
     }
     if let Some(q) = q {
         tensors.push(("sampler.data_q".into(), Owned { dtype: Dtype::F32, shape: vec![q.len()], bytes: bytemuck::cast_slice(q).to_vec() }));
@@ -153,7 +169,11 @@ pub fn checkpoint_bytes<B: Backend>(t: &Trainer<B>) -> anyhow::Result<Vec<u8>> {
 pub fn restore_checkpoint<B: Backend>(t: &mut Trainer<B>, bytes: &[u8], what: &str) -> anyhow::Result<()> {
     let be = t.be;
     let (st, meta) = parse(bytes, what)?;
-    ensure!(meta.get("format").map(String::as_str) == Some(CHECKPOINT_FORMAT), "{what}: not a pada checkpoint (format {:?})", meta.get("format"));
+    ensure!(
+        meta.get("format").map(String::as_str) == Some(CHECKPOINT_FORMAT),
+        "{what}: not a pada checkpoint (format {:?})",
+        meta.get("format")
+    );
     let config = config_from_metadata(&meta, what)?;
     if config != t.net.config {
         bail!("{what}: checkpoint is for supernet {config:?} but the run's configuration gives {:?}", t.net.config);
@@ -175,7 +195,8 @@ pub fn restore_checkpoint<B: Backend>(t: &mut Trainer<B>, bytes: &[u8], what: &s
     }
     let prob = st.tensor("sampler.path_prob").map_err(|_| anyhow::anyhow!("{what}: no sampler.path_prob"))?;
     t.paths.set_distribution(prob.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect())?;
-    let next = st.tensor("sampler.data_next").ok().map(|v| v.data().chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect());
+    let next =
+        st.tensor("sampler.data_next").ok().map(|v| v.data().chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect());
     let q = st.tensor("sampler.data_q").ok().map(|v| v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect());
     t.samples.restore(next, q)?;
     t.epoch = epochs_done;

@@ -178,7 +178,7 @@ impl TrainConfig {
         ensure!(self.clip > 0.0, "--clip must be positive (got {})", self.clip);
         ensure!(self.gradvar_batches >= 2, "--gradvar-batches must be at least 2 (got {})", self.gradvar_batches);
         ensure!(
-            !(self.per_edge && !matches!(self.method, Method::Pada | Method::Pa)),
+            !self.per_edge || matches!(self.method, Method::Pada | Method::Pa),
             "--per-edge applies to path importance (--method pada or pa), not to --method {}",
             self.method.name()
         );
@@ -188,7 +188,7 @@ impl TrainConfig {
             self.method.name()
         );
         ensure!(
-            !(self.weighted_loss && !matches!(self.method, Method::Pada | Method::Da)),
+            !self.weighted_loss || matches!(self.method, Method::Pada | Method::Da),
             "--weighted-loss applies to data importance (--method pada or da), not to --method {}",
             self.method.name()
         );

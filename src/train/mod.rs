@@ -175,7 +175,15 @@ impl<'a, B: Backend> Trainer<'a, B> {
         self.paths.begin_epoch(be, seed, e);
         let order = self.samples.epoch_order(seed, e);
         let augment = self.config.augment.resolve(self.data.default_augment);
-        let loader = Loader::spawn(Arc::new(self.data.train.clone()), self.data.norm.clone(), order.clone(), self.config.batch_size, augment, seed, e);
+        let loader = Loader::spawn(
+            Arc::new(self.data.train.clone()),
+            self.data.norm.clone(),
+            order.clone(),
+            self.config.batch_size,
+            augment,
+            seed,
+            e,
+        );
         let steps = loader.batches;
         let mut sums = be.alloc_zeroed(3);
         // Non-finite gradients: counted (and their first step and tensor
@@ -195,7 +203,16 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 self.check_divergence(&guard, e, steps)?;
                 guard.tensors.clear();
             }
-            progress(&StepProgress { epoch: e, step: step + 1, steps, images, seconds: start.elapsed().as_secs_f64(), loss, accuracy, path_prob: &path_prob });
+            progress(&StepProgress {
+                epoch: e,
+                step: step + 1,
+                steps,
+                images,
+                seconds: start.elapsed().as_secs_f64(),
+                loss,
+                accuracy,
+                path_prob: &path_prob,
+            });
             if interrupt_requested() {
                 anyhow::bail!(Interrupted { epoch: e, step: step + 1, steps });
             }
@@ -273,8 +290,15 @@ impl<'a, B: Backend> Trainer<'a, B> {
                     proxy = Some(self.forward_backward(&x, &labels, weights.as_ref(), n, g, sums));
                 }
                 let on_path = self.on_path(&paths);
-                let norms =
-                    clip_and_step(be, &mut self.net.params, &on_path, &h, Some(self.config.clip), self.config.off_path, Some((&mut guard.buf, step as i64)));
+                let norms = clip_and_step(
+                    be,
+                    &mut self.net.params,
+                    &on_path,
+                    &h,
+                    Some(self.config.clip),
+                    self.config.off_path,
+                    Some((&mut guard.buf, step as i64)),
+                );
                 self.paths.observe(be, &self.net, &paths[0], &norms);
                 guard.tensors.push((step, norms.tensors.clone()));
                 norms.release(be);
@@ -296,9 +320,21 @@ impl<'a, B: Backend> Trainer<'a, B> {
         self.epoch * self.data.train.len().div_ceil(self.config.batch_size)
     }
 
-    fn forward_backward(&mut self, x: &B::Buf, labels: &B::IBuf, weights: Option<&B::Buf>, n: usize, g: &Genotype, sums: &mut B::Buf) -> B::Buf {
+    fn forward_backward(
+        &mut self,
+        x: &B::Buf,
+        labels: &B::IBuf,
+        weights: Option<&B::Buf>,
+        n: usize,
+        g: &Genotype,
+        sums: &mut B::Buf,
+    ) -> B::Buf {
         // only data importance uses the scores; the others get the free proxy
-        let importance = if self.samples.kind == crate::sampler::DataSamplerKind::Importance { self.config.data_importance } else { DataImportance::Proxy };
+        let importance = if self.samples.kind == crate::sampler::DataSamplerKind::Importance {
+            self.config.data_importance
+        } else {
+            DataImportance::Proxy
+        };
         forward_backward(self.be, &mut self.net, x, labels, weights, n, g, sums, importance)
     }
 
@@ -312,7 +348,17 @@ impl<'a, B: Backend> Trainer<'a, B> {
     /// and the weights restored; then one outer SGD step (no momentum, weight
     /// decay) on the mean change, applied to every parameter.
     #[allow(clippy::too_many_arguments)]
-    fn sumnas_step(&mut self, x: &B::Buf, labels: &B::IBuf, n: usize, paths: &[Genotype], outer_lr: f64, sums: &mut B::Buf, guard: &mut Guard<B>, step: usize) {
+    fn sumnas_step(
+        &mut self,
+        x: &B::Buf,
+        labels: &B::IBuf,
+        n: usize,
+        paths: &[Genotype],
+        outer_lr: f64,
+        sums: &mut B::Buf,
+        guard: &mut Guard<B>,
+        step: usize,
+    ) {
         let be = self.be;
         let sc = self.config.sumnas;
         let st = self.sumnas.as_mut().expect("SUMNAS state");
@@ -327,7 +373,15 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 let proxy = self.forward_backward(x, labels, None, n, g, sums);
                 be.release(proxy);
                 let on_path = self.on_path(std::slice::from_ref(g));
-                let norms = clip_and_step(be, &mut self.net.params, &on_path, &inner, Some(self.config.clip), self.config.off_path, Some((&mut guard.buf, step as i64)));
+                let norms = clip_and_step(
+                    be,
+                    &mut self.net.params,
+                    &on_path,
+                    &inner,
+                    Some(self.config.clip),
+                    self.config.off_path,
+                    Some((&mut guard.buf, step as i64)),
+                );
                 guard.tensors.push((step, norms.tensors.clone()));
                 norms.release(be);
             }

@@ -86,7 +86,8 @@ impl Progress for Quiet {}
 
 pub fn read_record(dir: &Path) -> anyhow::Result<RunRecord> {
     let path = dir.join(CONFIG);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {} (is {} a pada run directory?)", path.display(), dir.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {} (is {} a pada run directory?)", path.display(), dir.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not a valid pada config.json", path.display()))
 }
 
@@ -111,13 +112,20 @@ pub fn train<B: Backend>(be: &B, config: Option<TrainConfig>, dir: &Path, progre
     let resume = config.is_none();
     let (record, data) = if resume {
         let record = read_record(dir)?;
-        let data = with_holdout(record.train.data.load().with_context(|| format!("loading the data of the run in {}", dir.display()))?, record.train.holdout)?;
+        let data = with_holdout(
+            record.train.data.load().with_context(|| format!("loading the data of the run in {}", dir.display()))?,
+            record.train.holdout,
+        )?;
         let mut files = data.files.clone();
         let mut recorded = record.data.files.clone();
         files.sort_by(|a, b| a.path.cmp(&b.path));
         recorded.sort_by(|a, b| a.path.cmp(&b.path));
         if files != recorded {
-            bail!("the data files of --data {} changed since the run in {} started (checksums differ); resuming would not reproduce the run", record.train.data, dir.display());
+            bail!(
+                "the data files of --data {} changed since the run in {} started (checksums differ); resuming would not reproduce the run",
+                record.train.data,
+                dir.display()
+            );
         }
         (record, data)
     } else {
@@ -141,7 +149,13 @@ pub fn train<B: Backend>(be: &B, config: Option<TrainConfig>, dir: &Path, progre
         }
         // Keep exactly the metrics of the epochs the checkpoint holds.
         history = read_metrics(dir)?;
-        ensure!(history.len() >= trainer.epoch, "{}: has {} epochs but the checkpoint {}; the run directory is inconsistent", METRICS, history.len(), trainer.epoch);
+        ensure!(
+            history.len() >= trainer.epoch,
+            "{}: has {} epochs but the checkpoint {}; the run directory is inconsistent",
+            METRICS,
+            history.len(),
+            trainer.epoch
+        );
         history.truncate(trainer.epoch);
         let lines: String = history.iter().map(|m| serde_json::to_string(m).expect("serialisable") + "\n").collect();
         write_atomic(&dir.join(METRICS), lines.as_bytes())?;

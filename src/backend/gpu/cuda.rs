@@ -61,10 +61,12 @@ impl CudaDevice {
         // SAFETY: writes one int.
         unsafe { sys::cuDriverGetVersion(&mut driver) };
         // SAFETY: device handle from above.
-        let ctx = unsafe { result::primary_ctx::retain(dev) }.map_err(|e| anyhow::anyhow!("cuda:{ordinal}: cannot create a context: {e:?}"))?;
+        let ctx =
+            unsafe { result::primary_ctx::retain(dev) }.map_err(|e| anyhow::anyhow!("cuda:{ordinal}: cannot create a context: {e:?}"))?;
         // SAFETY: a context we hold.
         unsafe { result::ctx::set_current(ctx) }.map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let stream = result::stream::create(result::stream::StreamKind::NonBlocking).map_err(|e| anyhow::anyhow!("cannot create a stream: {e:?}"))?;
+        let stream = result::stream::create(result::stream::StreamKind::NonBlocking)
+            .map_err(|e| anyhow::anyhow!("cannot create a stream: {e:?}"))?;
         let mut modules = HashMap::new();
         for (module, image) in fatbins::FATBINS {
             // SAFETY: a fatbin image produced by nvcc, alive for the program's lifetime.
@@ -130,7 +132,10 @@ impl Device for CudaDevice {
         self.bind();
         let f = self.functions[&kernel];
         // SAFETY: the parameter array matches the kernel's signature and points at live values.
-        check(unsafe { result::launch_kernel(f, (grid[0], grid[1], grid[2]), (block[0], block[1], block[2]), smem, self.stream, params) }, kernel.name());
+        check(
+            unsafe { result::launch_kernel(f, (grid[0], grid[1], grid[2]), (block[0], block[1], block[2]), smem, self.stream, params) },
+            kernel.name(),
+        );
     }
     fn synchronize(&self) {
         self.bind();

@@ -126,7 +126,12 @@ impl Device for EmuDevice {
         // SAFETY: the parameter array matches the kernel's signature (built by the
         // same code that drives the real GPU), and its pointers are live.
         unsafe {
-            f(Dim3 { x: grid[0], y: grid[1], z: grid[2] }, Dim3 { x: block[0], y: block[1], z: block[2] }, smem as usize, params.as_mut_ptr());
+            f(
+                Dim3 { x: grid[0], y: grid[1], z: grid[2] },
+                Dim3 { x: block[0], y: block[1], z: block[2] },
+                smem as usize,
+                params.as_mut_ptr(),
+            );
         }
     }
     fn synchronize(&self) {}

@@ -369,13 +369,30 @@ impl<D: Device> Backend for GpuBackend<D> {
         assert!(x.len == g.input().len() && w.len == g.weight_len() && y.len == g.output().len(), "conv2d_forward: sizes");
         self.conv_tiled(g, x, relu_x, w, bias, y, None, false);
     }
-    fn conv2d_backward_data(&self, g: &ConvGeom, dy: &GpuBuf<D>, w: &GpuBuf<D>, relu_mask: Option<&GpuBuf<D>>, dx: &mut GpuBuf<D>, accumulate: bool) {
+    fn conv2d_backward_data(
+        &self,
+        g: &ConvGeom,
+        dy: &GpuBuf<D>,
+        w: &GpuBuf<D>,
+        relu_mask: Option<&GpuBuf<D>>,
+        dx: &mut GpuBuf<D>,
+        accumulate: bool,
+    ) {
         assert!(dy.len == g.output().len() && w.len == g.weight_len() && dx.len == g.input().len(), "conv2d_backward_data: sizes");
         if g.is_same_stride1() {
             // the same conv of dy with flipped, transposed weights, masked and accumulated in its epilogue
-            let mut wf = self.raw_alloc(g.weight_len());
-            self.launch1d(Kernel::Conv2dFlipWeights, g.weight_len(), Args::default().push(g).buf(w).buf(&mut wf));
-            let gt = ConvGeom::with_pad(g.n as usize, g.c_out as usize, g.h as usize, g.w as usize, g.c_in as usize, g.k as usize, 1, g.pad as usize);
+            let wf = self.raw_alloc(g.weight_len());
+            self.launch1d(Kernel::Conv2dFlipWeights, g.weight_len(), Args::default().push(g).buf(w).buf(&wf));
+            let gt = ConvGeom::with_pad(
+                g.n as usize,
+                g.c_out as usize,
+                g.h as usize,
+                g.w as usize,
+                g.c_in as usize,
+                g.k as usize,
+                1,
+                g.pad as usize,
+            );
             self.conv_tiled(&gt, dy, false, &wf, None, dx, relu_mask, accumulate);
         } else {
             self.launch1d(
@@ -385,7 +402,15 @@ impl<D: Device> Backend for GpuBackend<D> {
             );
         }
     }
-    fn conv2d_backward_weight(&self, g: &ConvGeom, x: &GpuBuf<D>, relu_x: bool, dy: &GpuBuf<D>, dw: &mut GpuBuf<D>, db: Option<&mut GpuBuf<D>>) {
+    fn conv2d_backward_weight(
+        &self,
+        g: &ConvGeom,
+        x: &GpuBuf<D>,
+        relu_x: bool,
+        dy: &GpuBuf<D>,
+        dw: &mut GpuBuf<D>,
+        db: Option<&mut GpuBuf<D>>,
+    ) {
         assert!(x.len == g.input().len() && dy.len == g.output().len() && dw.len == g.weight_len(), "conv2d_backward_weight: sizes");
         let (k, c_out, npix) = (g.col_rows(), g.c_out as usize, g.output().per_channel());
         let tiles = k.div_ceil(64) * c_out.div_ceil(64);
@@ -393,32 +418,38 @@ impl<D: Device> Backend for GpuBackend<D> {
         let chunks = npix.div_ceil(1024).clamp(1, (512 / tiles).max(1));
         let chunk_pixels = npix.div_ceil(chunks).div_ceil(16) * 16;
         let chunks = npix.div_ceil(chunk_pixels);
-        let mut partial = self.raw_alloc(chunks * c_out * k);
+        let partial = self.raw_alloc(chunks * c_out * k);
         self.launch(
             Kernel::Conv2dBackwardWeight,
             [k.div_ceil(64) as u32, c_out.div_ceil(64) as u32, chunks as u32],
             [THREADS, 1, 1],
             0,
-            Args::default().push(g).buf(x).i32(relu_x as i32).buf(dy).buf(&mut partial).i32(chunk_pixels as i32),
+            Args::default().push(g).buf(x).i32(relu_x as i32).buf(dy).buf(&partial).i32(chunk_pixels as i32),
         );
         let len = c_out * k;
         self.launch1d(Kernel::Conv2dReduceWeightGrad, len, Args::default().i32(chunks as i32).i64(len as i64).buf(&partial).buf(dw));
         if let Some(db) = db {
             assert_eq!(db.len, c_out, "conv2d_backward_weight: db");
-            self.launch(Kernel::Conv2dBackwardBias, [c_out as u32, 1, 1], [THREADS, 1, 1], 0, Args::default().i64(npix as i64).buf(dy).buf(db));
+            self.launch(
+                Kernel::Conv2dBackwardBias,
+                [c_out as u32, 1, 1],
+                [THREADS, 1, 1],
+                0,
+                Args::default().i64(npix as i64).buf(dy).buf(db),
+            );
         }
     }
 
     fn conv2d_per_sample_sq_norms(&self, g: &ConvGeom, x: &GpuBuf<D>, relu_x: bool, dy: &GpuBuf<D>, bias: bool, out: &mut GpuBuf<D>) {
         assert!(x.len == g.input().len() && dy.len == g.output().len() && out.len == g.n as usize, "conv2d_per_sample_sq_norms: sizes");
         let (tx, ty) = (g.col_rows().div_ceil(64), (g.c_out as usize).div_ceil(64));
-        let mut partial = self.raw_alloc(g.n as usize * tx * ty);
+        let partial = self.raw_alloc(g.n as usize * tx * ty);
         self.launch(
             Kernel::Conv2dPerSampleWeightSq,
             [tx as u32, ty as u32, g.n as u32],
             [THREADS, 1, 1],
             0,
-            Args::default().push(g).buf(x).i32(relu_x as i32).buf(dy).buf(&mut partial),
+            Args::default().push(g).buf(x).i32(relu_x as i32).buf(dy).buf(&partial),
         );
         self.launch(
             Kernel::Conv2dPerSampleFinish,
@@ -431,11 +462,23 @@ impl<D: Device> Backend for GpuBackend<D> {
 
     fn batchnorm_forward(&self, s: &ActShape, x: &GpuBuf<D>, y: &mut GpuBuf<D>, accumulate: bool, stats: &mut GpuBuf<D>) {
         assert!(x.len == s.len() && y.len == s.len() && stats.len == 2 * s.c as usize, "batchnorm_forward: sizes");
-        self.launch(Kernel::BatchnormForward, [s.c as u32, 1, 1], [512, 1, 1], 0, Args::default().push(s).buf(x).buf(y).i32(accumulate as i32).buf(stats));
+        self.launch(
+            Kernel::BatchnormForward,
+            [s.c as u32, 1, 1],
+            [512, 1, 1],
+            0,
+            Args::default().push(s).buf(x).buf(y).i32(accumulate as i32).buf(stats),
+        );
     }
     fn batchnorm_backward(&self, s: &ActShape, x: &GpuBuf<D>, stats: &GpuBuf<D>, dy: &GpuBuf<D>, dx: &mut GpuBuf<D>) {
         assert!(x.len == s.len() && dy.len == s.len() && dx.len == s.len() && stats.len == 2 * s.c as usize, "batchnorm_backward: sizes");
-        self.launch(Kernel::BatchnormBackward, [s.c as u32, 1, 1], [512, 1, 1], 0, Args::default().push(s).buf(x).buf(stats).buf(dy).buf(dx));
+        self.launch(
+            Kernel::BatchnormBackward,
+            [s.c as u32, 1, 1],
+            [512, 1, 1],
+            0,
+            Args::default().push(s).buf(x).buf(stats).buf(dy).buf(dx),
+        );
     }
 
     fn batchnorm_backward_frozen(&self, s: &ActShape, stats: &GpuBuf<D>, dy: &GpuBuf<D>, dx: &mut GpuBuf<D>) {
@@ -473,7 +516,16 @@ impl<D: Device> Backend for GpuBackend<D> {
         assert!(x.len == n * i && w.len == o * i && b.len == o && y.len == n * o, "linear_forward: sizes");
         self.launch1d(Kernel::LinearForward, n * o, Args::default().push(g).buf(x).buf(w).buf(b).buf(y));
     }
-    fn linear_backward(&self, g: &LinearGeom, x: &GpuBuf<D>, w: &GpuBuf<D>, dy: &GpuBuf<D>, dx: Option<&mut GpuBuf<D>>, dw: &mut GpuBuf<D>, db: &mut GpuBuf<D>) {
+    fn linear_backward(
+        &self,
+        g: &LinearGeom,
+        x: &GpuBuf<D>,
+        w: &GpuBuf<D>,
+        dy: &GpuBuf<D>,
+        dx: Option<&mut GpuBuf<D>>,
+        dw: &mut GpuBuf<D>,
+        db: &mut GpuBuf<D>,
+    ) {
         let (n, i, o) = (g.n as usize, g.inp as usize, g.out as usize);
         assert!(x.len == n * i && w.len == o * i && dy.len == n * o && dw.len == o * i && db.len == o, "linear_backward: sizes");
         self.launch1d(Kernel::LinearBackwardWeight, o * i + o, Args::default().push(g).buf(x).buf(dy).buf(dw).buf(db));
@@ -498,7 +550,10 @@ impl<D: Device> Backend for GpuBackend<D> {
         dlogits: &mut GpuBuf<D>,
         proxy_norm: &mut GpuBuf<D>,
     ) {
-        assert!(logits.len == n * classes && dlogits.len == n * classes && labels.len == n && loss.len == n && proxy_norm.len == n, "softmax_cross_entropy: sizes");
+        assert!(
+            logits.len == n * classes && dlogits.len == n * classes && labels.len == n && loss.len == n && proxy_norm.len == n,
+            "softmax_cross_entropy: sizes"
+        );
         self.launch1d(
             Kernel::SoftmaxCrossEntropy,
             n,
@@ -506,7 +561,13 @@ impl<D: Device> Backend for GpuBackend<D> {
         );
     }
     fn batch_metrics(&self, n: usize, classes: usize, logits: &GpuBuf<D>, labels: &GpuBuf<D>, loss: &GpuBuf<D>, sums: &mut GpuBuf<D>) {
-        self.launch(Kernel::BatchMetrics, [1, 1, 1], [THREADS, 1, 1], 0, Args::default().i32(n as i32).i32(classes as i32).buf(logits).buf(labels).buf(loss).buf(sums));
+        self.launch(
+            Kernel::BatchMetrics,
+            [1, 1, 1],
+            [THREADS, 1, 1],
+            0,
+            Args::default().i32(n as i32).i32(classes as i32).buf(logits).buf(labels).buf(loss).buf(sums),
+        );
     }
 
     fn sq_norms(&self, tensors: &[&GpuBuf<D>], out: &mut GpuBuf<D>) {
@@ -527,7 +588,10 @@ impl<D: Device> Backend for GpuBackend<D> {
         if slots.is_empty() {
             return;
         }
-        let refs: Vec<SgdRef> = slots.iter().map(|s| SgdRef { value: s.value.ptr, grad: s.grad.ptr, momentum: s.momentum.ptr, len: s.value.len as i64 }).collect();
+        let refs: Vec<SgdRef> = slots
+            .iter()
+            .map(|s| SgdRef { value: s.value.ptr, grad: s.grad.ptr, momentum: s.momentum.ptr, len: s.value.len as i64 })
+            .collect();
         let longest = refs.iter().map(|r| r.len as usize).max().unwrap_or(1);
         let table = self.upload_pod(&refs);
         self.launch(
@@ -545,27 +609,57 @@ impl<D: Device> Backend for GpuBackend<D> {
     }
     fn importance_distribution(&self, scores: &GpuBuf<D>, tau: f64, q: &mut GpuBuf<D>) {
         assert_eq!(scores.len, q.len, "importance_distribution: sizes");
-        self.launch(Kernel::ImportanceDistribution, [1, 1, 1], [THREADS, 1, 1], 0, Args::default().i64(scores.len as i64).buf(scores).f64(tau).buf(q));
+        self.launch(
+            Kernel::ImportanceDistribution,
+            [1, 1, 1],
+            [THREADS, 1, 1],
+            0,
+            Args::default().i64(scores.len as i64).buf(scores).f64(tau).buf(q),
+        );
     }
     fn sample_with_replacement(&self, q: &GpuBuf<D>, seed: u64, out: &mut GpuBuf<D>) {
-        let mut prefix = self.raw_alloc(2 * q.len);
-        self.one_thread(Kernel::InclusivePrefix, Args::default().i64(q.len as i64).buf(q).buf(&mut prefix));
-        self.launch1d(Kernel::SampleWithReplacement, out.len, Args::default().i64(q.len as i64).buf(&prefix).u64(seed).i64(out.len as i64).buf(out));
+        let prefix = self.raw_alloc(2 * q.len);
+        self.one_thread(Kernel::InclusivePrefix, Args::default().i64(q.len as i64).buf(q).buf(&prefix));
+        self.launch1d(
+            Kernel::SampleWithReplacement,
+            out.len,
+            Args::default().i64(q.len as i64).buf(&prefix).u64(seed).i64(out.len as i64).buf(out),
+        );
     }
-    fn path_importance_update(&self, sq_norms: &GpuBuf<D>, clip_coef: &GpuBuf<D>, members: &[i32], groups: &[ImportanceGroup], g: &mut GpuBuf<D>) {
+    fn path_importance_update(
+        &self,
+        sq_norms: &GpuBuf<D>,
+        clip_coef: &GpuBuf<D>,
+        members: &[i32],
+        groups: &[ImportanceGroup],
+        g: &mut GpuBuf<D>,
+    ) {
         if groups.is_empty() {
             return;
         }
         let m = self.upload_pod(members);
         let gr = self.upload_pod(groups);
-        self.one_thread(Kernel::PathImportanceUpdate, Args::default().buf(sq_norms).buf(clip_coef).buf(&m).buf(&gr).i32(groups.len() as i32).buf(g));
+        self.one_thread(
+            Kernel::PathImportanceUpdate,
+            Args::default().buf(sq_norms).buf(clip_coef).buf(&m).buf(&gr).i32(groups.len() as i32).buf(g),
+        );
     }
 }
 
 impl<D: Device> GpuBackend<D> {
     /// conv2d_forward's kernel with its full epilogue (mask, accumulate).
     #[allow(clippy::too_many_arguments)]
-    fn conv_tiled(&self, g: &ConvGeom, x: &GpuBuf<D>, relu_x: bool, w: &GpuBuf<D>, bias: Option<&GpuBuf<D>>, y: &mut GpuBuf<D>, mask: Option<&GpuBuf<D>>, accumulate: bool) {
+    fn conv_tiled(
+        &self,
+        g: &ConvGeom,
+        x: &GpuBuf<D>,
+        relu_x: bool,
+        w: &GpuBuf<D>,
+        bias: Option<&GpuBuf<D>>,
+        y: &mut GpuBuf<D>,
+        mask: Option<&GpuBuf<D>>,
+        accumulate: bool,
+    ) {
         let npix = g.output().per_channel();
         self.launch(
             Kernel::Conv2dForward,
