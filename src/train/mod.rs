@@ -289,18 +289,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 for g in &paths {
                     proxy = Some(self.forward_backward(&x, &labels, weights.as_ref(), n, g, sums));
                 }
-                let on_path = self.on_path(&paths);
-                let norms = clip_and_step(
-                    be,
-                    &mut self.net.params,
-                    &on_path,
-                    &h,
-                    Some(self.config.clip),
-                    self.config.off_path,
-                    Some((&mut guard.buf, step as i64)),
-                );
+                let norms = self.clipped_step(&paths, &h, guard, step);
                 self.paths.observe(be, &self.net, &paths[0], &norms);
-                guard.tensors.push((step, norms.tensors.clone()));
                 norms.release(be);
                 let proxy = proxy.expect("at least one path");
                 self.samples.observe(be, &indices, &proxy);
@@ -313,6 +303,16 @@ impl<'a, B: Backend> Trainer<'a, B> {
         if let Some(w) = weights {
             be.release(w);
         }
+    }
+
+    /// `clip_grad_norm_` and SGD on the tensors with gradients after `paths`,
+    /// guarded against non-finite gradients (see [`Guard`]).
+    fn clipped_step(&mut self, paths: &[Genotype], h: &SgdStep, guard: &mut Guard<B>, step: usize) -> crate::optim::StepNorms<B> {
+        let on_path = self.on_path(paths);
+        let guard_arg = Some((&mut guard.buf, step as i64));
+        let norms = clip_and_step(self.be, &mut self.net.params, &on_path, h, Some(self.config.clip), self.config.off_path, guard_arg);
+        guard.tensors.push((step, norms.tensors.clone()));
+        norms
     }
 
     /// Steps of the epochs before the current one.
@@ -372,18 +372,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 self.net.params.zero_grads(be);
                 let proxy = self.forward_backward(x, labels, None, n, g, sums);
                 be.release(proxy);
-                let on_path = self.on_path(std::slice::from_ref(g));
-                let norms = clip_and_step(
-                    be,
-                    &mut self.net.params,
-                    &on_path,
-                    &inner,
-                    Some(self.config.clip),
-                    self.config.off_path,
-                    Some((&mut guard.buf, step as i64)),
-                );
-                guard.tensors.push((step, norms.tensors.clone()));
-                norms.release(be);
+                self.clipped_step(std::slice::from_ref(g), &inner, guard, step).release(be);
             }
             let st = self.sumnas.as_mut().expect("SUMNAS state");
             for (p, (snap, delta)) in self.net.params.tensors.iter_mut().zip(st.snapshot.iter().zip(st.delta.iter_mut())) {
