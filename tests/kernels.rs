@@ -284,7 +284,7 @@ pub fn sampling<B: Backend<T = f32>>(be: &B) {
     let cpu = CpuBackend::<f32>::new();
     let n = 5003;
     let s0: Vec<f32> = rand32(n, 700).iter().map(|v| if *v > 0.5 { 0.0 } else { v.abs() }).collect();
-    let idx: Vec<i32> = (0..300).map(|i| (i * 37 % 97) as i32).collect(); // repeats
+    let idx: Vec<i32> = (0..300).map(|i| i * 37 % 97).collect(); // repeats
     let vals: Vec<f32> = rand32(300, 701).iter().map(|v| v.abs() + 0.1).collect();
     let mut sc = s0.clone();
     cpu.sample_scores_update(&mut sc, &idx, &vals);

@@ -86,8 +86,8 @@ fn pada_path_distribution_follows_the_formulas() {
     let s_k = |g: &Genotype, op: Op, coef: f64| -> f64 {
         let mut total = 0.0;
         for cell in net.edge_conv_params(op) {
-            for e in 0..NUM_EDGES {
-                if g.0[e] == op {
+            for (e, &edge_op) in g.0.iter().enumerate() {
+                if edge_op == op {
                     total += norm_of(cell[e].0) + norm_of(cell[e].1);
                 }
             }
@@ -107,8 +107,8 @@ fn pada_path_distribution_follows_the_formulas() {
     s.end_epoch(&be, epoch, epochs);
     let tau = 0.3;
     let total: f64 = gk.iter().sum();
-    for k in 0..5 {
-        let want = tau * gk[k] / total + (1.0 - tau) / 5.0;
+    for (k, g) in gk.iter().enumerate() {
+        let want = tau * g / total + (1.0 - tau) / 5.0;
         assert!((s.distribution()[k] - want).abs() < 1e-12, "p[{k}] = {} want {want}", s.distribution()[k]);
     }
     // parameter-free ops keep importance 0: p = (1 - tau) / 5

@@ -250,7 +250,7 @@ fn degenerate_architecture_stays_finite_and_only_trains_the_classifier_bias() {
     for row in logits.chunks(10) {
         assert_eq!(row, &bias[..], "logits of a disconnected cell are the classifier bias");
     }
-    let dl = be.upload(&vec![0.1f32; 40]);
+    let dl = be.upload(&[0.1f32; 40]);
     net.backward(&be, tape, &dl);
     for p in &net.params.tensors {
         let gsum: f32 = be.download(&p.grad).iter().map(|v| v.abs()).sum();
