@@ -64,7 +64,7 @@ pub fn load_run<B: Backend>(be: &B, dir: &Path) -> anyhow::Result<(RunRecord, Su
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {} (has the run finished an epoch?)", path.display()))?;
     let net = load_weights(be, &bytes, &path.display().to_string())?;
     if net.config != record.supernet {
-        bail!("{}: the weights are for {:?} but config.json records {:?}", path.display(), net.config, record.supernet);
+        bail!("{}: the weights are for supernet {} but config.json records {}", path.display(), net.config, record.supernet);
     }
     Ok((record, net))
 }

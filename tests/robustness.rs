@@ -117,7 +117,7 @@ fn bad_input_gets_a_one_line_error_never_a_panic() {
     let cases = vec![
         c(&["train", "--data", &bad_magic, "--out", &out], "wrong IDX magic"),
         c(&["train", "--data", &truncated, "--out", &out], "truncated or corrupt"),
-        c(&["train", "--data", &label_range, "--out", &out], "label 12"),
+        c(&["train", "--data", &label_range, "--out", &out], "train-labels-idx1-ubyte: label 12"),
         c(&["train", "--data", &counts, "--out", &out], "4 images but"),
         c(&["train", "--data", &empty, "--out", &out], "empty"),
         c(&["train", "--data", &format!("mnist:{}", missing.display()), "--out", &out], "none of these files exists"),
@@ -158,6 +158,8 @@ fn bad_input_gets_a_one_line_error_never_a_panic() {
         assert!(!err.contains("panicked"), "pada {args:?} panicked:\n{err}");
         assert_eq!(err.lines().count(), 1, "pada {args:?}: expected one line of error, got:\n{err}");
         assert!(err.starts_with("error: ") && err.contains(case.want), "pada {args:?}: expected {:?} in\n{err}", case.want);
+        // the list of cases and their messages, for `-- --nocapture`
+        println!("pada {} => {err}", args.join(" ").replace(&s(t), "$TMP"));
     }
     assert!(!Path::new(&out).join("config.json").exists(), "no run was started by a bad command");
 }

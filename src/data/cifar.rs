@@ -98,7 +98,8 @@ pub fn load(spec: DataSpec, dir: &Path, v: Variant) -> anyhow::Result<Data> {
                         parse_binary(&bytes, v, &what, &mut d)?
                     }
                 }
-                d.validate(&format!("{} in {}", v.name(), base.display()))?;
+                let what = format!("{} in {}", v.name(), base.display());
+                d.validate(&what, &what)?;
                 Ok(d)
             };
             let train = read(&train_files, &mut files)?;
@@ -126,7 +127,7 @@ pub fn parse_bytes(bytes: &[u8], v: Variant, pickle: bool, what: &str) -> anyhow
     } else {
         parse_binary(bytes, v, what, &mut d)?
     }
-    d.validate(what)?;
+    d.validate(what, what)?;
     Ok(d)
 }
 

@@ -68,7 +68,7 @@ fn split(images: &[u8], labels: &[u8], img_what: &str, lbl_what: &str) -> anyhow
         pixels,
         labels: labels.into_iter().map(u16::from).collect(),
     };
-    d.validate(img_what)?;
+    d.validate(img_what, lbl_what)?;
     Ok(d)
 }
 

@@ -43,8 +43,9 @@ impl Dataset {
         let sz = self.shape.len();
         &self.pixels[i * sz..(i + 1) * sz]
     }
-    /// Checks sizes and label ranges; `what` names the source in errors.
-    pub fn validate(&self, what: &str) -> anyhow::Result<()> {
+    /// Checks sizes and label ranges; `what` and `labels_what` name the
+    /// sources of images and labels in errors (the same file for CIFAR).
+    pub fn validate(&self, what: &str, labels_what: &str) -> anyhow::Result<()> {
         if self.is_empty() {
             bail!("{what}: the set is empty (expected at least one image)");
         }
@@ -58,7 +59,7 @@ impl Dataset {
             );
         }
         if let Some((i, &l)) = self.labels.iter().enumerate().find(|(_, &l)| l as usize >= self.classes) {
-            bail!("{what}: label {l} of image {i} is out of range (expected 0..{})", self.classes);
+            bail!("{labels_what}: label {l} of image {i} is out of range (expected 0..{})", self.classes);
         }
         Ok(())
     }

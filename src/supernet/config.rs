@@ -57,6 +57,12 @@ pub struct SupernetConfig {
     pub input: InputShape,
 }
 
+impl fmt::Display for SupernetConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "C={} N={} classes={} input={}", self.channels, self.cells, self.classes, self.input)
+    }
+}
+
 impl SupernetConfig {
     /// The NAS-Bench-201 search configuration on CIFAR-10: C=16, N=5, 3x32x32, 10 classes.
     pub fn nb201() -> Self {

@@ -176,7 +176,7 @@ pub fn restore_checkpoint<B: Backend>(t: &mut Trainer<B>, bytes: &[u8], what: &s
     );
     let config = config_from_metadata(&meta, what)?;
     if config != t.net.config {
-        bail!("{what}: checkpoint is for supernet {config:?} but the run's configuration gives {:?}", t.net.config);
+        bail!("{what}: checkpoint is for supernet {config} but the run's configuration gives {}", t.net.config);
     }
     let epochs_done: usize = meta.get("epochs_done").and_then(|v| v.parse().ok()).with_context(|| format!("{what}: no epochs_done"))?;
     let seen: Vec<usize> = match meta.get("seen").map(String::as_str) {
