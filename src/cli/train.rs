@@ -218,8 +218,9 @@ impl BackendJob for Job {
             summary.train_seconds,
             self.dir.display()
         );
+        eprintln!("test accuracy with the supernet's weights of {} random architectures:", summary.sample_archs.len());
         for (arch, acc) in &summary.sample_archs {
-            eprintln!("  test accuracy {acc:6.2}%  {arch}");
+            eprintln!("  {acc:6.2}%  {arch}");
         }
         Ok(())
     }
