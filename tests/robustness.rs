@@ -226,6 +226,42 @@ fn killed_runs_resume_to_the_uninterrupted_result() {
 }
 
 #[test]
+fn ctrl_c_stops_after_the_step_and_resume_completes_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (full, cut) = (tmp.path().join("full"), tmp.path().join("cut"));
+    let (fs, cs) = (full.to_str().unwrap().to_string(), cut.to_str().unwrap().to_string());
+    let common = ["--epochs", "24", "--method", "pada", "--data", "synthetic:1x16x16:512:32:4", "--channels", "4"];
+    ok(&train_args(&fs, &common));
+    let child = Command::new(env!("CARGO_BIN_EXE_pada"))
+        .args(train_args(&cs, &common))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // interrupt once the first epoch is on disk, as a user pressing Ctrl-C would
+    let metrics = cut.join("metrics.jsonl");
+    for _ in 0..3000 {
+        if std::fs::read_to_string(&metrics).is_ok_and(|m| !m.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted in epoch") && err.contains("pada train --resume"), "{err}");
+    let done = strip_timing(&cut).len();
+    assert!((1..24).contains(&done), "{done} epochs kept");
+    ok(&["train", "--resume", &cs, "-q"]);
+    for f in ["supernet.safetensors", "checkpoint.safetensors"] {
+        assert!(std::fs::read(full.join(f)).unwrap() == std::fs::read(cut.join(f)).unwrap(), "{f} differs");
+    }
+    assert_eq!(strip_timing(&full), strip_timing(&cut));
+}
+
+#[test]
 fn divergence_stops_or_skips() {
     let tmp = tempfile::tempdir().unwrap();
     let stop = tmp.path().join("stop");
