@@ -69,6 +69,23 @@ __device__ __forceinline__ double block_sum(double v) {
     return v;
 }
 
+// Per-channel reductions split over blocks, so that 16 channels of 262,144
+// values still fill the GPU: block (p, c) = (blockIdx.x, blockIdx.y) owns
+// values [p * chunk, min(L, (p + 1) * chunk)) of channel c, writes its partial
+// sum to part[c * parts + p] (parts = gridDim.x), and a channel's total is the
+// sum of its parts in that order: deterministic on any GPU.
+__device__ __forceinline__ double parts_total(const float* __restrict__ part, int c, int parts) {
+    double t = 0.0;
+    for (int p = 0; p < parts; ++p) t += part[(long long)c * parts + p];
+    return t;
+}
+
+// The channel mean from the parts of its sum: one formula for every kernel
+// that needs it, so that all of them use the same float.
+__device__ __forceinline__ float channel_mean(const float* __restrict__ sum_parts, int c, int parts, long long L) {
+    return (float)(parts_total(sum_parts, c, parts) / (double)L);
+}
+
 // Philox4x32-10 as src/ops/sampling.rs::philox4x32_10.
 __device__ __forceinline__ void philox4x32_10(unsigned ctr[4], unsigned key[2]) {
     const unsigned long long M0 = 0xD2511F53ull, M1 = 0xCD9E8D57ull;

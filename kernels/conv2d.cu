@@ -1,15 +1,16 @@
 // conv2d on CNHW activations; the GPU twin of src/ops/conv2d.rs.
 //
 // conv2d_forward is a shared-memory tiled implicit GEMM: a block computes
-// 64 output channels x 64 output pixels, reducing over c_in*k*k in slices of
-// 16, with the im2col values (ReLU fused) gathered straight from the input.
-// Its epilogue adds the bias, applies an optional ReLU mask and accumulates,
-// so that the input gradient of a same stride-1 conv (the same conv of dy
-// with flipped, transposed weights) runs through it too.
+// TM output channels x 4096/TM output pixels (4 x 4 per thread), reducing over
+// c_in*k*k in slices of 16, with the im2col values (ReLU fused) gathered
+// straight from the input. Its epilogue adds the bias, applies an optional
+// ReLU mask and accumulates, so that the input gradient of a same stride-1
+// conv (the same conv of dy with flipped, transposed weights) runs through it
+// too. TM is 64, or 16 for the `_narrow` kernels that the wrapper picks for
+// 16 channels or fewer (the first stage of the supernet), where a 64-channel
+// tile would spend three quarters of its work on padding.
 #include "common.cuh"
 
-#define TILE_M 64
-#define TILE_N 64
 #define TILE_K 16
 #define CONV_THREADS 256
 
@@ -26,25 +27,27 @@ __device__ __forceinline__ float im2col_value(const ConvGeom& g, const float* __
 }
 
 // y = (accumulate ? y : 0) + [mask > 0] * (conv(relu?(x), w) + bias); bias and mask may be null.
-KERNEL void conv2d_forward(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
-                               float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
-    __shared__ float ws[TILE_K][TILE_M];
-    __shared__ float xs[TILE_K][TILE_N];
+template <int TM>
+__device__ __forceinline__ void conv_forward_tile(const ConvGeom& g, const float* __restrict__ x, int relu_x, const float* __restrict__ w,
+                                                  const float* __restrict__ bias, float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
+    constexpr int TN = 4096 / TM, TX = TN / 4;
+    __shared__ float ws[TILE_K][TM];
+    __shared__ float xs[TILE_K][TN];
     const int K = g.c_in * g.k * g.k;
     const int npix = g.n * g.oh * g.ow;
-    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-    const int p0 = blockIdx.x * TILE_N, m0 = blockIdx.y * TILE_M;
+    const int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
+    const int p0 = blockIdx.x * TN, m0 = blockIdx.y * TM;
     float acc[4][4];
     for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
     for (int k0 = 0; k0 < K; k0 += TILE_K) {
-        for (int i = tid; i < TILE_K * TILE_M; i += CONV_THREADS) {
+        for (int i = tid; i < TILE_K * TM; i += CONV_THREADS) {
             int kk = i % TILE_K, mm = i / TILE_K;
             int m = m0 + mm, k = k0 + kk;
             ws[kk][mm] = (m < g.c_out && k < K) ? w[(long long)m * K + k] : 0.f;
         }
-        for (int i = tid; i < TILE_K * TILE_N; i += CONV_THREADS) {
-            int nn = i % TILE_N, kk = i / TILE_N;
+        for (int i = tid; i < TILE_K * TN; i += CONV_THREADS) {
+            int nn = i % TN, kk = i / TN;
             int p = p0 + nn, k = k0 + kk;
             xs[kk][nn] = (p < npix && k < K) ? im2col_value(g, x, relu_x, k, p) : 0.f;
         }
@@ -74,7 +77,18 @@ KERNEL void conv2d_forward(ConvGeom g, const float* __restrict__ x, int relu_x, 
         }
     }
 }
+
+KERNEL void conv2d_forward(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
+                           float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
+    conv_forward_tile<64>(g, x, relu_x, w, bias, y, mask, accumulate);
+}
 PADA_KERNEL(conv2d_forward)
+
+KERNEL void conv2d_forward_narrow(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
+                                  float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
+    conv_forward_tile<16>(g, x, relu_x, w, bias, y, mask, accumulate);
+}
+PADA_KERNEL(conv2d_forward_narrow)
 
 // wf[ci][co][k*k-1-t] = w[co][ci][t]: the weights of the input-gradient conv.
 KERNEL void conv2d_flip_weights(ConvGeom g, const float* __restrict__ w, float* __restrict__ wf) {
@@ -88,51 +102,61 @@ KERNEL void conv2d_flip_weights(ConvGeom g, const float* __restrict__ w, float* 
 PADA_KERNEL(conv2d_flip_weights)
 
 // dx (+)= [mask > 0] * conv_transpose(dy, w), one thread per input element,
-// for any stride and padding (the strided convs of the reduction blocks).
+// for any stride and padding (the strided convs of the reduction blocks),
+// kernel sizes up to 3. Which of the k*k taps reach the element, and where,
+// is found once; the tap tables are indexed by constants after unrolling, so
+// they stay in registers, and the loop over output channels does only useful
+// work.
+#define MAX_K 3
 KERNEL void conv2d_backward_data(ConvGeom g, const float* __restrict__ dy, const float* __restrict__ w, const float* __restrict__ mask,
                                      float* __restrict__ dx, int accumulate) {
     long long total = (long long)g.c_in * g.n * g.h * g.w;
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     int iw = (int)(i % g.w), ih = (int)((i / g.w) % g.h), img = (int)((i / ((long long)g.w * g.h)) % g.n), ci = (int)(i / ((long long)g.w * g.h * g.n));
+    int dy_at[MAX_K * MAX_K], w_at[MAX_K * MAX_K];
+#pragma unroll
+    for (int t = 0; t < MAX_K * MAX_K; ++t) {
+        int kh = t / MAX_K, kw = t % MAX_K;
+        int on = ih + g.pad - kh, wn = iw + g.pad - kw;
+        bool ok = kh < g.k && kw < g.k && on >= 0 && wn >= 0 && on % g.stride == 0 && wn % g.stride == 0 && on / g.stride < g.oh &&
+                  wn / g.stride < g.ow;
+        dy_at[t] = ok ? (on / g.stride) * g.ow + wn / g.stride : -1;
+        w_at[t] = kh * g.k + kw;
+    }
     float acc = 0.f;
-    for (int co = 0; co < g.c_out; ++co)
-        for (int kh = 0; kh < g.k; ++kh) {
-            int on = ih + g.pad - kh;
-            if (on < 0 || on % g.stride) continue;
-            int oh = on / g.stride;
-            if (oh >= g.oh) continue;
-            for (int kw = 0; kw < g.k; ++kw) {
-                int wn = iw + g.pad - kw;
-                if (wn < 0 || wn % g.stride) continue;
-                int ow = wn / g.stride;
-                if (ow >= g.ow) continue;
-                acc += dy[(((long long)co * g.n + img) * g.oh + oh) * g.ow + ow] * w[(((long long)co * g.c_in + ci) * g.k + kh) * g.k + kw];
-            }
-        }
+    for (int co = 0; co < g.c_out; ++co) {
+        const float* d = dy + ((long long)co * g.n + img) * g.oh * g.ow;
+        const float* wk = w + ((long long)co * g.c_in + ci) * g.k * g.k;
+#pragma unroll
+        for (int t = 0; t < MAX_K * MAX_K; ++t)
+            if (dy_at[t] >= 0) acc += d[dy_at[t]] * wk[w_at[t]];
+    }
     float v = (mask && !(mask[i] > 0.f)) ? 0.f : acc;
     dx[i] = accumulate ? dx[i] + v : v;
 }
 PADA_KERNEL(conv2d_backward_data)
 
 // acc = the tile (m0.., r0..) of sum over output pixels pb..pe of dy[co][p] * im2col[r][p]:
-// a 64 x 64 block of a weight gradient, 4 x 4 per thread.
+// a TM x 4096/TM block of a weight gradient, 4 x 4 per thread.
+template <int TM>
 __device__ __forceinline__ void weight_grad_tile(const ConvGeom& g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, int pb, int pe,
                                                  int m0, int r0, float acc[4][4]) {
-    __shared__ float ds[TILE_K][TILE_M];
-    __shared__ float cs[TILE_K][TILE_N];
+    constexpr int TN = 4096 / TM, TX = TN / 4;
+    __shared__ float ds[TILE_K][TM];
+    __shared__ float cs[TILE_K][TN];
     const int K = g.c_in * g.k * g.k;
     const int npix = g.n * g.oh * g.ow;
-    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    const int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
     for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
     for (int q0 = pb; q0 < pe; q0 += TILE_K) {
-        for (int i = tid; i < TILE_K * TILE_M; i += CONV_THREADS) {
+        for (int i = tid; i < TILE_K * TM; i += CONV_THREADS) {
             int kk = i % TILE_K, mm = i / TILE_K;
             int m = m0 + mm, p = q0 + kk;
             ds[kk][mm] = (m < g.c_out && p < pe) ? dy[(long long)m * npix + p] : 0.f;
         }
-        for (int i = tid; i < TILE_K * TILE_N; i += CONV_THREADS) {
+        for (int i = tid; i < TILE_K * TN; i += CONV_THREADS) {
             int kk = i % TILE_K, nn = i / TILE_K;
             int r = r0 + nn, p = q0 + kk;
             cs[kk][nn] = (r < K && p < pe) ? im2col_value(g, x, relu_x, r, p) : 0.f;
@@ -154,15 +178,17 @@ __device__ __forceinline__ void weight_grad_tile(const ConvGeom& g, const float*
 // partial[chunk][co][r] = the weight gradient over the chunk's output pixels:
 // the pixel reduction split into chunks (blockIdx.z), summed by
 // conv2d_reduce_weight_grad in a fixed order.
-KERNEL void conv2d_backward_weight(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, float* __restrict__ partial,
-                                   int chunk_pixels) {
+template <int TM>
+__device__ __forceinline__ void weight_grad_partial(const ConvGeom& g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
+                                                    float* __restrict__ partial, int chunk_pixels) {
+    constexpr int TN = 4096 / TM, TX = TN / 4;
     const int K = g.c_in * g.k * g.k;
     const int npix = g.n * g.oh * g.ow;
-    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-    const int r0 = blockIdx.x * TILE_N, m0 = blockIdx.y * TILE_M;
+    const int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
+    const int r0 = blockIdx.x * TN, m0 = blockIdx.y * TM;
     const int pb = blockIdx.z * chunk_pixels, pe = min(npix, pb + chunk_pixels);
     float acc[4][4];
-    weight_grad_tile(g, x, relu_x, dy, pb, pe, m0, r0, acc);
+    weight_grad_tile<TM>(g, x, relu_x, dy, pb, pe, m0, r0, acc);
     float* out = partial + (long long)blockIdx.z * g.c_out * K;
     for (int i = 0; i < 4; ++i) {
         int m = m0 + ty * 4 + i;
@@ -173,7 +199,18 @@ KERNEL void conv2d_backward_weight(ConvGeom g, const float* __restrict__ x, int 
         }
     }
 }
+
+KERNEL void conv2d_backward_weight(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, float* __restrict__ partial,
+                                   int chunk_pixels) {
+    weight_grad_partial<64>(g, x, relu_x, dy, partial, chunk_pixels);
+}
 PADA_KERNEL(conv2d_backward_weight)
+
+KERNEL void conv2d_backward_weight_narrow(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, float* __restrict__ partial,
+                                          int chunk_pixels) {
+    weight_grad_partial<16>(g, x, relu_x, dy, partial, chunk_pixels);
+}
+PADA_KERNEL(conv2d_backward_weight_narrow)
 
 // partial[n][tile] = squared norm of tile (blockIdx.x, blockIdx.y) of sample
 // n's (blockIdx.z) weight gradient: the per-sample gradient stays in registers.
@@ -181,10 +218,10 @@ KERNEL void conv2d_per_sample_weight_sq(ConvGeom g, const float* __restrict__ x,
     const int K = g.c_in * g.k * g.k;
     const int ohw = g.oh * g.ow;
     const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-    const int r0 = blockIdx.x * TILE_N, m0 = blockIdx.y * TILE_M;
+    const int r0 = blockIdx.x * 64, m0 = blockIdx.y * 64;
     const int pb = blockIdx.z * ohw;
     float acc[4][4];
-    weight_grad_tile(g, x, relu_x, dy, pb, pb + ohw, m0, r0, acc);
+    weight_grad_tile<64>(g, x, relu_x, dy, pb, pb + ohw, m0, r0, acc);
     double sq = 0.0;
     for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j)
@@ -226,12 +263,3 @@ KERNEL void conv2d_reduce_weight_grad(int chunks, long long len, const float* __
 }
 PADA_KERNEL(conv2d_reduce_weight_grad)
 
-// db[c] += sum of dy over channel c (one block per channel).
-KERNEL void conv2d_backward_bias(long long per_channel, const float* __restrict__ dy, float* __restrict__ db) {
-    const float* d = dy + (long long)blockIdx.x * per_channel;
-    double s = 0.0;
-    for (long long i = threadIdx.x; i < per_channel; i += blockDim.x) s += d[i];
-    s = block_sum(s);
-    if (threadIdx.x == 0) db[blockIdx.x] += (float)s;
-}
-PADA_KERNEL(conv2d_backward_bias)

@@ -42,3 +42,37 @@ KERNEL void elementwise_sqrt(float* __restrict__ dst, long long n) {
     GRID_STRIDE(i, n) dst[i] = sqrtf(dst[i]);
 }
 PADA_KERNEL(elementwise_sqrt)
+
+// part[c][p] = sum over chunk p of channel c (see the channel chunks of
+// common.cuh) of x, or of (x - mean_c)^2 when mean_parts, the parts of the
+// channel sums, is given. x is [channels][L]; grid (parts, channels).
+KERNEL void channel_sum_parts(long long L, int chunk, const float* __restrict__ x, const float* __restrict__ mean_parts, float* __restrict__ part) {
+    __shared__ float shared_mean;
+    const int p = blockIdx.x, c = blockIdx.y, parts = gridDim.x;
+    const float* xc = x + (long long)c * L;
+    const long long b = (long long)p * chunk, e = min(L, b + chunk);
+    if (mean_parts) {  // the same for the whole block
+        if (threadIdx.x == 0) shared_mean = channel_mean(mean_parts, c, parts, L);
+        __syncthreads();
+    }
+    double acc = 0.0;
+    if (mean_parts) {
+        const float mean = shared_mean;
+        for (long long i = b + threadIdx.x; i < e; i += blockDim.x) {
+            float d = xc[i] - mean;
+            acc += (double)(d * d);
+        }
+    } else {
+        for (long long i = b + threadIdx.x; i < e; i += blockDim.x) acc += xc[i];
+    }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) part[(long long)c * parts + p] = (float)acc;
+}
+PADA_KERNEL(channel_sum_parts)
+
+// dst[c] += the sum of channel c's parts, in order.
+KERNEL void channel_parts_add(int channels, int parts, const float* __restrict__ part, float* __restrict__ dst) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c < channels) dst[c] += (float)parts_total(part, c, parts);
+}
+PADA_KERNEL(channel_parts_add)

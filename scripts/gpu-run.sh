@@ -9,22 +9,22 @@ P=gpu-pack
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
 status=0
-run() { # name, command...
-    local name=$1
-    shift
+run() { # name, seconds, command... (each step is capped: device time is scarce)
+    local name=$1 LIMIT=$2
+    shift 2
     echo "== $name: $*" | tee -a "$OUT/summary.txt"
-    if "$@" >"$OUT/$name.log" 2>&1; then echo "   ok" | tee -a "$OUT/summary.txt"; else echo "   FAILED (exit $?)" | tee -a "$OUT/summary.txt"; status=1; fi
+    if timeout "$LIMIT" "$@" >"$OUT/$name.log" 2>&1; then echo "   ok" | tee -a "$OUT/summary.txt"; else echo "   FAILED (exit $?)" | tee -a "$OUT/summary.txt"; status=1; fi
     tail -n 25 "$OUT/$name.log"
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$OUT/nvidia-smi.txt" 2>&1
 cat "$OUT/nvidia-smi.txt"
-run tests-kernels "$P/kernels" --ignored --test-threads 1
-run tests-training "$P/gpu_training" --ignored --test-threads 1
-run bench "$P/pada" bench --device cuda --config nb201 --batch-size 256 --steps 40 --warmup 5 --kernels --rank-archs 32 --json "$OUT/bench.json"
-run train "$P/pada" train --device cuda --method pada --data synthetic:3x32x32:25600:10000:10 --epochs 3 --batch-size 256 --out /tmp/pada-gpu-run -q
-run rank "$P/pada" rank --device cuda --run /tmp/pada-gpu-run --archs 400 -q
+run tests-kernels 60 "$P/kernels" --ignored --test-threads 1
+run tests-training 90 "$P/gpu_training" --ignored --test-threads 1
+run bench 100 "$P/pada" bench --device cuda --config nb201 --batch-size 256 --steps 40 --warmup 5 --kernels --rank-archs 16 --json "$OUT/bench.json"
+run train 60 "$P/pada" train --device cuda --method pada --data synthetic:3x32x32:25600:10000:10 --epochs 3 --batch-size 256 --out /tmp/pada-gpu-run -q
+run rank 50 "$P/pada" rank --device cuda --run /tmp/pada-gpu-run --archs 100 -q
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-    run torch "python3" "$P/torch_step_bench.py" --device cuda --batch-size 256 --steps 40 --warmup 5
+    run torch 60 python3 "$P/torch_step_bench.py" --device cuda --batch-size 256 --steps 40 --warmup 5
 fi
 echo "== summary"
 grep -E "SPOS step|PA&DA step|overhead|throughput|ranking:|device memory" "$OUT/bench.log" || true

@@ -45,10 +45,12 @@ fn nan<B: Backend<T = f32>>(be: &B, len: usize) -> B::Buf {
 fn conv_cases() -> Vec<(ConvGeom, bool, bool)> {
     vec![
         (ConvGeom::new(3, 5, 7, 9, 6, 3, 1), true, true),
-        (ConvGeom::new(2, 3, 7, 7, 70, 3, 2), true, true), // stride 2 on odd input, 2 channel tiles
+        (ConvGeom::new(2, 3, 7, 7, 70, 3, 2), true, true), // stride 2 on odd input, 2 channel tiles of 64
         (ConvGeom::new(2, 4, 8, 6, 5, 3, 2), false, false),
         (ConvGeom::new(4, 17, 5, 5, 9, 1, 1), true, true),
         (ConvGeom::new(3, 20, 6, 5, 19, 3, 1), false, true), // K = 180, several K slices
+        (ConvGeom::new(5, 3, 17, 15, 7, 3, 1), true, true),  // 1,275 pixels: bias sums split in 2 ragged chunks
+        (ConvGeom::new(2, 30, 6, 6, 11, 3, 1), true, false), // narrow tiles (<= 16 channels), K = 270: 2 weight tiles
     ]
 }
 
@@ -90,7 +92,11 @@ pub fn conv2d<B: Backend<T = f32>>(be: &B) {
 
 pub fn batchnorm<B: Backend<T = f32>>(be: &B) {
     let cpu = CpuBackend::<f32>::new();
-    for (i, s) in [ActShape::new(3, 5, 7, 9), ActShape::new(2, 1, 3, 3), ActShape::new(5, 33, 4, 5)].into_iter().enumerate() {
+    // the last has 2,331 values a channel: sums split in 3 chunks of 777
+    for (i, s) in [ActShape::new(3, 5, 7, 9), ActShape::new(2, 1, 3, 3), ActShape::new(5, 33, 4, 5), ActShape::new(2, 37, 7, 9)]
+        .into_iter()
+        .enumerate()
+    {
         let x: Vec<f32> = rand32(s.len(), 80 + i as u64).iter().map(|v| v * 3.0 + 1.5).collect();
         let dy = rand32(s.len(), 90 + i as u64);
         for acc in [false, true] {

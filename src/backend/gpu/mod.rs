@@ -38,15 +38,17 @@ macro_rules! kernels {
 
 kernels! {
     Conv2dForward => "conv2d"::conv2d_forward,
+    Conv2dForwardNarrow => "conv2d"::conv2d_forward_narrow,
     Conv2dFlipWeights => "conv2d"::conv2d_flip_weights,
     Conv2dBackwardData => "conv2d"::conv2d_backward_data,
     Conv2dBackwardWeight => "conv2d"::conv2d_backward_weight,
+    Conv2dBackwardWeightNarrow => "conv2d"::conv2d_backward_weight_narrow,
     Conv2dReduceWeightGrad => "conv2d"::conv2d_reduce_weight_grad,
-    Conv2dBackwardBias => "conv2d"::conv2d_backward_bias,
     Conv2dPerSampleWeightSq => "conv2d"::conv2d_per_sample_weight_sq,
     Conv2dPerSampleFinish => "conv2d"::conv2d_per_sample_finish,
-    BatchnormForward => "batchnorm"::batchnorm_forward,
-    BatchnormBackward => "batchnorm"::batchnorm_backward,
+    BatchnormNormalize => "batchnorm"::batchnorm_normalize,
+    BatchnormBackwardParts => "batchnorm"::batchnorm_backward_parts,
+    BatchnormBackwardApply => "batchnorm"::batchnorm_backward_apply,
     BatchnormBackwardFrozen => "batchnorm"::batchnorm_backward_frozen,
     Avgpool3x3Forward => "pool"::avgpool3x3_forward,
     Avgpool3x3Backward => "pool"::avgpool3x3_backward,
@@ -62,6 +64,8 @@ kernels! {
     ReluForward => "elementwise"::relu_forward,
     ReluBackward => "elementwise"::relu_backward,
     ElementwiseSqrt => "elementwise"::elementwise_sqrt,
+    ChannelSumParts => "elementwise"::channel_sum_parts,
+    ChannelPartsAdd => "elementwise"::channel_parts_add,
     LinearForward => "linear"::linear_forward,
     LinearBackwardWeight => "linear"::linear_backward_weight,
     LinearBackwardData => "linear"::linear_backward_data,
@@ -271,6 +275,67 @@ impl<D: Device> GpuBackend<D> {
     }
 }
 
+/// The output tile of the tiled conv kernels (kernels/conv2d.cu): `rows`
+/// output channels x `cols` pixels (forward) or weight columns (backward);
+/// 16-row tiles for 16 channels or fewer, which 64-row tiles would mostly pad.
+#[derive(Clone, Copy)]
+struct ConvTile {
+    rows: usize,
+    cols: usize,
+}
+
+impl ConvTile {
+    const WIDE: Self = Self { rows: 64, cols: 64 };
+    const NARROW: Self = Self { rows: 16, cols: 256 };
+    fn for_channels(c_out: usize) -> Self {
+        if c_out <= 16 {
+            Self::NARROW
+        } else {
+            Self::WIDE
+        }
+    }
+    fn narrow(self) -> bool {
+        self.rows == 16
+    }
+    fn forward_kernel(self) -> (Kernel, Self) {
+        (if self.narrow() { Kernel::Conv2dForwardNarrow } else { Kernel::Conv2dForward }, self)
+    }
+    fn weight_kernel(self) -> (Kernel, Self) {
+        (if self.narrow() { Kernel::Conv2dBackwardWeightNarrow } else { Kernel::Conv2dBackwardWeight }, self)
+    }
+}
+
+/// A per-channel reduction over `channels` rows of `len` values split into
+/// `parts` chunks of `chunk` values, one block each (the channel chunks of
+/// kernels/common.cuh): enough blocks to fill the GPU even for 16 channels.
+struct ChannelSplit {
+    channels: usize,
+    chunk: usize,
+    parts: usize,
+    len: usize,
+}
+
+impl ChannelSplit {
+    fn new(channels: usize, len: usize) -> Self {
+        // about 1,024 blocks in all, each with at least 1,024 values
+        let parts = len.div_ceil(1024).min(1024usize.div_ceil(channels)).max(1);
+        let chunk = len.div_ceil(parts).max(1);
+        Self { channels, chunk, parts: len.div_ceil(chunk).max(1), len }
+    }
+    fn launch<D: Device>(&self, be: &GpuBackend<D>, k: Kernel, args: Args) {
+        if self.channels > 0 {
+            be.launch(k, [self.parts as u32, self.channels as u32, 1], [THREADS, 1, 1], 0, args);
+        }
+    }
+    /// The parts of each channel's sum of x, or of (x - mean)^2 given the parts of the sums.
+    fn sums<D: Device>(&self, be: &GpuBackend<D>, x: &GpuBuf<D>, mean_parts: Option<&GpuBuf<D>>) -> GpuBuf<D> {
+        let part = be.raw_alloc(self.channels * self.parts);
+        let args = Args::default().i64(self.len as i64).i32(self.chunk as i32).buf(x).opt(mean_parts).buf(&part);
+        self.launch(be, Kernel::ChannelSumParts, args);
+        part
+    }
+}
+
 impl<D: Device> Backend for GpuBackend<D> {
     type T = f32;
     type Buf = GpuBuf<D>;
@@ -395,6 +460,7 @@ impl<D: Device> Backend for GpuBackend<D> {
             );
             self.conv_tiled(&gt, dy, false, &wf, None, dx, relu_mask, accumulate);
         } else {
+            assert!(g.k <= 3, "conv2d_backward_data: kernel size {} over the kernel's MAX_K (3)", g.k);
             self.launch1d(
                 Kernel::Conv2dBackwardData,
                 dx.len,
@@ -413,15 +479,18 @@ impl<D: Device> Backend for GpuBackend<D> {
     ) {
         assert!(x.len == g.input().len() && dy.len == g.output().len() && dw.len == g.weight_len(), "conv2d_backward_weight: sizes");
         let (k, c_out, npix) = (g.col_rows(), g.c_out as usize, g.output().per_channel());
-        let tiles = k.div_ceil(64) * c_out.div_ceil(64);
+        // a weight gradient is c_out x k: 16-row tiles only when k fills their 256 columns
+        let tile = if k > 64 { ConvTile::for_channels(c_out) } else { ConvTile::WIDE };
+        let (kernel, tile) = tile.weight_kernel();
+        let tiles = k.div_ceil(tile.cols) * c_out.div_ceil(tile.rows);
         // split the pixel reduction so that the grid has a few hundred blocks
         let chunks = npix.div_ceil(1024).clamp(1, (512 / tiles).max(1));
         let chunk_pixels = npix.div_ceil(chunks).div_ceil(16) * 16;
         let chunks = npix.div_ceil(chunk_pixels);
         let partial = self.raw_alloc(chunks * c_out * k);
         self.launch(
-            Kernel::Conv2dBackwardWeight,
-            [k.div_ceil(64) as u32, c_out.div_ceil(64) as u32, chunks as u32],
+            kernel,
+            [k.div_ceil(tile.cols) as u32, c_out.div_ceil(tile.rows) as u32, chunks as u32],
             [THREADS, 1, 1],
             0,
             Args::default().push(g).buf(x).i32(relu_x as i32).buf(dy).buf(&partial).i32(chunk_pixels as i32),
@@ -430,13 +499,9 @@ impl<D: Device> Backend for GpuBackend<D> {
         self.launch1d(Kernel::Conv2dReduceWeightGrad, len, Args::default().i32(chunks as i32).i64(len as i64).buf(&partial).buf(dw));
         if let Some(db) = db {
             assert_eq!(db.len, c_out, "conv2d_backward_weight: db");
-            self.launch(
-                Kernel::Conv2dBackwardBias,
-                [c_out as u32, 1, 1],
-                [THREADS, 1, 1],
-                0,
-                Args::default().i64(npix as i64).buf(dy).buf(db),
-            );
+            let split = ChannelSplit::new(c_out, npix);
+            let part = split.sums(self, dy, None);
+            self.launch1d(Kernel::ChannelPartsAdd, c_out, Args::default().i32(c_out as i32).i32(split.parts as i32).buf(&part).buf(db));
         }
     }
 
@@ -462,23 +527,22 @@ impl<D: Device> Backend for GpuBackend<D> {
 
     fn batchnorm_forward(&self, s: &ActShape, x: &GpuBuf<D>, y: &mut GpuBuf<D>, accumulate: bool, stats: &mut GpuBuf<D>) {
         assert!(x.len == s.len() && y.len == s.len() && stats.len == 2 * s.c as usize, "batchnorm_forward: sizes");
-        self.launch(
-            Kernel::BatchnormForward,
-            [s.c as u32, 1, 1],
-            [512, 1, 1],
-            0,
-            Args::default().push(s).buf(x).buf(y).i32(accumulate as i32).buf(stats),
+        let split = ChannelSplit::new(s.c as usize, s.per_channel());
+        let sums = split.sums(self, x, None);
+        let sqs = split.sums(self, x, Some(&sums));
+        split.launch(
+            self,
+            Kernel::BatchnormNormalize,
+            Args::default().push(s).i32(split.chunk as i32).buf(x).buf(&sums).buf(&sqs).buf(y).i32(accumulate as i32).buf(stats),
         );
     }
     fn batchnorm_backward(&self, s: &ActShape, x: &GpuBuf<D>, stats: &GpuBuf<D>, dy: &GpuBuf<D>, dx: &mut GpuBuf<D>) {
         assert!(x.len == s.len() && dy.len == s.len() && dx.len == s.len() && stats.len == 2 * s.c as usize, "batchnorm_backward: sizes");
-        self.launch(
-            Kernel::BatchnormBackward,
-            [s.c as u32, 1, 1],
-            [512, 1, 1],
-            0,
-            Args::default().push(s).buf(x).buf(stats).buf(dy).buf(dx),
-        );
+        let split = ChannelSplit::new(s.c as usize, s.per_channel());
+        let part = self.raw_alloc(2 * split.channels * split.parts);
+        let chunk = split.chunk as i32;
+        split.launch(self, Kernel::BatchnormBackwardParts, Args::default().push(s).i32(chunk).buf(x).buf(stats).buf(dy).buf(&part));
+        split.launch(self, Kernel::BatchnormBackwardApply, Args::default().push(s).i32(chunk).buf(x).buf(stats).buf(dy).buf(&part).buf(dx));
     }
 
     fn batchnorm_backward_frozen(&self, s: &ActShape, stats: &GpuBuf<D>, dy: &GpuBuf<D>, dx: &mut GpuBuf<D>) {
@@ -661,9 +725,10 @@ impl<D: Device> GpuBackend<D> {
         accumulate: bool,
     ) {
         let npix = g.output().per_channel();
+        let (kernel, tile) = ConvTile::for_channels(g.c_out as usize).forward_kernel();
         self.launch(
-            Kernel::Conv2dForward,
-            [npix.div_ceil(64) as u32, (g.c_out as usize).div_ceil(64) as u32, 1],
+            kernel,
+            [npix.div_ceil(tile.cols) as u32, (g.c_out as usize).div_ceil(tile.rows) as u32, 1],
             [THREADS, 1, 1],
             0,
             Args::default().push(g).buf(x).i32(relu_x as i32).buf(w).opt(bias).buf(y).opt(mask).i32(accumulate as i32),
