@@ -5,7 +5,8 @@
 //!
 //! Inputs are fresh random values (never zeros), outputs are poisoned with NaN
 //! before each op (the backends' `poisoned` mode, and NaN uploads), and sizes
-//! are not multiples of the kernels' tiles (64 x 64 x 16) or blocks (256).
+//! are not multiples of the kernels' tiles (64 x 64 or 16 x 256, by 16) or
+//! blocks (256), nor of the chunks of the split channel sums.
 //!
 //! Tolerance: |gpu - cpu| <= 2e-4 * max|cpu| + 2e-4 * |cpu|. Both are f32, but
 //! they sum in different orders (tiles vs GEMM panels, block trees vs lanes);
