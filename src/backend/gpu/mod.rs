@@ -297,11 +297,19 @@ impl ConvTile {
     fn narrow(self) -> bool {
         self.rows == 16
     }
-    fn forward_kernel(self) -> (Kernel, Self) {
-        (if self.narrow() { Kernel::Conv2dForwardNarrow } else { Kernel::Conv2dForward }, self)
+    fn forward_kernel(self) -> Kernel {
+        if self.narrow() {
+            Kernel::Conv2dForwardNarrow
+        } else {
+            Kernel::Conv2dForward
+        }
     }
-    fn weight_kernel(self) -> (Kernel, Self) {
-        (if self.narrow() { Kernel::Conv2dBackwardWeightNarrow } else { Kernel::Conv2dBackwardWeight }, self)
+    fn weight_kernel(self) -> Kernel {
+        if self.narrow() {
+            Kernel::Conv2dBackwardWeightNarrow
+        } else {
+            Kernel::Conv2dBackwardWeight
+        }
     }
 }
 
@@ -481,7 +489,6 @@ impl<D: Device> Backend for GpuBackend<D> {
         let (k, c_out, npix) = (g.col_rows(), g.c_out as usize, g.output().per_channel());
         // a weight gradient is c_out x k: 16-row tiles only when k fills their 256 columns
         let tile = if k > 64 { ConvTile::for_channels(c_out) } else { ConvTile::WIDE };
-        let (kernel, tile) = tile.weight_kernel();
         let tiles = k.div_ceil(tile.cols) * c_out.div_ceil(tile.rows);
         // split the pixel reduction so that the grid has a few hundred blocks
         let chunks = npix.div_ceil(1024).clamp(1, (512 / tiles).max(1));
@@ -489,7 +496,7 @@ impl<D: Device> Backend for GpuBackend<D> {
         let chunks = npix.div_ceil(chunk_pixels);
         let partial = self.raw_alloc(chunks * c_out * k);
         self.launch(
-            kernel,
+            tile.weight_kernel(),
             [k.div_ceil(tile.cols) as u32, c_out.div_ceil(tile.rows) as u32, chunks as u32],
             [THREADS, 1, 1],
             0,
@@ -725,9 +732,9 @@ impl<D: Device> GpuBackend<D> {
         accumulate: bool,
     ) {
         let npix = g.output().per_channel();
-        let (kernel, tile) = ConvTile::for_channels(g.c_out as usize).forward_kernel();
+        let tile = ConvTile::for_channels(g.c_out as usize);
         self.launch(
-            kernel,
+            tile.forward_kernel(),
             [npix.div_ceil(tile.cols) as u32, (g.c_out as usize).div_ceil(tile.rows) as u32, 1],
             [THREADS, 1, 1],
             0,
