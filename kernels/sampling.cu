@@ -60,7 +60,7 @@ KERNEL void sample_with_replacement(long long n, const double* __restrict__ pref
 PADA_KERNEL(sample_with_replacement)
 
 // PA&DA path importance: S = coef * sum(sqrt(sq_norms[members])) / divisor per
-// group; g[slot] = (g[slot] + S) / 2 when S != 0.
+// group; g[slot] = (g[slot] + S) / 2, also when S is 0 (see the CPU reference).
 KERNEL void path_importance_update(const float* __restrict__ sq_norms, const float* __restrict__ clip_coef, const int* __restrict__ members,
                                        const ImportanceGroup* __restrict__ groups, int group_count, float* __restrict__ g) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
@@ -70,7 +70,7 @@ KERNEL void path_importance_update(const float* __restrict__ sq_norms, const flo
         double sum = 0.0;
         for (int j = grp.start; j < grp.start + grp.len; ++j) sum += sqrt((double)sq_norms[members[j]]);
         double s = (double)clip_coef[0] * sum / (double)grp.divisor;
-        if (s != 0.0) g[grp.slot] = (float)(((double)g[grp.slot] + s) / 2.0);
+        g[grp.slot] = (float)(((double)g[grp.slot] + s) / 2.0);
     }
 }
 PADA_KERNEL(path_importance_update)

@@ -151,11 +151,16 @@ fn per_edge_path_importance_has_its_own_distributions() {
 }
 
 #[test]
-fn path_importance_update_skips_zero_sums() {
-    let mut g = vec![1.0f64, 2.0];
+fn path_importance_update_counts_zero_sums() {
+    // A conv on the path whose gradient is exactly zero (it reads an all-zero
+    // node) still halves its entry, as the official code does in floating point.
+    let mut g = vec![1.0f64, 2.0, 4.0];
     let groups = [ImportanceGroup { slot: 0, start: 0, len: 2, divisor: 2.0 }, ImportanceGroup { slot: 1, start: 2, len: 1, divisor: 1.0 }];
     ops::path_importance_update(&[9.0, 16.0, 0.0], 1.0, &[0, 1, 2], &groups, &mut g);
-    assert_eq!(g, vec![(1.0 + 3.5) / 2.0, 2.0]);
+    assert_eq!(g, vec![(1.0 + 3.5) / 2.0, 1.0, 4.0], "slot 2 has no group: untouched");
+    // a skipped step (non-finite clip coefficient) changes nothing
+    ops::path_importance_update(&[9.0, 16.0, 0.0], f64::NAN, &[0, 1, 2], &groups, &mut g);
+    assert_eq!(g, vec![(1.0 + 3.5) / 2.0, 1.0, 4.0]);
 }
 
 #[test]

@@ -91,8 +91,13 @@ pub struct ImportanceGroup {
 }
 
 /// PA&DA's path importance after a step: for each group,
-/// `S = clip_coef * sum(sqrt(sq_norms[m])) / divisor`, and when `S != 0`,
-/// `g[slot] = (g[slot] + S) / 2`.
+/// `S = clip_coef * sum(sqrt(sq_norms[m])) / divisor` and
+/// `g[slot] = (g[slot] + S) / 2`, also when `S` is 0. The official code updates
+/// only `if grads_norm != 0`, but in its floating point a conv on the path
+/// never has an exactly zero norm: one that reads an all-zero node (e.g. node 1
+/// behind a `none` edge) gets ~1e-17 from PyTorch's arithmetic and halves its
+/// entry, where exact arithmetic gives 0. Updating on every step reproduces
+/// what the official code does (the replay test checks it over a whole run).
 /// A non-finite coefficient (a skipped step) changes nothing.
 pub fn path_importance_update<T: Element>(sq_norms: &[T], clip_coef: T, members: &[i32], groups: &[ImportanceGroup], g: &mut [T]) {
     if !clip_coef.is_finite() {
@@ -102,10 +107,8 @@ pub fn path_importance_update<T: Element>(sq_norms: &[T], clip_coef: T, members:
         let m = &members[grp.start as usize..(grp.start + grp.len) as usize];
         let sum: f64 = m.iter().map(|&i| sq_norms[i as usize].as_f64().sqrt()).sum();
         let s = clip_coef.as_f64() * sum / grp.divisor as f64;
-        if s != 0.0 {
-            let slot = &mut g[grp.slot as usize];
-            *slot = T::from_f64((slot.as_f64() + s) / 2.0);
-        }
+        let slot = &mut g[grp.slot as usize];
+        *slot = T::from_f64((slot.as_f64() + s) / 2.0);
     }
 }
 

@@ -108,8 +108,10 @@ impl<B: Backend> PathSampler<B> {
     /// PA&DA: after a step on `g`, folds the clipped gradient norms of the
     /// path's convs into G. Shared distribution (official): for each conv op k
     /// on the path, S_k = sum over cells and edges using k of (||dW|| + ||db||),
-    /// divided by the number of edges using k; G_k = (G_k + S_k) / 2 when
-    /// S_k != 0. Per edge: the same per (edge, op), summed over cells.
+    /// divided by the number of edges using k; G_k = (G_k + S_k) / 2, also
+    /// when S_k is 0 (as the official code in floating point; see
+    /// [`crate::ops::path_importance_update`]). Per edge: the same per (edge,
+    /// op), summed over cells.
     pub fn observe(&mut self, be: &B, net: &Supernet<B>, g: &Genotype, norms: &StepNorms<B>) {
         let PathSamplerKind::Importance { per_edge } = self.kind else { return };
         let pos = |id: crate::supernet::ParamId| norms.tensors.binary_search(&id.0).expect("path tensors were updated") as i32;
