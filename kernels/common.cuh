@@ -1,5 +1,5 @@
 // Shared by every kernel: the op geometry (mirroring src/geometry.rs field for
-// field), multi-tensor tables, block reductions and Philox.
+// field), multi-tensor tables and block reductions.
 #pragma once
 
 // KERNEL: unmangled names for cuModuleGetFunction on the GPU; internal
@@ -34,10 +34,9 @@ struct LinearGeom {
     int n, inp, out;
 };
 
-// src/ops/sampling.rs: ImportanceGroup
-struct ImportanceGroup {
+// src/ops/optim.rs: NormGroup
+struct NormGroup {
     int slot, start, len;
-    float divisor;
 };
 
 // src/backend/gpu/mod.rs: TensorRef, one tensor of a multi-tensor launch
@@ -84,30 +83,4 @@ __device__ __forceinline__ double parts_total(const float* __restrict__ part, in
 // that needs it, so that all of them use the same float.
 __device__ __forceinline__ float channel_mean(const float* __restrict__ sum_parts, int c, int parts, long long L) {
     return (float)(parts_total(sum_parts, c, parts) / (double)L);
-}
-
-// Philox4x32-10 as src/ops/sampling.rs::philox4x32_10.
-__device__ __forceinline__ void philox4x32_10(unsigned ctr[4], unsigned key[2]) {
-    const unsigned long long M0 = 0xD2511F53ull, M1 = 0xCD9E8D57ull;
-    for (int round = 0; round < 10; ++round) {
-        if (round > 0) {
-            key[0] += 0x9E3779B9u;
-            key[1] += 0xBB67AE85u;
-        }
-        unsigned long long p0 = M0 * ctr[0], p1 = M1 * ctr[2];
-        unsigned c1 = ctr[1], c3 = ctr[3];
-        ctr[0] = (unsigned)(p1 >> 32) ^ c1 ^ key[0];
-        ctr[1] = (unsigned)p1;
-        ctr[2] = (unsigned)(p0 >> 32) ^ c3 ^ key[1];
-        ctr[3] = (unsigned)p0;
-    }
-}
-
-// src/ops/sampling.rs::uniform01
-__device__ __forceinline__ double uniform01(unsigned long long seed, unsigned long long i) {
-    unsigned ctr[4] = {(unsigned)i, (unsigned)(i >> 32), 0u, 0u};
-    unsigned key[2] = {(unsigned)seed, (unsigned)(seed >> 32)};
-    philox4x32_10(ctr, key);
-    unsigned long long bits = ((unsigned long long)ctr[0] << 21) ^ ((unsigned long long)ctr[1] >> 11);
-    return (double)bits * (1.0 / 9007199254740992.0);
 }

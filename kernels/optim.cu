@@ -42,7 +42,8 @@ PADA_KERNEL(sgd_step)
 
 // If a gradient norm is not finite: guard[0] += 1 (the first bad step also
 // records its step and tensor position in guard[1], guard[2]) and the clip
-// coefficient becomes NaN, which makes sgd_step and path_importance_update skip.
+// coefficient becomes NaN, which makes sgd_step skip the step and
+// clipped_group_norms log NaN for it.
 KERNEL void nonfinite_guard(int count, const float* __restrict__ sq_norms, long long step, float* __restrict__ guard, float* __restrict__ clip_coef) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
     for (int i = 0; i < count; ++i)
@@ -57,3 +58,18 @@ KERNEL void nonfinite_guard(int count, const float* __restrict__ sq_norms, long 
         }
 }
 PADA_KERNEL(nonfinite_guard)
+
+// out[slot] = clip_coef * sum(sqrt(sq_norms[members])) per group (NaN for a
+// skipped step); sequential, as the CPU sums: a handful of groups per step.
+KERNEL void clipped_group_norms(const float* __restrict__ sq_norms, const float* __restrict__ clip_coef, const int* __restrict__ members,
+                                const NormGroup* __restrict__ groups, int group_count, float* __restrict__ out) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    const float coef = clip_coef[0];
+    for (int k = 0; k < group_count; ++k) {
+        NormGroup grp = groups[k];
+        double sum = 0.0;
+        for (int j = grp.start; j < grp.start + grp.len; ++j) sum += sqrt((double)sq_norms[members[j]]);
+        out[grp.slot] = isfinite(coef) ? (float)((double)coef * sum) : NAN;
+    }
+}
+PADA_KERNEL(clipped_group_norms)

@@ -7,17 +7,18 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::arch::{Genotype, NUM_ARCHS};
 use crate::backend::Backend;
-use crate::data::{Data, DataSpec};
+use crate::data::{Batch, Data, DataSpec};
 use crate::eval::{evaluate, EvalSet};
 use crate::ops::SgdStep;
 use crate::optim::{clip_and_step, OffPath};
 use crate::rng::SplitMix64;
 use crate::sampler::{DataSampler, DataSamplerKind, PathSampler, PathSamplerKind};
-use crate::supernet::Pass;
 use crate::supernet::{Supernet, SupernetConfig};
-use crate::train::{forward_backward, on_path, DataImportance};
+use crate::train::{on_path, DataImportance, EpochRun, Method, TrainConfig, Trainer};
 
 /// Median and spread of repeated timings, in milliseconds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -54,8 +55,8 @@ pub struct BenchReport {
     pub extra_path_sampling: Timing,
     /// The end-of-epoch data resampling over a 50,000-sample distribution.
     pub epoch_resampling_50k: Timing,
-    /// Extra work per step of the exact per-sample gradient norms, over the
-    /// proxy (which the loss kernel computes for free), on the benchmark paths.
+    /// PA&DA steps scoring samples by the exact per-sample gradient norms
+    /// instead of the proxy (which the loss kernel computes for free).
     pub data_importance_classifier: Timing,
     pub data_importance_full: Timing,
     /// Sum of the per-step extra parts, plus the resampling spread over an
@@ -91,7 +92,7 @@ pub fn kernel_timings<B: Backend>(be: &B, config: &SupernetConfig, n: usize, rep
     let mut out = Vec::new();
     let rand = |len: usize, seed: u64| -> B::Buf {
         let mut s = SplitMix64(seed);
-        be.upload_f32(&(0..len).map(|_| (s.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).collect::<Vec<_>>())
+        be.upload_f64(&(0..len).map(|_| (s.next() >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0).collect::<Vec<_>>())
     };
     let mut push = |op: &str, shape: String, flops: Option<f64>, t: Timing| {
         let gflops = flops.map(|f| f / (t.median_ms * 1e6));
@@ -216,144 +217,133 @@ pub struct BenchOptions {
     pub kernels: bool,
 }
 
+/// A trainer of `method` on benchmark batches, its epoch begun, taking the
+/// paths `paths` in order when given (else its own sampler's).
+fn bench_trainer<'a, B: Backend>(
+    be: &'a B,
+    o: &BenchOptions,
+    data: &Arc<Data>,
+    method: Method,
+    importance: DataImportance,
+    paths: Option<&[Genotype]>,
+) -> anyhow::Result<(Trainer<'a, B>, EpochRun<B>)> {
+    let mut config = TrainConfig::defaults(method, data.spec.clone());
+    config.batch_size = o.batch_size;
+    config.channels = o.config.channels;
+    config.cells = o.config.cells;
+    config.epochs = 1;
+    config.data_importance = importance;
+    let mut t = Trainer::new(be, config, data.clone())?;
+    if let Some(p) = paths {
+        t.paths.replay(p.iter().map(|g| vec![*g]).collect());
+    }
+    let ep = t.begin_epoch()?;
+    Ok((t, ep))
+}
+
+/// A trainer, its epoch and its step times.
+struct Contender<'a, B: Backend> {
+    trainer: Trainer<'a, B>,
+    ep: EpochRun<B>,
+    times: Vec<f64>,
+}
+
+impl<B: Backend> Contender<'_, B> {
+    fn timed_step(&mut self, be: &B, batch: &Batch, keep: bool) -> anyhow::Result<()> {
+        let (r, t) = be.timed(|| self.trainer.train_step(&mut self.ep, batch));
+        r?;
+        if keep {
+            self.times.push(t);
+        }
+        Ok(())
+    }
+}
+
 pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> anyhow::Result<BenchReport> {
     let (n, k) = (o.batch_size, o.config.classes);
-    let mut net = Supernet::new(be, o.config, 0)?;
-    let images: Vec<f32> = {
+    let total = o.warmup + o.steps;
+    // The trainers' own data only sizes their epochs; every step trains on `batch`.
+    let spec: DataSpec = format!("synthetic:{}:{}:1:{k}", o.config.input, n * total).parse()?;
+    let data = Arc::new(spec.load()?);
+    let images: Vec<f64> = {
         let mut s = SplitMix64(1);
-        (0..n * o.config.input.len()).map(|_| (s.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).collect()
+        (0..n * o.config.input.len()).map(|_| (s.next() >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0).collect()
     };
-    let x = be.upload_f32(&images);
-    let labels = be.upload_i32(&(0..n as i32).map(|i| i % k as i32).collect::<Vec<_>>());
-    let indices = be.upload_i32(&(0..n as i32).collect::<Vec<_>>());
-    let h = SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 2.5e-4 };
-    let paths = bench_paths(o.warmup + o.steps);
-    let mut sums = be.alloc_zeroed(3);
-    let mut path_sampler = PathSampler::new(be, PathSamplerKind::Importance { per_edge: false });
-    path_sampler.begin_epoch(be, 0, 0);
-    let mut data_sampler = DataSampler::new(be, DataSamplerKind::Importance, 50_000.max(n));
+    let batch = Batch { n, x: images, labels: (0..n as i32).map(|i| i % k as i32).collect(), indices: (0..n as i32).collect() };
+    let paths = bench_paths(total);
 
-    // SPOS and PA&DA steps, interleaved on the same paths.
-    log("timing SPOS and PA&DA steps");
-    let (mut spos, mut pada) = (Vec::new(), Vec::new());
-    for (i, g) in paths.iter().enumerate() {
-        let (_, t_spos) = be.timed(|| {
-            net.params.zero_grads(be);
-            let proxy = forward_backward(be, &mut net, &x, &labels, None, n, g, &mut sums, DataImportance::Proxy);
-            let on = on_path(&net, std::slice::from_ref(g));
-            clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum, None).release(be);
-            be.release(proxy);
-        });
-        let (_, t_pada) = be.timed(|| {
-            let _ = path_sampler.next_paths();
-            net.params.zero_grads(be);
-            let proxy = forward_backward(be, &mut net, &x, &labels, None, n, g, &mut sums, DataImportance::Proxy);
-            let on = on_path(&net, std::slice::from_ref(g));
-            let norms = clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum, None);
-            path_sampler.observe(be, &net, g, &norms);
-            data_sampler.observe(be, &indices, &proxy);
-            norms.release(be);
-            be.release(proxy);
-        });
-        if i >= o.warmup {
-            spos.push(t_spos);
-            pada.push(t_pada);
+    // SPOS, PA&DA and PA&DA with each exact per-sample score, interleaved on the same paths.
+    log("timing SPOS, PA&DA and per-sample-norm steps");
+    let mut contenders = Vec::new();
+    for (method, importance) in [
+        (Method::Spos, DataImportance::Proxy),
+        (Method::Pada, DataImportance::Proxy),
+        (Method::Pada, DataImportance::Classifier),
+        (Method::Pada, DataImportance::Full),
+    ] {
+        let (trainer, ep) = bench_trainer(be, o, &data, method, importance, Some(&paths))?;
+        contenders.push(Contender { trainer, ep, times: Vec::new() });
+    }
+    for i in 0..total {
+        for c in &mut contenders {
+            c.timed_step(be, &batch, i >= o.warmup)?;
         }
     }
-    let (spos_step, pada_step) = (Timing::of(spos), Timing::of(pada));
+    let mut timings = contenders.iter().map(|c| Timing::of(c.times.clone()));
+    let (spos_step, pada_step) = (timings.next().expect("SPOS"), timings.next().expect("PA&DA"));
+    let (data_importance_classifier, data_importance_full) = (timings.next().expect("classifier"), timings.next().expect("full"));
 
     log("timing FairNAS steps");
-    let fair_steps = (o.steps / 4).max(3);
-    let mut fair_sampler = PathSampler::<B>::new(be, PathSamplerKind::Fair);
-    fair_sampler.begin_epoch(be, 0, 0);
-    let mut fair = Vec::new();
-    for i in 0..fair_steps + 1 {
-        let ps = fair_sampler.next_paths();
-        let (_, t) = be.timed(|| {
-            net.params.zero_grads(be);
-            for g in &ps {
-                let proxy = forward_backward(be, &mut net, &x, &labels, None, n, g, &mut sums, DataImportance::Proxy);
-                be.release(proxy);
-            }
-            let on = on_path(&net, &ps);
-            clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum, None).release(be);
-        });
-        if i > 0 {
-            fair.push(t);
-        }
+    let (trainer, ep) = bench_trainer(be, o, &data, Method::Fairnas, DataImportance::Proxy, None)?;
+    let mut fair = Contender { trainer, ep, times: Vec::new() };
+    for i in 0..(o.steps / 4).max(3) + 1 {
+        fair.timed_step(be, &batch, i > 0)?;
     }
 
     log("timing PA&DA's extra work");
-    // A representative step's norms for the path-importance update.
-    let g = paths[0];
-    net.params.zero_grads(be);
-    let proxy = forward_backward(be, &mut net, &x, &labels, None, n, &g, &mut sums, DataImportance::Proxy);
-    let on = on_path(&net, &[g]);
-    let norms = clip_and_step(be, &mut net.params, &on, &h, Some(5.0), OffPath::Momentum, None);
     let reps = 200;
-    let extra_sample_scores = repeat(be, reps, || data_sampler.observe(be, &indices, &proxy));
-    let extra_path_importance = repeat(be, reps, || path_sampler.observe(be, &net, &g, &norms));
+    let pada = &mut contenders[1].trainer;
+    // the parts of a PA&DA step that a SPOS step does not have, each alone
+    let mut scores = DataSampler::<B>::new(DataSamplerKind::Importance, n * reps);
+    scores.begin_epoch(be, 0, 0)?;
+    let proxy = be.upload_f64(&vec![0.5; n]);
+    let extra_sample_scores = repeat(be, reps, || scores.observe(be, &proxy));
+    let g = paths[0];
+    let on = on_path(&pada.net, &[g]);
+    let norms = clip_and_step(be, &mut pada.net.params, &on, &SGD, Some(5.0), OffPath::Frozen, None);
+    let mut importance = PathSampler::<B>::new(PathSamplerKind::Importance { per_edge: false });
+    importance.begin_epoch(be, 0, 0, 1);
+    importance.replay(vec![vec![g]]);
+    importance.next_paths()?;
+    let extra_path_importance = repeat(be, reps, || importance.observe(be, &pada.net, &norms));
+    let mut sampler = PathSampler::<B>::new(PathSamplerKind::Importance { per_edge: false });
+    sampler.begin_epoch(be, 0, 0, reps);
     let extra_path_sampling = repeat(be, reps, || {
-        let _ = path_sampler.next_paths();
+        let _ = sampler.next_paths();
     });
-    norms.release(be);
-    be.release(proxy);
-    let mut resampler = DataSampler::<B>::new(be, DataSamplerKind::Importance, 50_000);
-    let order: Vec<u32> = (0..50_000).collect();
-    let scores = be.upload_f32(&(0..50_000).map(|i| 0.5 + (i % 97) as f32 / 97.0).collect::<Vec<_>>());
-    let all = be.upload_i32(&(0..50_000).collect::<Vec<_>>());
-    let epoch_resampling_50k = repeat(be, 10, || {
-        resampler.observe(be, &all, &scores);
-        let _ = resampler.end_epoch(be, 0, 5, 10, &order);
-    });
+    let mut resampler = DataSampler::<B>::new(DataSamplerKind::Importance, 50_000);
+    let all_scores = be.upload_f64(&(0..50_000).map(|i| 0.5 + (i % 97) as f64 / 97.0).collect::<Vec<_>>());
+    let mut ends = Vec::new();
+    for epoch in 0..10 {
+        resampler.begin_epoch(be, 0, epoch)?;
+        resampler.observe(be, &all_scores);
+        ends.push(be.timed(|| resampler.end_epoch(be, 0, 5, 10)).1);
+    }
+    let epoch_resampling_50k = Timing::of(ends);
     let steps_per_epoch = 50_000f64 / n as f64;
     let per_step_ms = extra_sample_scores.median_ms + extra_path_importance.median_ms + extra_path_sampling.median_ms;
     let pada_overhead_percent = 100.0 * (per_step_ms + epoch_resampling_50k.median_ms / steps_per_epoch) / spos_step.median_ms;
 
-    log("timing the per-sample gradient norms");
-    let (mut cls, mut full) = (Vec::new(), Vec::new());
-    for g in paths.iter().skip(o.warmup).take(o.steps.clamp(1, 16)) {
-        let mut xin = be.alloc(be.len(&x));
-        be.copy(&mut xin, &x);
-        let tape = net.forward(be, xin, n, g, true);
-        let extra = |which: DataImportance, net: &mut Supernet<B>| {
-            be.timed(|| {
-                let (mut l, mut dz, mut p) = (be.alloc(n), be.alloc(n * k), be.alloc(n));
-                be.softmax_cross_entropy(n, k, &tape.logits, &labels, None, &mut l, &mut dz, &mut p);
-                be.scale(&mut dz, n as f64);
-                let mut sq = be.alloc_zeroed(n);
-                match which {
-                    DataImportance::Classifier => net.classifier_per_sample_sq_norms(be, &tape, &dz, &mut sq),
-                    _ => net.backward_with(be, &tape, &dz, &mut Pass { frozen_bn_statistics: true, per_sample_sq_norms: Some(&mut sq) }),
-                }
-                be.elementwise_sqrt(&mut sq);
-                for b in [l, dz, p, sq] {
-                    be.release(b);
-                }
-            })
-            .1
-        };
-        cls.push(extra(DataImportance::Classifier, &mut net));
-        full.push(extra(DataImportance::Full, &mut net));
-        tape.release(be);
-    }
-    let (data_importance_classifier, data_importance_full) = (Timing::of(cls), Timing::of(full));
-
     log("timing ranking");
-    let data: Data = o.rank_data.load()?;
-    let rank_net = Supernet::new(be, SupernetConfig { classes: data.classes(), input: data.shape(), ..o.config }, 0)?;
-    let set = EvalSet::new(be, &data.test, &data.norm, 512);
+    let rank_data: Data = o.rank_data.load()?;
+    let rank_net = Supernet::new(be, SupernetConfig { classes: rank_data.classes(), input: rank_data.shape(), ..o.config }, 0)?;
+    let set = EvalSet::new(be, &rank_data.test, &rank_data.norm, 512);
     let archs = bench_paths(o.rank_archs);
     let (_, t_rank) = be.timed(|| {
         for g in &archs {
             let _ = evaluate(be, &rank_net, g, &set);
         }
     });
-    let ranking_images = set.images;
-    set.release(be);
-    for b in [x, sums] {
-        be.release(b);
-    }
     Ok(BenchReport {
         backend: be.name(),
         config: o.name.clone(),
@@ -365,7 +355,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
         pada_overhead_direct_percent: 100.0 * (pada_step.median_ms / spos_step.median_ms - 1.0),
         spos_step,
         pada_step,
-        fairnas_step: Timing::of(fair),
+        fairnas_step: Timing::of(fair.times),
         extra_sample_scores,
         extra_path_importance,
         extra_path_sampling,
@@ -374,12 +364,15 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
         data_importance_full,
         pada_overhead_percent,
         ranking_archs_per_sec: archs.len() as f64 / t_rank,
-        ranking_images,
+        ranking_images: set.images,
         peak_rss_mib: peak_rss_mib(),
         device_memory_mib: be.device_memory().map(|b| b as f64 / (1 << 20) as f64),
         kernels: if o.kernels { kernel_timings(be, &o.config, n, 10) } else { Vec::new() },
     })
 }
+
+/// The official SGD settings.
+const SGD: SgdStep = SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 2.5e-4 };
 
 /// The human-readable table.
 pub fn format_report(r: &BenchReport) -> String {
@@ -401,13 +394,14 @@ pub fn format_report(r: &BenchReport) -> String {
         "  PA&DA overhead over SPOS: {:.3}% (parts, resampling spread over 50,000/{} steps); {:+.2}% (median steps, noisier)\n",
         r.pada_overhead_percent, r.batch_size, r.pada_overhead_direct_percent
     );
-    s += "  Exact per-sample gradient norms, extra per step over the proxy:\n";
+    s += "  PA&DA steps with exact per-sample gradient norms as data scores:\n";
     s += &row("  classifier (weight and bias)", &r.data_importance_classifier);
     s += &row("  full (every parameter on the path)", &r.data_importance_full);
     s += &format!(
-        "  i.e. classifier +{:.2}%, full +{:.1}% of the SPOS step\n",
-        100.0 * r.data_importance_classifier.median_ms / r.spos_step.median_ms,
-        100.0 * r.data_importance_full.median_ms / r.spos_step.median_ms
+        "  i.e. over the SPOS step: proxy {:+.1}%, classifier {:+.1}%, full {:+.1}% (median steps)\n",
+        r.pada_overhead_direct_percent,
+        100.0 * (r.data_importance_classifier.median_ms / r.spos_step.median_ms - 1.0),
+        100.0 * (r.data_importance_full.median_ms / r.spos_step.median_ms - 1.0)
     );
     s += &format!("  SPOS throughput: {:.1} images/s\n", r.spos_images_per_sec);
     s += &format!("  ranking: {:.2} architectures/s on {} test images\n", r.ranking_archs_per_sec, r.ranking_images);

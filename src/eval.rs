@@ -23,7 +23,7 @@ impl<B: Backend> EvalSet<B> {
             .map(|k| {
                 let idx: Vec<u32> = (k * batch_size..((k + 1) * batch_size).min(n)).map(|i| i as u32).collect();
                 let b = make_batch(d, norm, &idx, None);
-                (b.n, be.upload_f32(&b.x), be.upload_i32(&b.labels))
+                (b.n, be.upload_f64(&b.x), be.upload_i32(&b.labels))
             })
             .collect();
         Self { batches, images: n }

@@ -16,7 +16,6 @@ pub mod element;
 pub mod eval;
 pub mod fsutil;
 pub mod geometry;
-pub mod gradvar;
 pub mod ops;
 pub mod optim;
 pub mod plot;

@@ -47,3 +47,49 @@ pub fn derive_seed(seed: u64, purpose: Purpose, a: u64, b: u64) -> u64 {
 pub fn stream(seed: u64, purpose: Purpose, a: u64, b: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(derive_seed(seed, purpose, a, b))
 }
+
+/// Philox4x32-10 (Salmon et al., 2011), the counter-based generator of cuRAND:
+/// the same (counter, key) gives the same numbers on every machine.
+pub fn philox4x32_10(mut ctr: [u32; 4], mut key: [u32; 2]) -> [u32; 4] {
+    const M0: u64 = 0xD251_1F53;
+    const M1: u64 = 0xCD9E_8D57;
+    const W0: u32 = 0x9E37_79B9;
+    const W1: u32 = 0xBB67_AE85;
+    for round in 0..10 {
+        if round > 0 {
+            key[0] = key[0].wrapping_add(W0);
+            key[1] = key[1].wrapping_add(W1);
+        }
+        let p0 = M0 * ctr[0] as u64;
+        let p1 = M1 * ctr[2] as u64;
+        ctr = [((p1 >> 32) as u32) ^ ctr[1] ^ key[0], p1 as u32, ((p0 >> 32) as u32) ^ ctr[3] ^ key[1], p0 as u32];
+    }
+    ctr
+}
+
+/// The `i`-th uniform double in [0, 1) of the stream `seed` (53 random bits).
+pub fn uniform01(seed: u64, i: u64) -> f64 {
+    let r = philox4x32_10([i as u32, (i >> 32) as u32, 0, 0], [seed as u32, (seed >> 32) as u32]);
+    let bits = ((r[0] as u64) << 21) ^ (r[1] as u64 >> 11);
+    bits as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// `count` indices drawn with replacement from the (unnormalised) weights `q`:
+/// draw `i` is the first index whose inclusive prefix sum of `max(q, 0)`
+/// exceeds `uniform01(seed, i) * sum` (inverse-CDF sampling). Draw `i` depends
+/// on `i` alone, so any part of the sequence can be drawn independently.
+pub fn draw_with_replacement(q: &[f64], seed: u64, count: usize) -> Vec<u32> {
+    assert!(!q.is_empty(), "draw_with_replacement: empty distribution");
+    let mut prefix = Vec::with_capacity(q.len());
+    let mut acc = 0f64;
+    for &v in q {
+        acc += v.max(0.0);
+        prefix.push(acc);
+    }
+    (0..count as u64)
+        .map(|i| {
+            let u = uniform01(seed, i) * acc;
+            prefix.partition_point(|&p| p <= u).min(q.len() - 1) as u32
+        })
+        .collect()
+}

@@ -246,8 +246,8 @@ fn loader_batches_are_cnhw_normalised_and_augmented_reproducibly() {
     let b = make_batch(&data.train, &data.norm, &[3, 5], None);
     assert_eq!(b.x.len(), 2 * 3 * 64);
     // channel 1 of image 5 (second in the batch) sits at (1 * 2 + 1) * 64
-    let want = (data.train.image(5)[64] as f32 / 255.0 - data.norm.mean[1]) / data.norm.std[1];
-    assert!((b.x[3 * 64] - want).abs() < 1e-5);
+    let want = (data.train.image(5)[64] as f64 / 255.0 - data.norm.mean[1]) / data.norm.std[1];
+    assert_eq!(b.x[3 * 64], want, "normalised in f64 as (x / 255 - mean) / std");
     let aug = Augment { crop_pad: 2, flip: true };
     let mut r1 = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let mut r2 = rand_chacha::ChaCha8Rng::seed_from_u64(1);

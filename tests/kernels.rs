@@ -20,7 +20,7 @@ use common::{assert_close, random_vec};
 use pada::backend::cpu::CpuBackend;
 use pada::backend::{Backend, SgdSlot};
 use pada::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
-use pada::ops::{ImportanceGroup, SgdStep};
+use pada::ops::{NormGroup, SgdStep};
 
 fn rand32(len: usize, seed: u64) -> Vec<f32> {
     random_vec(len, seed).into_iter().map(|v| v as f32).collect()
@@ -181,6 +181,13 @@ pub fn elementwise<B: Backend<T = f32>>(be: &B) {
     let mut cg = nan(be, n);
     be.copy(&mut cg, &up(be, &a));
     close("copy", &be.download(&cg), &a);
+    // a step's values into the middle of a log: the rest stays as it was
+    let part = rand32(1_003, 203);
+    let mut lc = b.clone();
+    cpu.copy_at(&mut lc, 40_961, &part);
+    let mut lg = up(be, &b);
+    be.copy_at(&mut lg, 40_961, &up(be, &part));
+    assert_eq!(be.download(&lg), lc, "copy_at must equal the CPU exactly");
     let mut ac = a.clone();
     cpu.add_assign(&mut ac, &b);
     let mut ag = up(be, &a);
@@ -285,44 +292,23 @@ pub fn optimiser<B: Backend<T = f32>>(be: &B) {
         close(&format!("sgd_step value {i}"), &be.download(&pg[i]), &pc[i]);
         close(&format!("sgd_step momentum {i}"), &be.download(&mg[i]), &mc[i]);
     }
-}
-
-pub fn sampling<B: Backend<T = f32>>(be: &B) {
-    let cpu = CpuBackend::<f32>::new();
-    let n = 5003;
-    let s0: Vec<f32> = rand32(n, 700).iter().map(|v| if *v > 0.5 { 0.0 } else { v.abs() }).collect();
-    let idx: Vec<i32> = (0..300).map(|i| i * 37 % 97).collect(); // repeats
-    let vals: Vec<f32> = rand32(300, 701).iter().map(|v| v.abs() + 0.1).collect();
-    let mut sc = s0.clone();
-    cpu.sample_scores_update(&mut sc, &idx, &vals);
-    let mut sg = up(be, &s0);
-    be.sample_scores_update(&mut sg, &be.upload_i32(&idx), &up(be, &vals));
-    assert_eq!(be.download(&sg), sc, "sample_scores_update must equal the CPU exactly");
-    for tau in [0.0, 0.37] {
-        let mut qc = vec![f32::NAN; n];
-        cpu.importance_distribution(&sc, tau, &mut qc);
-        let mut qg = nan(be, n);
-        be.importance_distribution(&sg, tau, &mut qg);
-        assert_eq!(be.download(&qg), qc, "importance_distribution (tau {tau}) must equal the CPU exactly");
-        let mut oc = vec![i32::MIN; 20_000];
-        cpu.sample_with_replacement(&qc, 99, &mut oc);
-        let mut og = be.upload_i32(&vec![i32::MIN; 20_000]);
-        be.sample_with_replacement(&qg, 99, &mut og);
-        assert_eq!(be.download_i32(&og), oc, "sample_with_replacement must draw the CPU's indices");
-    }
+    // the path sampler's log: groups of clipped norms into their slots
     let sq = rand32(40, 702).iter().map(|v| v.abs()).collect::<Vec<f32>>();
     let members: Vec<i32> = (0..40).rev().collect();
-    let groups = [
-        ImportanceGroup { slot: 2, start: 0, len: 12, divisor: 3.0 },
-        ImportanceGroup { slot: 3, start: 12, len: 28, divisor: 2.0 },
-        ImportanceGroup { slot: 0, start: 5, len: 0, divisor: 1.0 },
-    ];
-    let g0 = vec![0.0f32, 0.5, 0.25, 1.0, 0.0];
-    let mut gc = g0.clone();
-    cpu.path_importance_update(&sq, &vec![0.8], &members, &groups, &mut gc);
-    let mut gg = up(be, &g0);
-    be.path_importance_update(&up(be, &sq), &up(be, &[0.8]), &members, &groups, &mut gg);
-    assert_eq!(be.download(&gg), gc, "path_importance_update must equal the CPU exactly");
+    let groups =
+        [NormGroup { slot: 2, start: 0, len: 12 }, NormGroup { slot: 7, start: 12, len: 28 }, NormGroup { slot: 0, start: 5, len: 0 }];
+    for coef in [0.8f32, f32::NAN] {
+        let log0 = rand32(9, 703);
+        let mut lc = log0.clone();
+        cpu.clipped_group_norms(&sq, &vec![coef], &members, &groups, &mut lc);
+        let mut lg = up(be, &log0);
+        be.clipped_group_norms(&up(be, &sq), &up(be, &[coef]), &members, &groups, &mut lg);
+        let (got, want) = (be.download(&lg), lc);
+        assert!(
+            got.iter().zip(&want).all(|(g, w)| g == w || (g.is_nan() && w.is_nan())),
+            "clipped_group_norms (coef {coef}) must equal the CPU exactly: {got:?} vs {want:?}"
+        );
+    }
 }
 
 pub fn per_sample_norms<B: Backend<T = f32>>(be: &B) {
@@ -369,7 +355,6 @@ macro_rules! kernel_tests {
             $(#[$attr])* #[test] fn elementwise() { super::elementwise(&$make) }
             $(#[$attr])* #[test] fn linear_and_loss() { super::linear_and_loss(&$make) }
             $(#[$attr])* #[test] fn optimiser() { super::optimiser(&$make) }
-            $(#[$attr])* #[test] fn sampling() { super::sampling(&$make) }
             $(#[$attr])* #[test] fn per_sample_norms() { super::per_sample_norms(&$make) }
         }
     };

@@ -6,9 +6,11 @@ mod common;
 use pada::arch::{Genotype, Op, NUM_EDGES};
 use pada::backend::cpu::CpuBackend;
 use pada::backend::Backend;
-use pada::ops::sampling::{philox4x32_10, uniform01};
-use pada::ops::{self, ImportanceGroup};
+use pada::ops::{self, NormGroup};
 use pada::optim::StepNorms;
+use pada::rng::{draw_with_replacement, philox4x32_10, uniform01};
+use pada::sampler::data::fold_scores;
+use pada::sampler::path::fold_importance;
 use pada::sampler::{DataSampler, DataSamplerKind, PathSampler, PathSamplerKind};
 use pada::supernet::{Supernet, SupernetConfig};
 
@@ -30,11 +32,11 @@ fn philox_matches_random123_known_answers() {
 #[test]
 fn fairnas_trains_every_op_once_per_edge_per_step() {
     let be = CpuBackend::<f32>::new();
-    let mut s = PathSampler::new(&be, PathSamplerKind::Fair);
-    s.begin_epoch(&be, 3, 0);
+    let mut s = PathSampler::new(PathSamplerKind::Fair);
+    s.begin_epoch(&be, 3, 0, 50);
     let mut first_ops = std::collections::HashSet::new();
     for _ in 0..50 {
-        let paths = s.next_paths();
+        let paths = s.next_paths().unwrap();
         assert_eq!(paths.len(), 5);
         for e in 0..NUM_EDGES {
             let mut ops: Vec<usize> = paths.iter().map(|g| g.0[e].index()).collect();
@@ -50,11 +52,11 @@ fn fairnas_trains_every_op_once_per_edge_per_step() {
 #[test]
 fn uniform_path_sampler_is_uniform() {
     let be = CpuBackend::<f32>::new();
-    let mut s = PathSampler::new(&be, PathSamplerKind::Uniform);
-    s.begin_epoch(&be, 1, 0);
+    let mut s = PathSampler::new(PathSamplerKind::Uniform);
+    s.begin_epoch(&be, 1, 0, 2000);
     let mut counts = [0usize; 5];
     for _ in 0..2000 {
-        for op in s.next_paths()[0].0 {
+        for op in s.next_paths().unwrap()[0].0 {
             counts[op.index()] += 1;
         }
     }
@@ -71,8 +73,8 @@ fn pada_path_distribution_follows_the_formulas() {
     let be = CpuBackend::<f64>::new();
     let cfg = SupernetConfig { channels: 2, cells: 2, classes: 3, input: "1x8x8".parse().unwrap() };
     let net = Supernet::new(&be, cfg, 0).unwrap();
-    let mut s = PathSampler::new(&be, PathSamplerKind::Importance { per_edge: false });
-    s.begin_epoch(&be, 0, 0);
+    let mut s = PathSampler::new(PathSamplerKind::Importance { per_edge: false });
+    s.begin_epoch(&be, 0, 0, 3);
     let g1: Genotype = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|none~0|skip_connect~1|nor_conv_3x3~2|".parse().unwrap();
     let g2: Genotype = "|nor_conv_1x1~0|+|avg_pool_3x3~0|none~1|+|none~0|skip_connect~1|avg_pool_3x3~2|".parse().unwrap();
     // Every tensor gets gradient norm sqrt(index + 1) before clipping; the clip coefficient is 0.5.
@@ -95,8 +97,10 @@ fn pada_path_distribution_follows_the_formulas() {
         coef * total / g.count(op) as f64
     };
     let mut gk = [0.0f64; 5];
+    s.replay(vec![vec![g1], vec![g2], vec![g1]]);
     for (g, coef) in [(g1, 0.5), (g2, 1.0), (g1, 0.25)] {
-        s.observe(&be, &net, &g, &norms_for(coef));
+        assert_eq!(s.next_paths().unwrap(), vec![g], "replayed paths come back in order");
+        s.observe(&be, &net, &norms_for(coef));
         for op in [Op::NorConv1x1, Op::NorConv3x3] {
             if g.count(op) > 0 {
                 gk[op.index()] = (gk[op.index()] + s_k(&g, op, coef)) / 2.0;
@@ -104,6 +108,10 @@ fn pada_path_distribution_follows_the_formulas() {
         }
     }
     let (epoch, epochs) = (3, 10);
+    let got = s.importance(&be);
+    for k in 0..5 {
+        assert!((got[k] - gk[k]).abs() < 1e-12 * gk[k].max(1.0), "G[{k}] = {} want {}", got[k], gk[k]);
+    }
     s.end_epoch(&be, epoch, epochs);
     let tau = 0.3;
     let total: f64 = gk.iter().sum();
@@ -114,7 +122,7 @@ fn pada_path_distribution_follows_the_formulas() {
     // parameter-free ops keep importance 0: p = (1 - tau) / 5
     assert!((s.distribution()[1] - 0.14).abs() < 1e-12);
     // G restarts at zero each epoch: an epoch without conv steps leaves p uniform
-    s.begin_epoch(&be, 0, 4);
+    s.begin_epoch(&be, 0, 4, 0);
     s.end_epoch(&be, 4, epochs);
     assert!(s.distribution().iter().all(|&p| (p - 0.2).abs() < 1e-12));
 }
@@ -124,13 +132,15 @@ fn per_edge_path_importance_has_its_own_distributions() {
     let be = CpuBackend::<f64>::new();
     let cfg = SupernetConfig { channels: 2, cells: 1, classes: 3, input: "1x8x8".parse().unwrap() };
     let net = Supernet::new(&be, cfg, 0).unwrap();
-    let mut s = PathSampler::new(&be, PathSamplerKind::Importance { per_edge: true });
+    let mut s = PathSampler::new(PathSamplerKind::Importance { per_edge: true });
     assert_eq!(s.distribution().len(), 30);
-    s.begin_epoch(&be, 0, 0);
+    s.begin_epoch(&be, 0, 0, 1);
     let g: Genotype = "|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|none~0|none~1|none~2|".parse().unwrap();
     let tensors: Vec<usize> = (0..net.params.len()).collect();
     let norms = StepNorms::<CpuBackend<f64>> { sq_norms: vec![4.0; tensors.len()], clip_coef: vec![1.0], tensors };
-    s.observe(&be, &net, &g, &norms);
+    s.replay(vec![vec![g]]);
+    s.next_paths().unwrap();
+    s.observe(&be, &net, &norms);
     s.end_epoch(&be, 1, 2);
     let p = s.distribution();
     // edge 0: only conv3x3 has importance -> 0.5 * 1 + 0.5 / 5
@@ -140,9 +150,11 @@ fn per_edge_path_importance_has_its_own_distributions() {
     // edge 5 saw no conv: uniform
     assert!(p[25..30].iter().all(|&v| (v - 0.2).abs() < 1e-12));
     let mut counts = [[0usize; 5]; 6];
-    s.begin_epoch(&be, 9, 2);
+    let mut s2 = PathSampler::<CpuBackend<f64>>::new(PathSamplerKind::Importance { per_edge: true });
+    s2.set_distribution(s.distribution().to_vec()).unwrap();
+    s2.begin_epoch(&be, 9, 2, 3000);
     for _ in 0..3000 {
-        for (e, op) in s.next_paths()[0].0.iter().enumerate() {
+        for (e, op) in s2.next_paths().unwrap()[0].0.iter().enumerate() {
             counts[e][op.index()] += 1;
         }
     }
@@ -151,37 +163,54 @@ fn per_edge_path_importance_has_its_own_distributions() {
 }
 
 #[test]
-fn path_importance_update_counts_zero_sums() {
-    // A conv on the path whose gradient is exactly zero (it reads an all-zero
-    // node) still halves its entry, as the official code does in floating point.
-    let mut g = vec![1.0f64, 2.0, 4.0];
-    let groups = [ImportanceGroup { slot: 0, start: 0, len: 2, divisor: 2.0 }, ImportanceGroup { slot: 1, start: 2, len: 1, divisor: 1.0 }];
-    ops::path_importance_update(&[9.0, 16.0, 0.0], 1.0, &[0, 1, 2], &groups, &mut g);
-    assert_eq!(g, vec![(1.0 + 3.5) / 2.0, 1.0, 4.0], "slot 2 has no group: untouched");
-    // a skipped step (non-finite clip coefficient) changes nothing
-    ops::path_importance_update(&[9.0, 16.0, 0.0], f64::NAN, &[0, 1, 2], &groups, &mut g);
-    assert_eq!(g, vec![(1.0 + 3.5) / 2.0, 1.0, 4.0]);
+fn clipped_group_norms_log_each_group_and_nan_for_skipped_steps() {
+    let groups = [NormGroup { slot: 3, start: 0, len: 2 }, NormGroup { slot: 0, start: 2, len: 1 }];
+    let mut out = vec![7.0f64; 4];
+    ops::clipped_group_norms(&[9.0, 16.0, 0.0], 0.5, &[0, 1, 2], &groups, &mut out);
+    assert_eq!(out, vec![0.0, 7.0, 7.0, 0.5 * (3.0 + 4.0)], "slots 1 and 2 have no group: untouched");
+    ops::clipped_group_norms(&[9.0, 16.0, 0.0], f64::NAN, &[0, 1, 2], &groups, &mut out);
+    assert!(out[0].is_nan() && out[3].is_nan() && out[1] == 7.0);
+}
+
+#[test]
+fn path_importance_counts_zero_norms_and_skips_missing_ones() {
+    let conv: Genotype = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|none~0|none~1|none~2|".parse().unwrap();
+    let nan = f64::NAN;
+    // step 0: conv3x3 edges 0 and 2 (mean 3), conv1x1 edge 1 (2)
+    // step 1: a conv on the path with an exactly zero norm (it read an all-zero
+    //         node) still halves its entry, as the official code does in floating point
+    // step 2: a skipped step (NaN everywhere) changes nothing
+    let log = [[4.0, 2.0, 2.0, nan, nan, nan], [0.0, 0.0, 0.0, nan, nan, nan], [nan; 6]].concat();
+    let g = fold_importance(&[conv, conv, conv], &log, false);
+    assert_eq!(g, vec![0.0, 0.0, 0.5, 0.75, 0.0]);
+    let per_edge = fold_importance(&[conv, conv, conv], &log, true);
+    assert_eq!(per_edge[3], 1.0, "edge 0, conv3x3: (0 + 4) / 2 / 2");
+    assert_eq!(per_edge[5 + 2], 0.5, "edge 1, conv1x1");
+    assert_eq!(per_edge[10 + 3], 0.5, "edge 2, conv3x3");
+    assert_eq!(per_edge.iter().filter(|&&v| v != 0.0).count(), 3);
 }
 
 #[test]
 fn data_sampler_first_epoch_is_a_permutation_and_resampling_follows_q() {
     let be = CpuBackend::<f32>::new();
     let n = 1000;
-    let mut ds = DataSampler::new(&be, DataSamplerKind::Importance, n);
-    let order = ds.epoch_order(5, 0);
+    let mut ds = DataSampler::new(DataSamplerKind::Importance, n);
+    let order = ds.begin_epoch(&be, 5, 0).unwrap();
     let mut sorted = order.clone();
     sorted.sort();
     assert_eq!(sorted, (0..n as u32).collect::<Vec<_>>(), "epoch 0 is a permutation");
     assert_ne!(order, sorted, "and not the identity");
-    // scores: sample i gets score (i % 10) + 1, observed twice for even i (averaged)
-    for chunk in order.chunks(100) {
-        let idx: Vec<i32> = chunk.iter().map(|&i| i as i32).collect();
-        let vals: Vec<f32> = chunk.iter().map(|&i| ((i % 10) + 1) as f32).collect();
-        ds.observe(&be, &be.upload_i32(&idx), &be.upload(&vals));
+    // Replay that order followed by every even index again: sample i scores
+    // (i % 10) + 1 the first time, even ones 1 the second time (averaged).
+    let mut ds = DataSampler::new(DataSamplerKind::Importance, n);
+    let replayed: Vec<u32> = order.iter().copied().chain((0..n as u32).step_by(2)).collect();
+    ds.replay(vec![replayed.clone()]).unwrap();
+    assert_eq!(ds.begin_epoch(&be, 5, 0).unwrap(), replayed);
+    let vals: Vec<f32> = replayed.iter().enumerate().map(|(k, &i)| if k >= n { 1.0 } else { ((i % 10) + 1) as f32 }).collect();
+    for chunk in vals.chunks(100) {
+        ds.observe(&be, &be.upload(chunk));
     }
-    let evens: Vec<i32> = (0..n as i32).step_by(2).collect();
-    ds.observe(&be, &evens, &vec![1.0f32; evens.len()]);
-    let stats = ds.end_epoch(&be, 5, 5, 10, &order);
+    let stats = ds.end_epoch(&be, 5, 5, 10);
     assert_eq!(stats.unique_fraction, 1.0);
     // expected q
     let s: Vec<f64> = (0..n)
@@ -197,7 +226,8 @@ fn data_sampler_first_epoch_is_a_permutation_and_resampling_follows_q() {
     let total: f64 = s.iter().sum();
     let tau = 0.5;
     let q: Vec<f64> = s.iter().map(|v| tau * v / total + (1.0 - tau) / n as f64).collect();
-    let next = ds.epoch_order(5, 1);
+    assert_eq!(ds.scores(), &s[..], "scores folded as the official code");
+    let next = ds.state().0.unwrap().to_vec();
     assert_eq!(next.len(), n);
     // chi-square over the 10 residue classes of i (equal-q groups)
     let mut counts = [0f64; 10];
@@ -215,16 +245,16 @@ fn data_sampler_first_epoch_is_a_permutation_and_resampling_follows_q() {
 
 #[test]
 fn scores_of_repeats_are_averaged_pairwise_as_the_official_code() {
-    let mut s = vec![0.0f32; 4];
-    ops::sample_scores_update(&mut s, &[1, 1, 2, 1], &[4.0, 2.0, 5.0, 1.0]);
+    // sample 1: 4, then (4 + 2) / 2, then (3 + 1) / 2; a NaN (skipped step) is no observation
+    let s = fold_scores(4, &[1, 1, 2, 1, 3], &[4.0f32, 2.0, 5.0, 1.0, f32::NAN]);
     assert_eq!(s, vec![0.0, 2.0, 5.0, 0.0]);
 }
 
 #[test]
 fn sampling_with_replacement_matches_distribution_and_skips_zeros() {
     let q = vec![0.0f64, 1.0, 3.0, 0.0, 6.0];
-    let mut out = vec![0i32; 20000];
-    ops::sample_with_replacement(&q, 11, &mut out);
+    let out = draw_with_replacement(&q, 11, 20000);
+    assert_eq!(out[..100], draw_with_replacement(&q, 11, 100)[..], "draw i depends on i alone");
     let mut c = [0f64; 5];
     out.iter().for_each(|&i| c[i as usize] += 1.0);
     assert_eq!(c[0] + c[3], 0.0, "zero-probability entries are never drawn");

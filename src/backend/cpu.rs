@@ -10,7 +10,7 @@ use crate::element::Element;
 use crate::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
 use rayon::prelude::*;
 
-use crate::ops::{self, ImportanceGroup, SgdStep};
+use crate::ops::{self, NormGroup, SgdStep};
 
 /// The CPU engine in element type `T` (`f32` to train, `f64` for gradient checks).
 pub struct CpuBackend<T: Element> {
@@ -113,6 +113,9 @@ impl<T: Element> Backend for CpuBackend<T> {
     }
     fn copy(&self, dst: &mut Vec<T>, src: &Vec<T>) {
         ops::copy(dst, src)
+    }
+    fn copy_at(&self, dst: &mut Vec<T>, offset: usize, src: &Vec<T>) {
+        ops::copy_at(dst, offset, src)
     }
     fn add_assign(&self, dst: &mut Vec<T>, src: &Vec<T>) {
         ops::add_assign(dst, src)
@@ -223,17 +226,8 @@ impl<T: Element> Backend for CpuBackend<T> {
         slots.par_iter_mut().for_each(|s| ops::sgd_step(s.value, s.grad, s.momentum, h, grad_scale[0]));
     }
 
-    fn sample_scores_update(&self, scores: &mut Vec<T>, indices: &Vec<i32>, values: &Vec<T>) {
-        ops::sample_scores_update(scores, indices, values)
-    }
-    fn importance_distribution(&self, scores: &Vec<T>, tau: f64, q: &mut Vec<T>) {
-        ops::importance_distribution(scores, tau, q)
-    }
-    fn sample_with_replacement(&self, q: &Vec<T>, seed: u64, out: &mut Vec<i32>) {
-        ops::sample_with_replacement(q, seed, out)
-    }
-    fn path_importance_update(&self, sq_norms: &Vec<T>, clip_coef: &Vec<T>, members: &[i32], groups: &[ImportanceGroup], g: &mut Vec<T>) {
-        ops::path_importance_update(sq_norms, clip_coef[0], members, groups, g)
+    fn clipped_group_norms(&self, sq_norms: &Vec<T>, clip_coef: &Vec<T>, members: &[i32], groups: &[NormGroup], out: &mut Vec<T>) {
+        ops::clipped_group_norms(sq_norms, clip_coef[0], members, groups, out)
     }
     fn batch_metrics(&self, n: usize, classes: usize, logits: &Vec<T>, labels: &Vec<i32>, loss: &Vec<T>, sums: &mut Vec<T>) {
         ops::batch_metrics(n, classes, logits, labels, loss, sums)

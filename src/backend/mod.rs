@@ -15,7 +15,7 @@ pub mod gpu;
 
 use crate::element::Element;
 use crate::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
-use crate::ops::{ImportanceGroup, SgdStep};
+use crate::ops::{NormGroup, SgdStep};
 use num_traits::Zero;
 
 /// One parameter tensor as the multi-tensor SGD sees it.
@@ -77,15 +77,17 @@ pub trait Backend: Send + Sync {
         self.upload_into(host, &mut b);
         b
     }
-    /// Uploads `f32` host data (images) whatever `T` is.
-    fn upload_f32(&self, host: &[f32]) -> Self::Buf {
-        let v: Vec<Self::T> = host.iter().map(|&x| Self::T::from_f64(x as f64)).collect();
+    /// Uploads `f64` host data (images, loss weights), rounded once to `T`.
+    fn upload_f64(&self, host: &[f64]) -> Self::Buf {
+        let v: Vec<Self::T> = host.iter().map(|&x| Self::T::from_f64(x)).collect();
         self.upload(&v)
     }
 
     // ---- elementwise (ops::elementwise) -----------------------------------
     fn fill(&self, dst: &mut Self::Buf, v: Self::T);
     fn copy(&self, dst: &mut Self::Buf, src: &Self::Buf);
+    /// `dst[offset..offset + len(src)] = src`.
+    fn copy_at(&self, dst: &mut Self::Buf, offset: usize, src: &Self::Buf);
     fn add_assign(&self, dst: &mut Self::Buf, src: &Self::Buf);
     /// `dst += a * src`.
     fn axpy(&self, dst: &mut Self::Buf, a: f64, src: &Self::Buf);
@@ -158,6 +160,7 @@ pub trait Backend: Send + Sync {
         dlogits: &mut Self::Buf,
         proxy_norm: &mut Self::Buf,
     );
+    fn batch_metrics(&self, n: usize, classes: usize, logits: &Self::Buf, labels: &Self::IBuf, loss: &Self::Buf, sums: &mut Self::Buf);
 
     // ---- multi-tensor optimiser pieces (ops::optim) ------------------------
     /// `out[i] = sum(tensors[i]^2)` for all tensors in one pass.
@@ -168,18 +171,6 @@ pub trait Backend: Send + Sync {
     fn nonfinite_guard(&self, sq_norms: &Self::Buf, step: i64, guard: &mut Self::Buf, clip_coef: &mut Self::Buf);
     /// One SGD step on every slot, the gradients scaled by `grad_scale[0]`.
     fn sgd_step(&self, slots: &mut [SgdSlot<'_, Self>], h: &SgdStep, grad_scale: &Self::Buf);
-
-    // ---- samplers (ops::sampling) ------------------------------------------
-    fn sample_scores_update(&self, scores: &mut Self::Buf, indices: &Self::IBuf, values: &Self::Buf);
-    fn importance_distribution(&self, scores: &Self::Buf, tau: f64, q: &mut Self::Buf);
-    fn sample_with_replacement(&self, q: &Self::Buf, seed: u64, out: &mut Self::IBuf);
-    fn path_importance_update(
-        &self,
-        sq_norms: &Self::Buf,
-        clip_coef: &Self::Buf,
-        members: &[i32],
-        groups: &[ImportanceGroup],
-        g: &mut Self::Buf,
-    );
-    fn batch_metrics(&self, n: usize, classes: usize, logits: &Self::Buf, labels: &Self::IBuf, loss: &Self::Buf, sums: &mut Self::Buf);
+    /// `out[slot] = clip_coef[0] * sum(sqrt(sq_norms[members]))` for each group (NaN for a skipped step).
+    fn clipped_group_norms(&self, sq_norms: &Self::Buf, clip_coef: &Self::Buf, members: &[i32], groups: &[NormGroup], out: &mut Self::Buf);
 }

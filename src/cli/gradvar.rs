@@ -7,9 +7,9 @@ use clap::Args;
 
 use super::device::{with_backend, BackendJob, Device};
 use crate::backend::Backend;
-use crate::gradvar::measure;
 use crate::sampler::{DataSampler, PathSampler};
 use crate::train::checkpoint::restore_checkpoint;
+use crate::train::gradvar::{measure, GradVarDraws};
 use crate::train::run::{self, with_holdout};
 use crate::train::{Method, Trainer};
 
@@ -56,19 +56,23 @@ impl BackendJob for GradVarArgs {
         let method = a.method.unwrap_or(record.train.method);
         let run_paths = record.train.method.path_sampler(record.train.per_edge);
         let path_kind = method.path_sampler(record.train.per_edge);
-        let paths = if path_kind == run_paths {
-            std::mem::replace(&mut t.paths, PathSampler::new(be, path_kind))
-        } else {
-            PathSampler::new(be, path_kind)
-        };
-        let samples = if method.data_sampler() == record.train.method.data_sampler() {
-            t.take_samples()
-        } else {
-            DataSampler::new(be, method.data_sampler(), t.data.train.len())
-        };
+        // the run's own samplers (as the checkpoint left them) when the method draws as the run did
+        let other_paths = (path_kind != run_paths).then(|| PathSampler::new(path_kind));
+        let other_samples = (method.data_sampler() != record.train.method.data_sampler())
+            .then(|| DataSampler::new(method.data_sampler(), t.data.train.len()));
         let bs = a.batch_size.unwrap_or(record.train.batch_size);
         anyhow::ensure!(bs > 0, "--batch-size must be at least 1");
-        let g = measure(&mut t, &paths, &samples, a.batches, bs, record.train.seed);
+        let draws = GradVarDraws {
+            train: &t.data.train,
+            norm: &t.data.norm,
+            paths: other_paths.as_ref().unwrap_or(&t.paths),
+            samples: other_samples.as_ref().unwrap_or(&t.samples),
+            batches: a.batches,
+            batch_size: bs,
+            seed: record.train.seed,
+            epoch: t.epoch,
+        };
+        let g = measure(be, &mut t.net, &draws);
         println!(
             "gradient variance at the weights of {} (after {} epochs), drawn as {} does, {} batches of {}:",
             a.run.display(),

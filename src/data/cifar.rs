@@ -61,8 +61,8 @@ impl Variant {
                 Normalization { mean: vec![0.49139968, 0.48215827, 0.44653124], std: vec![0.24703233, 0.24348505, 0.26158768] }
             }
             Variant::Cifar100 => Normalization {
-                mean: [125.3f32, 123.0, 113.9].iter().map(|v| v / 255.0).collect(),
-                std: [63.0f32, 62.1, 66.7].iter().map(|v| v / 255.0).collect(),
+                mean: [125.3, 123.0, 113.9].iter().map(|v| v / 255.0).collect(),
+                std: [63.0, 62.1, 66.7].iter().map(|v| v / 255.0).collect(),
             },
         }
     }

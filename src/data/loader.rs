@@ -7,11 +7,12 @@ use std::thread::JoinHandle;
 use super::{Augment, Dataset, Normalization};
 use crate::rng::{stream, Purpose};
 
-/// A batch in the engine's layout: `x` is CNHW `f32`, normalised (and augmented).
+/// A batch in the engine's layout: `x` is CNHW, normalised (and augmented), in
+/// f64 (the backend rounds it once to its element type on upload).
 #[derive(Clone, Debug)]
 pub struct Batch {
     pub n: usize,
-    pub x: Vec<f32>,
+    pub x: Vec<f64>,
     pub labels: Vec<i32>,
     /// Positions of the images in their split (the data sampler's indices).
     pub indices: Vec<i32>,
@@ -23,9 +24,8 @@ pub fn make_batch(d: &Dataset, norm: &Normalization, idx: &[u32], augment: Optio
     let n = idx.len();
     let (c, h, w) = (d.shape.c, d.shape.h, d.shape.w);
     let hw = h * w;
-    let mut x = vec![0f32; n * c * hw];
-    let scale: Vec<f32> = norm.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
-    let shift: Vec<f32> = norm.mean.iter().zip(&norm.std).map(|(m, s)| m / s).collect();
+    let mut x = vec![0f64; n * c * hw];
+    let tables = norm.tables();
     let mut augment = augment;
     for (b, &i) in idx.iter().enumerate() {
         let img = d.image(i as usize);
@@ -33,14 +33,15 @@ pub fn make_batch(d: &Dataset, norm: &Normalization, idx: &[u32], augment: Optio
         for ch in 0..c {
             let src = &img[ch * hw..(ch + 1) * hw];
             let dst = &mut x[(ch * n + b) * hw..(ch * n + b + 1) * hw];
-            let pad = -shift[ch]; // the normalised value of a zero pixel
+            let table = &tables[ch];
+            let pad = table[0]; // the normalised value of a zero pixel
             match choice {
-                None => dst.iter_mut().zip(src).for_each(|(o, &p)| *o = p as f32 * scale[ch] - shift[ch]),
+                None => dst.iter_mut().zip(src).for_each(|(o, &p)| *o = table[p as usize]),
                 Some((a, ch_choice)) => {
                     for r in 0..h {
                         for col in 0..w {
                             dst[r * w + col] = match a.source(h, w, ch_choice, r, col) {
-                                Some((sr, sc)) => src[sr * w + sc] as f32 * scale[ch] - shift[ch],
+                                Some((sr, sc)) => table[src[sr * w + sc] as usize],
                                 None => pad,
                             };
                         }

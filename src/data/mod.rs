@@ -74,14 +74,21 @@ impl Dataset {
     }
 }
 
-/// Per-channel normalisation `(x / 255 - mean) / std`.
+/// Per-channel normalisation `(x / 255 - mean) / std`, computed in f64 (and
+/// rounded once to the engine's element type), so that an f64 run sees the
+/// inputs a float64 PyTorch reference sees.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Normalization {
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
 }
 
 impl Normalization {
+    /// The normalised value of each pixel value 0..=255, per channel.
+    pub fn tables(&self) -> Vec<[f64; 256]> {
+        self.mean.iter().zip(&self.std).map(|(m, s)| std::array::from_fn(|p| (p as f64 / 255.0 - m) / s)).collect()
+    }
+
     /// Mean and standard deviation of each channel over a whole split.
     pub fn of(d: &Dataset) -> Self {
         let (c, plane) = (d.shape.c, d.shape.h * d.shape.w);
@@ -98,8 +105,8 @@ impl Normalization {
         }
         let count = (d.len() * plane) as f64;
         let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
-        let std = sq.iter().zip(&mean).map(|(s, m)| ((s / count - m * m).max(0.0).sqrt().max(1e-3)) as f32).collect();
-        Normalization { mean: mean.into_iter().map(|m| m as f32).collect(), std }
+        let std = sq.iter().zip(&mean).map(|(s, m)| (s / count - m * m).max(0.0).sqrt().max(1e-3)).collect();
+        Normalization { mean, std }
     }
 }
 

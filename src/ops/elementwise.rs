@@ -36,6 +36,12 @@ pub fn copy<T: Element>(dst: &mut [T], src: &[T]) {
     dst.par_iter_mut().with_min_len(PAR_MIN).zip(src).for_each(|(d, &s)| *d = s);
 }
 
+/// `dst[offset..offset + src.len()] = src`: appends a step's values to a log.
+pub fn copy_at<T: Element>(dst: &mut [T], offset: usize, src: &[T]) {
+    assert!(offset + src.len() <= dst.len(), "copy_at: {} values at {offset} into {}", src.len(), dst.len());
+    copy(&mut dst[offset..offset + src.len()], src);
+}
+
 /// The zero op ("none"): its output and its input gradient are zero. The supernet
 /// never materialises it (a zero contributes nothing to a node sum), but it is
 /// kept as an op so that its semantics are stated and tested like the others.

@@ -13,18 +13,14 @@ pub mod optim;
 pub mod parallel;
 pub mod pool;
 pub mod reduce;
-pub mod sampling;
 pub mod softmax_ce;
 
 pub use batchnorm::{batchnorm_backward, batchnorm_backward_frozen, batchnorm_forward, BN_EPS};
 pub use conv2d::{conv2d_backward_data, conv2d_backward_weight, conv2d_forward, conv2d_per_sample_sq_norms};
-pub use elementwise::{add_assign, axpy, copy, elementwise_sqrt, fill, relu_backward, relu_forward, scale};
+pub use elementwise::{add_assign, axpy, copy, copy_at, elementwise_sqrt, fill, relu_backward, relu_forward, scale};
 pub use linear::{linear_backward, linear_forward, linear_per_sample_sq_norms};
-pub use optim::{clip_coefficient, nonfinite_guard, sgd_step, sq_norm, SgdStep};
+pub use optim::{clip_coefficient, clipped_group_norms, nonfinite_guard, sgd_step, sq_norm, NormGroup, SgdStep};
 pub use pool::{
     avgpool2x2_backward, avgpool2x2_forward, avgpool3x3_backward, avgpool3x3_forward, global_avgpool_backward, global_avgpool_forward,
 };
-pub use sampling::{
-    batch_metrics, importance_distribution, path_importance_update, sample_scores_update, sample_with_replacement, ImportanceGroup,
-};
-pub use softmax_ce::softmax_cross_entropy;
+pub use softmax_ce::{batch_metrics, softmax_cross_entropy};

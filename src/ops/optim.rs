@@ -1,6 +1,8 @@
 //! SGD exactly as `torch.optim.SGD(lr, momentum, weight_decay)` (no dampening, no
-//! Nesterov), and the pieces of `clip_grad_norm_`. CPU reference of `kernels/sgd.cu`
-//! and `kernels/norms.cu`.
+//! Nesterov), the pieces of `clip_grad_norm_`, and the clipped gradient norms of
+//! groups of tensors that PA&DA's path sampler logs. CPU reference of `kernels/optim.cu`.
+
+use bytemuck::{Pod, Zeroable};
 
 use crate::element::Element;
 
@@ -56,5 +58,27 @@ pub fn nonfinite_guard<T: Element>(sq_norms: &[T], step: i64, guard: &mut [T], c
         }
         guard[0] += T::one();
         clip_coef[0] = T::nan();
+    }
+}
+
+/// A group of parameter tensors whose clipped gradient norm is logged as one
+/// number: `members[start..start + len]` index `sq_norms`, the result goes to `out[slot]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct NormGroup {
+    pub slot: i32,
+    pub start: i32,
+    pub len: i32,
+}
+
+/// For each group, `out[slot] = clip_coef * sum(sqrt(sq_norms[m]))` over its
+/// members (summed in f64, rounded once): the group's gradient norms after
+/// `clip_grad_norm_`. NaN when `clip_coef` is not finite (a skipped step).
+/// Slots without a group are left alone.
+pub fn clipped_group_norms<T: Element>(sq_norms: &[T], clip_coef: T, members: &[i32], groups: &[NormGroup], out: &mut [T]) {
+    for grp in groups {
+        let m = &members[grp.start as usize..(grp.start + grp.len) as usize];
+        let sum: f64 = m.iter().map(|&i| sq_norms[i as usize].as_f64().sqrt()).sum();
+        out[grp.slot as usize] = if clip_coef.is_finite() { T::from_f64(clip_coef.as_f64() * sum) } else { T::nan() };
     }
 }

@@ -1,7 +1,7 @@
 //! Softmax cross-entropy with everything PA&DA needs from one pass: per-sample
 //! losses, the gradient of the *mean* loss, and the per-sample norm
-//! `||softmax(z_i) - onehot(y_i)||_2` (the data sampler's importance proxy).
-//! The CPU reference of `kernels/softmax_ce.cu`.
+//! `||softmax(z_i) - onehot(y_i)||_2` (the data sampler's importance proxy);
+//! and the batch's loss and accuracy sums. The CPU reference of `kernels/softmax_ce.cu`.
 
 use crate::element::Element;
 
@@ -39,4 +39,26 @@ pub fn softmax_cross_entropy<T: Element>(
         }
         proxy_norm[i] = T::from_f64(sq.sqrt());
     }
+}
+
+/// Adds the batch's summed loss, number of correct top-1 predictions and
+/// number of samples to `sums[0..3]`, leaving out samples whose loss is not
+/// finite (a step skipped for a non-finite gradient must not poison the
+/// epoch's metrics).
+pub fn batch_metrics<T: Element>(n: usize, classes: usize, logits: &[T], labels: &[i32], loss: &[T], sums: &mut [T]) {
+    let (mut l, mut correct, mut count) = (0f64, 0usize, 0usize);
+    for i in 0..n {
+        if !loss[i].is_finite() {
+            continue;
+        }
+        let row = &logits[i * classes..(i + 1) * classes];
+        // first maximum, as torch.topk / argmax
+        let best = row.iter().enumerate().fold(0, |b, (j, v)| if *v > row[b] { j } else { b });
+        correct += (best as i32 == labels[i]) as usize;
+        l += loss[i].as_f64();
+        count += 1;
+    }
+    sums[0] += T::from_f64(l);
+    sums[1] += T::from_usize(correct);
+    sums[2] += T::from_usize(count);
 }

@@ -1,13 +1,18 @@
 //! Data samplers: a permutation per epoch, or PA&DA's data importance.
+//!
+//! The device only logs each step's per-sample scores, in the order the epoch
+//! draws its samples (one copy per step, no host synchronisation). At the
+//! epoch's end the log is downloaded once and everything that is policy runs
+//! here on the host: folding repeated observations into one score per sample,
+//! the mixed distribution q, and the draws of the next epoch.
 
-use serde::{Deserialize, Serialize};
-
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::element::Element;
-use crate::rng::{derive_seed, stream, Purpose};
-use num_traits::Zero;
+use crate::rng::{derive_seed, draw_with_replacement, stream, Purpose};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -33,71 +38,105 @@ pub struct DataStats {
 pub struct DataSampler<B: Backend> {
     pub kind: DataSamplerKind,
     n: usize,
-    /// Per-sample scores of the current epoch (device).
-    scores: Option<B::Buf>,
+    /// The current epoch's order of training-set indices.
+    order: Vec<u32>,
+    /// Device log of the current epoch's per-sample scores, position k for
+    /// `order[k]` (importance only).
+    log: Option<B::Buf>,
+    /// Positions of the log written so far.
+    logged: usize,
     /// The order of the next epoch, when it was resampled.
     next: Option<Vec<u32>>,
-    /// The distribution the current epoch is drawn from (host; `None` = uniform).
-    q: Option<Vec<f32>>,
+    /// The distribution the current epoch is drawn from (`None` = uniform);
+    /// each value rounded to the backend's element type, as the scores are.
+    q: Option<Vec<f64>>,
+    /// The per-sample scores of the last finished epoch (0 = not drawn).
+    scores: Vec<f64>,
+    /// Recorded epoch orders that replace the sampler's own draws (replay).
+    replay: Option<Vec<Vec<u32>>>,
 }
 
 impl<B: Backend> DataSampler<B> {
-    pub fn new(be: &B, kind: DataSamplerKind, n: usize) -> Self {
-        let scores = (kind == DataSamplerKind::Importance).then(|| be.alloc_zeroed(n));
-        Self { kind, n, scores, next: None, q: None }
+    pub fn new(kind: DataSamplerKind, n: usize) -> Self {
+        Self { kind, n, order: Vec::new(), log: None, logged: 0, next: None, q: None, scores: Vec::new(), replay: None }
     }
 
-    /// The order of epoch `epoch`: the resampled indices if the previous epoch
-    /// left some, else a permutation.
-    pub fn epoch_order(&mut self, seed: u64, epoch: usize) -> Vec<u32> {
-        if let Some(order) = self.next.take() {
-            return order;
+    /// Replays recorded epoch orders instead of drawing (the importance
+    /// bookkeeping still runs): `orders[e]` is epoch e's order.
+    pub fn replay(&mut self, orders: Vec<Vec<u32>>) -> anyhow::Result<()> {
+        if let Some((e, i)) = orders.iter().enumerate().find_map(|(e, o)| o.iter().find(|&&i| i as usize >= self.n).map(|i| (e, i))) {
+            anyhow::bail!("replayed order of epoch {e} has index {i}, but the training set has {} samples", self.n);
         }
-        use rand::seq::SliceRandom;
-        let mut order: Vec<u32> = (0..self.n as u32).collect();
-        order.shuffle(&mut stream(seed, Purpose::DataOrder, epoch as u64, 0));
-        order
+        self.replay = Some(orders);
+        Ok(())
+    }
+
+    /// Starts epoch `epoch` and returns its order: a recorded one when
+    /// replaying, the resampled indices if the previous epoch left some, else a
+    /// permutation.
+    pub fn begin_epoch(&mut self, be: &B, seed: u64, epoch: usize) -> anyhow::Result<Vec<u32>> {
+        let drawn = self.next.take();
+        self.order = match &self.replay {
+            Some(orders) => {
+                orders.get(epoch).cloned().ok_or_else(|| anyhow::anyhow!("the replayed trace has no order for epoch {}", epoch + 1))?
+            }
+            None => drawn.unwrap_or_else(|| {
+                let mut order: Vec<u32> = (0..self.n as u32).collect();
+                order.shuffle(&mut stream(seed, Purpose::DataOrder, epoch as u64, 0));
+                order
+            }),
+        };
+        if self.kind == DataSamplerKind::Importance {
+            let mut log = be.alloc(self.order.len().max(1));
+            be.fill(&mut log, B::T::from_f64(f64::NAN));
+            self.log = Some(log);
+            self.logged = 0;
+        }
+        Ok(self.order.clone())
     }
 
     /// Importance weights `1 / (N q_i)` of the batch `indices` (the unbiased,
     /// importance-weighted loss); all 1 while the epoch is a permutation.
-    pub fn loss_weights(&self, indices: &[i32]) -> Vec<f32> {
+    pub fn loss_weights(&self, indices: &[i32]) -> Vec<f64> {
         match &self.q {
-            Some(q) => indices.iter().map(|&i| 1.0 / (self.n as f32 * q[i as usize])).collect(),
+            Some(q) => indices.iter().map(|&i| 1.0 / (self.n as f64 * q[i as usize])).collect(),
             None => vec![1.0; indices.len()],
         }
     }
 
-    /// Records the batch's per-sample scores (on the device).
-    pub fn observe(&mut self, be: &B, indices: &B::IBuf, scores: &B::Buf) {
-        if let Some(s) = &mut self.scores {
-            be.sample_scores_update(s, indices, scores);
+    /// Logs the next batch's per-sample scores (on the device).
+    pub fn observe(&mut self, be: &B, scores: &B::Buf) {
+        if let Some(log) = &mut self.log {
+            be.copy_at(log, self.logged, scores);
+            self.logged += be.len(scores);
         }
     }
 
-    /// Ends epoch `epoch` of `epochs`, whose order was `order`; for PA&DA,
+    /// Ends epoch `epoch` of `epochs`; for PA&DA, folds the epoch's scores,
     /// computes q and draws the next epoch's indices. Returns the epoch's stats.
-    pub fn end_epoch(&mut self, be: &B, seed: u64, epoch: usize, epochs: usize, order: &[u32]) -> DataStats {
+    pub fn end_epoch(&mut self, be: &B, seed: u64, epoch: usize, epochs: usize) -> DataStats {
         let mut seen = vec![false; self.n];
-        order.iter().for_each(|&i| seen[i as usize] = true);
+        self.order.iter().for_each(|&i| seen[i as usize] = true);
         let unique_fraction = seen.iter().filter(|&&s| s).count() as f64 / self.n as f64;
         let ess_fraction = match &self.q {
-            Some(q) => 1.0 / q.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / self.n as f64,
+            Some(q) => 1.0 / q.iter().map(|&v| v * v).sum::<f64>() / self.n as f64,
             None => 1.0,
         };
-        if let Some(s) = &mut self.scores {
+        if let Some(log) = self.log.take() {
+            let log = be.download(&log);
+            let scores = fold_scores(self.n, &self.order, &log[..self.logged.min(log.len())]);
             let tau = epoch as f64 / epochs as f64;
-            let mut q = be.alloc(self.n);
-            be.importance_distribution(s, tau, &mut q);
-            let mut idx = be.alloc_i32(self.n);
-            be.sample_with_replacement(&q, derive_seed(seed, Purpose::Resample, epoch as u64, 0), &mut idx);
-            self.next = Some(be.download_i32(&idx).into_iter().map(|i| i as u32).collect());
-            self.q = Some(be.download(&q).into_iter().map(|v| v.as_f64() as f32).collect());
-            be.release(q);
-            be.release_i32(idx);
-            be.fill(s, B::T::zero());
+            let q: Vec<f64> = importance_distribution(&scores, tau).into_iter().map(|v| B::T::from_f64(v).as_f64()).collect();
+            self.next = Some(draw_with_replacement(&q, derive_seed(seed, Purpose::Resample, epoch as u64, 0), self.n));
+            self.q = Some(q);
+            self.scores = scores;
         }
         DataStats { ess_fraction, unique_fraction }
+    }
+
+    /// The per-sample scores of the last finished epoch (0 where not drawn).
+    pub fn scores(&self) -> &[f64] {
+        &self.scores
     }
 
     /// A batch of `size` indices drawn as the next epoch will draw them: from
@@ -107,12 +146,12 @@ impl<B: Backend> DataSampler<B> {
         use rand::Rng;
         match &self.q {
             Some(q) => {
-                let total: f64 = q.iter().map(|&v| v as f64).sum();
+                let total: f64 = q.iter().sum();
                 (0..size)
                     .map(|_| {
                         let mut u = rng.random::<f64>() * total;
                         for (i, &p) in q.iter().enumerate() {
-                            u -= p as f64;
+                            u -= p;
                             if u < 0.0 {
                                 return i as u32;
                             }
@@ -127,10 +166,10 @@ impl<B: Backend> DataSampler<B> {
 
     /// What a checkpoint needs to continue: the next epoch's order and the
     /// distribution it was drawn from.
-    pub fn state(&self) -> (Option<&[u32]>, Option<&[f32]>) {
+    pub fn state(&self) -> (Option<&[u32]>, Option<&[f64]>) {
         (self.next.as_deref(), self.q.as_deref())
     }
-    pub fn restore(&mut self, next: Option<Vec<u32>>, q: Option<Vec<f32>>) -> anyhow::Result<()> {
+    pub fn restore(&mut self, next: Option<Vec<u32>>, q: Option<Vec<f64>>) -> anyhow::Result<()> {
         for (what, len) in [("order", next.as_ref().map(|v| v.len())), ("distribution", q.as_ref().map(|v| v.len()))] {
             if let Some(l) = len {
                 anyhow::ensure!(l == self.n, "checkpoint data-sampler {what} has {l} entries but the training set has {}", self.n);
@@ -143,4 +182,29 @@ impl<B: Backend> DataSampler<B> {
         self.q = q;
         Ok(())
     }
+}
+
+/// One score per sample from an epoch's log, as the official code keeps them:
+/// in draw order, a sample's first score is stored and a repeat is averaged
+/// with what is there (`s = (s + g) / 2`, in the element type, as the official
+/// code's tensor); a stored 0 counts as "not seen"; non-finite values (a skipped
+/// step) are not observations.
+pub fn fold_scores<T: Element>(n: usize, order: &[u32], log: &[T]) -> Vec<f64> {
+    let half = T::from_f64(0.5);
+    let mut s = vec![T::zero(); n];
+    for (&i, &g) in order.iter().zip(log) {
+        if g.is_finite() {
+            let si = &mut s[i as usize];
+            *si = if *si != T::zero() { (*si + g) * half } else { g };
+        }
+    }
+    s.into_iter().map(|v| v.as_f64()).collect()
+}
+
+/// `q = tau * s / sum(s) + (1 - tau) / N` (uniform when all scores are 0).
+pub fn importance_distribution(scores: &[f64], tau: f64) -> Vec<f64> {
+    let n = scores.len() as f64;
+    let total: f64 = scores.iter().sum();
+    let tau = if total > 0.0 { tau } else { 0.0 };
+    scores.iter().map(|&s| (if tau > 0.0 { tau * s / total } else { 0.0 }) + (1.0 - tau) / n).collect()
 }

@@ -155,7 +155,7 @@ pub fn checkpoint_bytes<B: Backend>(t: &Trainer<B>) -> anyhow::Result<Vec<u8>> {
         ));
     }
     if let Some(q) = q {
-        tensors.push(("sampler.data_q".into(), Owned { dtype: Dtype::F32, shape: vec![q.len()], bytes: bytemuck::cast_slice(q).to_vec() }));
+        tensors.push(("sampler.data_q".into(), Owned { dtype: Dtype::F64, shape: vec![q.len()], bytes: bytemuck::cast_slice(q).to_vec() }));
     }
     let seen: Vec<String> = t.net.params.tensors.iter().enumerate().filter(|(_, p)| p.seen).map(|(i, _)| i.to_string()).collect();
     let mut meta = config_metadata(&t.net.config);
@@ -197,7 +197,11 @@ pub fn restore_checkpoint<B: Backend>(t: &mut Trainer<B>, bytes: &[u8], what: &s
     t.paths.set_distribution(prob.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect())?;
     let next =
         st.tensor("sampler.data_next").ok().map(|v| v.data().chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect());
-    let q = st.tensor("sampler.data_q").ok().map(|v| v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect());
+    let q = match st.tensor("sampler.data_q") {
+        Err(_) => None,
+        Ok(v) if v.dtype() == Dtype::F64 => Some(v.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()),
+        Ok(v) => bail!("{what}: tensor 'sampler.data_q' is {:?}, expected F64 (a checkpoint of an older pada?)", v.dtype()),
+    };
     t.samples.restore(next, q)?;
     t.epoch = epochs_done;
     Ok(())

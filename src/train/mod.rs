@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod gradvar;
 pub mod run;
 
 use std::sync::Arc;
@@ -46,7 +47,7 @@ pub struct EpochMetrics {
     pub skipped_steps: usize,
     /// Gradient variance at the end of the epoch (`pada train --gradvar-every`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gradvar: Option<crate::gradvar::GradVar>,
+    pub gradvar: Option<gradvar::GradVar>,
 }
 
 /// What the progress display is told after every step.
@@ -60,6 +61,44 @@ pub struct StepProgress<'a> {
     pub loss: f64,
     pub accuracy: f64,
     pub path_prob: &'a [f64],
+    /// What the step did, when the trainer traces its steps ([`Trainer::trace`]).
+    pub trace: Option<&'a StepTrace>,
+}
+
+/// One step in detail (for tests: each value costs a device synchronisation).
+#[derive(Clone, Debug)]
+pub struct StepTrace {
+    /// The path(s) the step trained.
+    pub paths: Vec<Genotype>,
+    /// The batch's training-set indices.
+    pub indices: Vec<i32>,
+    /// Mean cross-entropy of the batch (the last path's, for FairNAS).
+    pub loss: f64,
+    /// Total gradient norm before clipping.
+    pub grad_norm: f64,
+    /// The per-sample scores the data sampler saw.
+    pub scores: Vec<f64>,
+    /// PA&DA's path importance G after the step (empty for other samplers).
+    pub path_importance: Vec<f64>,
+}
+
+/// An epoch in progress (see [`Trainer::begin_epoch`]).
+pub struct EpochRun<B: Backend> {
+    pub epoch: usize,
+    pub steps: usize,
+    /// Steps done.
+    pub step: usize,
+    pub lr: f64,
+    /// The epoch's sample order.
+    pub order: Vec<u32>,
+    pub images: usize,
+    /// Running mean loss and accuracy (%), refreshed every 16 steps.
+    pub loss: f64,
+    pub accuracy: f64,
+    path_prob: Vec<f64>,
+    sums: B::Buf,
+    guard: Guard<B>,
+    start: Instant,
 }
 
 /// The divergence guard of an epoch: its device counters, and the tensor
@@ -122,6 +161,8 @@ pub struct Trainer<'a, B: Backend> {
     pub samples: DataSampler<B>,
     /// The next epoch to run (= epochs completed).
     pub epoch: usize,
+    /// Record every step in detail ([`StepTrace`]); slow, for tests.
+    pub trace: bool,
     sumnas: Option<SumnasState<B>>,
 }
 
@@ -142,22 +183,13 @@ impl<'a, B: Backend> Trainer<'a, B> {
         config.validate()?;
         let net_config = SupernetConfig { channels: config.channels, cells: config.cells, classes: data.classes(), input: data.shape() };
         let net = Supernet::new(be, net_config, crate::rng::derive_seed(config.seed, crate::rng::Purpose::Init, 0, 0))?;
-        let paths = PathSampler::new(be, kind);
-        let samples = DataSampler::new(be, config.method.data_sampler(), data.train.len());
+        let paths = PathSampler::new(kind);
+        let samples = DataSampler::new(config.method.data_sampler(), data.train.len());
         let sumnas = (config.method == Method::Sumnas).then(|| SumnasState {
             snapshot: net.params.tensors.iter().map(|p| be.alloc(p.len())).collect(),
             delta: net.params.tensors.iter().map(|p| be.alloc(p.len())).collect(),
         });
-        Ok(Self { be, config, data, net, paths, samples, epoch: 0, sumnas })
-    }
-
-    /// Moves the data sampler out (to lend it while borrowing the trainer mutably).
-    pub fn take_samples(&mut self) -> DataSampler<B> {
-        let n = self.data.train.len();
-        std::mem::replace(&mut self.samples, DataSampler::new(self.be, crate::sampler::DataSamplerKind::Uniform, n))
-    }
-    pub fn put_samples(&mut self, s: DataSampler<B>) {
-        self.samples = s;
+        Ok(Self { be, config, data, net, paths, samples, epoch: 0, trace: false, sumnas })
     }
 
     pub fn done(&self) -> bool {
@@ -166,78 +198,117 @@ impl<'a, B: Backend> Trainer<'a, B> {
 
     /// Trains one epoch, calling `progress` after every step.
     pub fn run_epoch(&mut self, progress: &mut dyn FnMut(&StepProgress)) -> anyhow::Result<EpochMetrics> {
-        let (be, e, epochs, seed) = (self.be, self.epoch, self.config.epochs, self.config.seed);
-        let start = Instant::now();
-        // cosine annealing, stepped once per epoch (SUMNAS anneals its outer optimiser)
-        let schedule = cosine_lr(1.0, e, epochs);
-        let lr = schedule * if self.config.method == Method::Sumnas { self.config.sumnas.outer_lr } else { self.config.lr };
-        let path_prob = self.paths.distribution().to_vec();
-        self.paths.begin_epoch(be, seed, e);
-        let order = self.samples.epoch_order(seed, e);
+        let mut ep = self.begin_epoch()?;
         let augment = self.config.augment.resolve(self.data.default_augment);
         let loader = Loader::spawn(
             Arc::new(self.data.train.clone()),
             self.data.norm.clone(),
-            order.clone(),
+            ep.order.clone(),
             self.config.batch_size,
             augment,
-            seed,
-            e,
+            self.config.seed,
+            ep.epoch,
         );
-        let steps = loader.batches;
-        let mut sums = be.alloc_zeroed(3);
-        // Non-finite gradients: counted (and their first step and tensor
-        // recorded) on the device; such steps change nothing.
-        let mut guard = Guard { buf: be.alloc_zeroed(3), tensors: Vec::new() };
-        let mut images = 0usize;
-        let (mut loss, mut accuracy) = (f64::NAN, f64::NAN);
-        for (step, batch) in loader.enumerate() {
-            self.step(&batch, lr, &mut sums, &mut guard, step);
-            images += batch.n;
-            // Reading the sums waits for the device: every 16 steps is enough
-            // for a progress display and for divergence, and lets a GPU run ahead.
-            if step % 16 == 0 || step + 1 == steps {
-                let s = be.download(&sums);
-                loss = s[0].as_f64() / s[2].as_f64();
-                accuracy = 100.0 * s[1].as_f64() / s[2].as_f64();
-                self.check_divergence(&guard, e, steps)?;
-                guard.tensors.clear();
-            }
+        for batch in loader {
+            let trace = self.train_step(&mut ep, &batch)?;
             progress(&StepProgress {
-                epoch: e,
-                step: step + 1,
-                steps,
-                images,
-                seconds: start.elapsed().as_secs_f64(),
-                loss,
-                accuracy,
-                path_prob: &path_prob,
+                epoch: ep.epoch,
+                step: ep.step,
+                steps: ep.steps,
+                images: ep.images,
+                seconds: ep.start.elapsed().as_secs_f64(),
+                loss: ep.loss,
+                accuracy: ep.accuracy,
+                path_prob: &ep.path_prob,
+                trace: trace.as_ref(),
             });
             if interrupt_requested() {
-                anyhow::bail!(Interrupted { epoch: e, step: step + 1, steps });
+                anyhow::bail!(Interrupted { epoch: ep.epoch, step: ep.step, steps: ep.steps });
             }
         }
-        be.release(sums);
-        let skipped_steps = be.download(&guard.buf)[0].as_f64() as usize;
-        be.release(guard.buf);
-        if !loss.is_finite() {
+        self.end_epoch(ep)
+    }
+
+    /// Starts the next epoch: its learning rate, sample order and path stream.
+    pub fn begin_epoch(&mut self) -> anyhow::Result<EpochRun<B>> {
+        let (be, e, epochs, seed) = (self.be, self.epoch, self.config.epochs, self.config.seed);
+        // cosine annealing, stepped once per epoch (SUMNAS anneals its outer optimiser)
+        let schedule = cosine_lr(1.0, e, epochs);
+        let lr = schedule * if self.config.method == Method::Sumnas { self.config.sumnas.outer_lr } else { self.config.lr };
+        let path_prob = self.paths.distribution().to_vec();
+        let order = self.samples.begin_epoch(be, seed, e)?;
+        let steps = order.len().div_ceil(self.config.batch_size);
+        self.paths.begin_epoch(be, seed, e, steps);
+        Ok(EpochRun {
+            epoch: e,
+            steps,
+            step: 0,
+            lr,
+            order,
+            path_prob,
+            sums: be.alloc_zeroed(3),
+            // Non-finite gradients: counted (and their first step and tensor
+            // recorded) on the device; such steps change nothing.
+            guard: Guard { buf: be.alloc_zeroed(3), tensors: Vec::new() },
+            images: 0,
+            start: Instant::now(),
+            loss: f64::NAN,
+            accuracy: f64::NAN,
+        })
+    }
+
+    /// One training step of the epoch `ep` on `batch` (the next batch of its
+    /// order); with [`Trainer::trace`], returns what the step did.
+    pub fn train_step(&mut self, ep: &mut EpochRun<B>, batch: &Batch) -> anyhow::Result<Option<StepTrace>> {
+        let be = self.be;
+        let step = ep.step;
+        let loss_before = self.trace.then(|| be.download(&ep.sums)[0].as_f64());
+        let detail = self.step(batch, ep.lr, &mut ep.sums, &mut ep.guard, step)?;
+        ep.step += 1;
+        ep.images += batch.n;
+        // Reading the sums waits for the device: every 16 steps is enough
+        // for a progress display and for divergence, and lets a GPU run ahead.
+        if step % 16 == 0 || ep.step == ep.steps || self.trace {
+            let s = be.download(&ep.sums);
+            ep.loss = s[0].as_f64() / s[2].as_f64();
+            ep.accuracy = 100.0 * s[1].as_f64() / s[2].as_f64();
+            self.check_divergence(&ep.guard, ep.epoch, ep.steps)?;
+            ep.guard.tensors.clear();
+        }
+        Ok(detail.map(|(paths, grad_norm, scores)| StepTrace {
+            paths,
+            indices: batch.indices.clone(),
+            loss: (be.download(&ep.sums)[0].as_f64() - loss_before.unwrap_or(0.0)) / batch.n as f64,
+            grad_norm,
+            scores,
+            path_importance: self.paths.importance(be),
+        }))
+    }
+
+    /// Ends the epoch `ep`: the samplers update their distributions.
+    pub fn end_epoch(&mut self, ep: EpochRun<B>) -> anyhow::Result<EpochMetrics> {
+        let be = self.be;
+        let (e, epochs, seed) = (ep.epoch, self.config.epochs, self.config.seed);
+        anyhow::ensure!(ep.step == ep.steps, "epoch {} ended after {} of its {} steps", e + 1, ep.step, ep.steps);
+        let skipped_steps = be.download(&ep.guard.buf)[0].as_f64() as usize;
+        if !ep.loss.is_finite() {
             anyhow::bail!("training diverged in epoch {}: every step's gradients were not finite (NaN or Inf); lower --lr", e + 1);
         }
         self.paths.end_epoch(be, e, epochs);
-        let data = self.samples.end_epoch(be, seed, e, epochs, &order);
+        let data = self.samples.end_epoch(be, seed, e, epochs);
         self.epoch += 1;
-        let seconds = start.elapsed().as_secs_f64();
+        let seconds = ep.start.elapsed().as_secs_f64();
         Ok(EpochMetrics {
             epoch: e,
-            loss,
-            accuracy,
-            lr,
-            path_prob,
+            loss: ep.loss,
+            accuracy: ep.accuracy,
+            lr: ep.lr,
+            path_prob: ep.path_prob,
             data,
-            steps,
-            images,
+            steps: ep.steps,
+            images: ep.images,
             seconds,
-            images_per_sec: images as f64 / seconds,
+            images_per_sec: ep.images as f64 / seconds,
             skipped_steps,
             gradvar: None,
         })
@@ -266,20 +337,30 @@ impl<'a, B: Backend> Trainer<'a, B> {
         )
     }
 
-    /// One training step on `batch` at learning rate `lr` (SUMNAS: the outer one).
-    fn step(&mut self, batch: &Batch, lr: f64, sums: &mut B::Buf, guard: &mut Guard<B>, step: usize) {
+    /// One training step on `batch` at learning rate `lr` (SUMNAS: the outer
+    /// one). When tracing: the paths, the gradient norm before clipping and the
+    /// per-sample scores.
+    #[allow(clippy::type_complexity)]
+    fn step(
+        &mut self,
+        batch: &Batch,
+        lr: f64,
+        sums: &mut B::Buf,
+        guard: &mut Guard<B>,
+        step: usize,
+    ) -> anyhow::Result<Option<(Vec<Genotype>, f64, Vec<f64>)>> {
         let be = self.be;
         let n = batch.n;
         let x = match fault_nan_step() {
             // a test hook: a NaN batch at one step, to exercise divergence handling
-            Some(k) if k == self.epochs_steps_before() + step => be.upload_f32(&vec![f32::NAN; batch.x.len()]),
-            _ => be.upload_f32(&batch.x),
+            Some(k) if k == self.epochs_steps_before() + step => be.upload_f64(&vec![f64::NAN; batch.x.len()]),
+            _ => be.upload_f64(&batch.x),
         };
         let labels = be.upload_i32(&batch.labels);
-        let indices = be.upload_i32(&batch.indices);
-        let weights = (self.config.weighted_loss).then(|| be.upload_f32(&self.samples.loss_weights(&batch.indices)));
-        let paths = self.paths.next_paths();
+        let weights = (self.config.weighted_loss).then(|| be.upload_f64(&self.samples.loss_weights(&batch.indices)));
+        let paths = self.paths.next_paths()?;
         let h = SgdStep { lr, momentum: self.config.momentum, weight_decay: self.config.weight_decay };
+        let mut detail = None;
         match self.config.method {
             Method::Sumnas => self.sumnas_step(&x, &labels, n, &paths, lr, sums, guard, step),
             _ => {
@@ -290,19 +371,23 @@ impl<'a, B: Backend> Trainer<'a, B> {
                     proxy = Some(self.forward_backward(&x, &labels, weights.as_ref(), n, g, sums));
                 }
                 let norms = self.clipped_step(&paths, &h, guard, step);
-                self.paths.observe(be, &self.net, &paths[0], &norms);
-                norms.release(be);
+                self.paths.observe(be, &self.net, &norms);
                 let proxy = proxy.expect("at least one path");
-                self.samples.observe(be, &indices, &proxy);
+                self.samples.observe(be, &proxy);
+                if self.trace {
+                    let grad_norm = be.download(&norms.sq_norms).iter().map(|v| v.as_f64()).sum::<f64>().sqrt();
+                    detail = Some((paths.clone(), grad_norm, be.download(&proxy).iter().map(|v| v.as_f64()).collect()));
+                }
+                norms.release(be);
                 be.release(proxy);
             }
         }
         be.release(x);
         be.release_i32(labels);
-        be.release_i32(indices);
         if let Some(w) = weights {
             be.release(w);
         }
+        Ok(detail)
     }
 
     /// `clip_grad_norm_` and SGD on the tensors with gradients after `paths`,

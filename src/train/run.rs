@@ -168,7 +168,7 @@ pub fn train<B: Backend>(be: &B, config: Option<TrainConfig>, dir: &Path, progre
         let mut m = trainer.run_epoch(&mut |p| progress.step(p))?;
         let (every, k) = (trainer.config.gradvar_every, trainer.config.gradvar_batches);
         if every > 0 && (m.epoch + 1) % every == 0 {
-            m.gradvar = Some(crate::gradvar::measure_trainer(&mut trainer, k));
+            m.gradvar = Some(crate::train::gradvar::measure_trainer(&mut trainer, k));
         }
         // metrics first, then the checkpoint: a resume truncates metrics to the checkpoint
         append_line(&dir.join(METRICS), &serde_json::to_string(&m)?)?;

@@ -68,11 +68,7 @@ entries!(
     emu_clip_coefficient,
     emu_nonfinite_guard,
     emu_sgd_step,
-    emu_sample_scores_update,
-    emu_importance_distribution,
-    emu_inclusive_prefix,
-    emu_sample_with_replacement,
-    emu_path_importance_update,
+    emu_clipped_group_norms,
 );
 
 const ALIGN: usize = 256;

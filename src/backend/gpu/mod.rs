@@ -21,7 +21,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{Backend, SgdSlot};
 use crate::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
-use crate::ops::{ImportanceGroup, SgdStep};
+use crate::ops::{NormGroup, SgdStep};
 
 macro_rules! kernels {
     ($($variant:ident => $module:literal :: $name:ident),* $(,)?) => {
@@ -76,11 +76,7 @@ kernels! {
     ClipCoefficient => "optim"::clip_coefficient,
     NonfiniteGuard => "optim"::nonfinite_guard,
     SgdStepK => "optim"::sgd_step,
-    SampleScoresUpdate => "sampling"::sample_scores_update,
-    ImportanceDistribution => "sampling"::importance_distribution,
-    InclusivePrefix => "sampling"::inclusive_prefix,
-    SampleWithReplacement => "sampling"::sample_with_replacement,
-    PathImportanceUpdate => "sampling"::path_importance_update,
+    ClippedGroupNorms => "optim"::clipped_group_norms,
 }
 
 /// Where kernels run: device memory, copies, launches.
@@ -415,6 +411,12 @@ impl<D: Device> Backend for GpuBackend<D> {
         assert_eq!(dst.len, src.len, "copy");
         self.launch_strided(Kernel::Copy, dst.len, Args::default().buf(dst).buf(src).i64(dst.len as i64));
     }
+    fn copy_at(&self, dst: &mut GpuBuf<D>, offset: usize, src: &GpuBuf<D>) {
+        assert!(offset + src.len <= dst.len, "copy_at: {} values at {offset} into {}", src.len, dst.len);
+        // the copy kernel on the destination's sub-range
+        let at = dst.ptr + 4 * offset as u64;
+        self.launch_strided(Kernel::Copy, src.len, Args::default().u64(at).buf(src).i64(src.len as i64));
+    }
     fn add_assign(&self, dst: &mut GpuBuf<D>, src: &GpuBuf<D>) {
         assert_eq!(dst.len, src.len, "add_assign");
         self.launch_strided(Kernel::AddAssign, dst.len, Args::default().buf(dst).buf(src).i64(dst.len as i64));
@@ -674,45 +676,15 @@ impl<D: Device> Backend for GpuBackend<D> {
         );
     }
 
-    fn sample_scores_update(&self, scores: &mut GpuBuf<D>, indices: &GpuBuf<D>, values: &GpuBuf<D>) {
-        assert_eq!(indices.len, values.len, "sample_scores_update: one value per index");
-        self.one_thread(Kernel::SampleScoresUpdate, Args::default().i32(indices.len as i32).buf(scores).buf(indices).buf(values));
-    }
-    fn importance_distribution(&self, scores: &GpuBuf<D>, tau: f64, q: &mut GpuBuf<D>) {
-        assert_eq!(scores.len, q.len, "importance_distribution: sizes");
-        self.launch(
-            Kernel::ImportanceDistribution,
-            [1, 1, 1],
-            [THREADS, 1, 1],
-            0,
-            Args::default().i64(scores.len as i64).buf(scores).f64(tau).buf(q),
-        );
-    }
-    fn sample_with_replacement(&self, q: &GpuBuf<D>, seed: u64, out: &mut GpuBuf<D>) {
-        let prefix = self.raw_alloc(2 * q.len);
-        self.one_thread(Kernel::InclusivePrefix, Args::default().i64(q.len as i64).buf(q).buf(&prefix));
-        self.launch1d(
-            Kernel::SampleWithReplacement,
-            out.len,
-            Args::default().i64(q.len as i64).buf(&prefix).u64(seed).i64(out.len as i64).buf(out),
-        );
-    }
-    fn path_importance_update(
-        &self,
-        sq_norms: &GpuBuf<D>,
-        clip_coef: &GpuBuf<D>,
-        members: &[i32],
-        groups: &[ImportanceGroup],
-        g: &mut GpuBuf<D>,
-    ) {
+    fn clipped_group_norms(&self, sq_norms: &GpuBuf<D>, clip_coef: &GpuBuf<D>, members: &[i32], groups: &[NormGroup], out: &mut GpuBuf<D>) {
         if groups.is_empty() {
             return;
         }
         let m = self.upload_pod(members);
         let gr = self.upload_pod(groups);
         self.one_thread(
-            Kernel::PathImportanceUpdate,
-            Args::default().buf(sq_norms).buf(clip_coef).buf(&m).buf(&gr).i32(groups.len() as i32).buf(g),
+            Kernel::ClippedGroupNorms,
+            Args::default().buf(sq_norms).buf(clip_coef).buf(&m).buf(&gr).i32(groups.len() as i32).buf(out),
         );
     }
 }
