@@ -6,8 +6,8 @@ dataset-fashion-mnist`), which installs the full 60,000 + 10,000 set as
 gzipped IDX in /usr/share/datasets/fashion-mnist/. MIT licence, (c) 2017
 Zalando SE.
 
-Selection: the first 500 training and the first 100 test images of each of the
-10 classes, in the files' order; stored class-interleaved (class 0, 1, ..., 9,
+Selection: the first 500 training images of each of the 10 classes and the whole
+test set (1,000 per class), in the files' order; stored class-interleaved (class 0, 1, ..., 9,
 0, 1, ...) so that every batch, and every evaluation batch, holds all classes.
 Re-running this script reproduces the committed files byte for byte (gzip mtime 0).
 """
@@ -18,7 +18,7 @@ import sys
 
 SRC = sys.argv[1] if len(sys.argv) > 1 else "/usr/share/datasets/fashion-mnist"
 DST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "embedded")
-PER_CLASS = {"train": 500, "t10k": 100}
+PER_CLASS = {"train": 500, "t10k": 1000}
 
 
 def read_idx(path):

@@ -43,15 +43,19 @@ impl FromStr for ArchSelection {
 
 impl ArchSelection {
     /// The architectures, in a fixed order; `seed` picks the random ones.
-    pub fn resolve(&self, seed: u64, arch_column: Option<&str>) -> anyhow::Result<Vec<Genotype>> {
+    /// With `unique`, only the first architecture of each isomorphism class
+    /// (so N random ones are N distinct cells).
+    pub fn resolve(&self, seed: u64, arch_column: Option<&str>, unique: bool) -> anyhow::Result<Vec<Genotype>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut keep = |g: &Genotype| !unique || seen.insert(g.unique_string());
         Ok(match self {
-            ArchSelection::All => Genotype::all().collect(),
-            ArchSelection::File(p) => crate::table::read_archs(p, arch_column)?,
+            ArchSelection::All => Genotype::all().filter(keep).collect(),
+            ArchSelection::File(p) => crate::table::read_archs(p, arch_column)?.into_iter().filter(keep).collect(),
             ArchSelection::Random(n) => {
                 // The first N of one fixed shuffle: asking for more later extends the set.
                 let mut idx: Vec<usize> = (0..NUM_ARCHS).collect();
                 idx.shuffle(&mut stream(seed, Purpose::Ranking, 0, 0));
-                idx.into_iter().take(*n).map(|i| Genotype::from_index(i).expect("in range")).collect()
+                idx.into_iter().map(|i| Genotype::from_index(i).expect("in range")).filter(keep).take(*n).collect()
             }
         })
     }

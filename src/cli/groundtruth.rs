@@ -17,7 +17,16 @@ use crate::eval::{evaluate, EvalSet};
 use crate::rank::ArchSelection;
 use crate::train::{Method, TrainConfig, Trainer};
 
-pub const HEADER: [&str; 6] = ["arch", "test_accuracy", "test_loss", "train_accuracy", "epochs", "seconds"];
+/// The output's columns for training seeds `seeds`: the architecture, the
+/// mean test accuracy over the seeds (what a ranking is compared with), each
+/// seed's test accuracy, then means of the test loss and the final training
+/// accuracy, the epochs and the seconds all seeds took.
+pub fn header(seeds: &[u64]) -> Vec<String> {
+    let mut h = vec!["arch".to_string(), "test_accuracy".to_string()];
+    h.extend(seeds.iter().map(|s| format!("test_accuracy_seed{s}")));
+    h.extend(["test_loss", "train_accuracy", "epochs", "seconds"].map(String::from));
+    h
+}
 
 #[derive(Args, Debug)]
 pub struct GroundTruthArgs {
@@ -48,9 +57,16 @@ pub struct GroundTruthArgs {
     pub weight_decay: f64,
     #[arg(long, default_value = "auto")]
     pub augment: AugmentChoice,
-    /// Seed: picks N random architectures, and (with the architecture) each training's seed.
+    /// Seed that picks N random architectures.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Keep one architecture per isomorphism class (NAS-Bench-201's 6,466 distinct cells): with --archs N, N distinct classes.
+    #[arg(long)]
+    pub unique: bool,
+    /// Training seeds: each architecture is trained once per seed (with the architecture, each
+    /// seed gives the training's own seed); the table has the mean and every seed's accuracy [default: --seed].
+    #[arg(long)]
+    pub seeds: Option<super::SeedList>,
     #[arg(long, default_value = "cpu")]
     pub device: Device,
     #[arg(long)]
@@ -79,18 +95,22 @@ impl BackendJob for GroundTruthArgs {
         config.device = a.device.to_string();
         config.validate()?;
         let data = Arc::new(a.data.load()?);
-        let archs = a.archs.resolve(a.seed, a.arch_column.as_deref())?;
-        let done: HashSet<Genotype> = crate::results::read_done(&a.out, &HEADER)?
+        let archs = a.archs.resolve(a.seed, a.arch_column.as_deref(), a.unique)?;
+        let seeds = a.seeds.clone().map_or(vec![a.seed], |s| s.0);
+        let header = header(&seeds);
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        let done: HashSet<Genotype> = crate::results::read_done(&a.out, &header)?
             .iter()
             .enumerate()
             .map(|(i, r)| r[0].parse().map_err(|e| anyhow::anyhow!("{} row {}: {e}", a.out.display(), i + 2)))
             .collect::<anyhow::Result<_>>()?;
         let todo: Vec<Genotype> = archs.iter().filter(|g| !done.contains(g)).copied().collect();
         eprintln!(
-            "stand-alone training of {} architectures ({} already in {}), {} epochs each on {}, {}",
+            "stand-alone training of {} architectures ({} already in {}), {} seed(s) of {} epochs each on {}, {}",
             archs.len(),
             archs.len() - todo.len(),
             a.out.display(),
+            seeds.len(),
             a.epochs,
             data.name,
             be.name()
@@ -98,31 +118,29 @@ impl BackendJob for GroundTruthArgs {
         let set = EvalSet::new(be, &data.test, &data.norm, 512);
         for (k, g) in todo.iter().enumerate() {
             let start = Instant::now();
-            let mut c = config.clone();
-            // each architecture's own seed: results do not depend on order or resumption
-            c.seed = crate::rng::derive_seed(a.seed, crate::rng::Purpose::Init, g.index() as u64, 1);
-            let mut t = Trainer::standalone(be, c, data.clone(), *g)?;
-            let mut last = None;
-            while !t.done() {
-                last = Some(t.run_epoch(&mut |_| {})?);
+            let mut runs = Vec::new();
+            for &seed in &seeds {
+                let mut c = config.clone();
+                // each (architecture, seed)'s own seed: results do not depend on order or resumption
+                c.seed = crate::rng::derive_seed(seed, crate::rng::Purpose::Init, g.index() as u64, 1);
+                let mut t = Trainer::standalone(be, c, data.clone(), *g)?;
+                let mut last = None;
+                while !t.done() {
+                    last = Some(t.run_epoch(&mut |_| {})?);
+                }
+                let (test_acc, test_loss) = evaluate(be, &t.net, g, &set);
+                runs.push((test_acc, test_loss, last.map_or(f64::NAN, |m| m.accuracy)));
             }
-            let (test_acc, test_loss) = evaluate(be, &t.net, g, &set);
-            let train_acc = last.map_or(f64::NAN, |m| m.accuracy);
+            let mean = |f: fn(&(f64, f64, f64)) -> f64| runs.iter().map(f).sum::<f64>() / runs.len() as f64;
+            let (test_acc, test_loss, train_acc) = (mean(|r| r.0), mean(|r| r.1), mean(|r| r.2));
             let secs = start.elapsed().as_secs_f64();
-            crate::results::append(
-                &a.out,
-                &HEADER,
-                &[vec![
-                    g.to_string(),
-                    format!("{test_acc:.4}"),
-                    format!("{test_loss:.6}"),
-                    format!("{train_acc:.4}"),
-                    a.epochs.to_string(),
-                    format!("{secs:.1}"),
-                ]],
-            )?;
+            let mut row = vec![g.to_string(), format!("{test_acc:.4}")];
+            row.extend(runs.iter().map(|r| format!("{:.4}", r.0)));
+            row.extend([format!("{test_loss:.6}"), format!("{train_acc:.4}"), a.epochs.to_string(), format!("{secs:.1}")]);
+            crate::results::append(&a.out, &header, &[row])?;
             if !a.quiet {
-                eprintln!("[{}/{}] {test_acc:6.2}% test ({train_acc:.2}% train, {secs:.0} s)  {g}", k + 1, todo.len());
+                let each: Vec<String> = runs.iter().map(|r| format!("{:.2}", r.0)).collect();
+                eprintln!("[{}/{}] {test_acc:6.2}% test ({}; {train_acc:.2}% train, {secs:.0} s)  {g}", k + 1, todo.len(), each.join(", "));
             }
         }
         set.release(be);

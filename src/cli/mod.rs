@@ -70,3 +70,30 @@ pub fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `--seeds`: a list of seeds, as `0-3`, `0,2,5` or a mix (`0-2,7`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedList(pub Vec<u64>);
+
+impl std::str::FromStr for SeedList {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let bad = || anyhow::anyhow!("--seeds {s:?}: expected seeds such as 0-3, 0,2,5 or 0-2,7");
+        let mut seeds = Vec::new();
+        for part in s.split(',') {
+            match part.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b): (u64, u64) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                    anyhow::ensure!(a <= b && b - a < 100_000, "--seeds {s:?}: the range {a}-{b} is empty or too long");
+                    seeds.extend(a..=b);
+                }
+                None => seeds.push(part.trim().parse().map_err(|_| bad())?),
+            }
+        }
+        let mut unique = seeds.clone();
+        unique.sort();
+        unique.dedup();
+        anyhow::ensure!(unique.len() == seeds.len(), "--seeds {s:?}: a seed is listed twice");
+        Ok(SeedList(seeds))
+    }
+}

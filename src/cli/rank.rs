@@ -129,11 +129,7 @@ impl BackendJob for RankArgs {
             anyhow::ensure!(n > 0, "--images must be at least 1");
             test = test.subset(&(0..n.min(test.len())).collect::<Vec<_>>());
         }
-        let mut archs = a.archs.resolve(record.train.seed, a.arch_column.as_deref())?;
-        if a.unique {
-            let mut seen = std::collections::HashSet::new();
-            archs.retain(|g| seen.insert(g.unique_string()));
-        }
+        let archs = a.archs.resolve(record.train.seed, a.arch_column.as_deref(), a.unique)?;
         let out = a.out.clone().unwrap_or_else(|| a.run.join("rank.csv"));
         let done_rows = crate::results::read_done(&out, &HEADER)?;
         let mut done: HashMap<Genotype, (f64, f64)> = HashMap::new();

@@ -92,7 +92,7 @@ impl BackendJob for SearchArgs {
         };
         let scored: Vec<(Genotype, f64)> = match a.strategy {
             Strategy::Exhaustive => {
-                let archs = a.archs.resolve(record.train.seed, None)?;
+                let archs = a.archs.resolve(record.train.seed, None, false)?;
                 eprintln!("scoring {} architectures on {} images", archs.len(), val.len());
                 let s = eval_many(&archs)?;
                 let mut all: Vec<(Genotype, f64)> = archs.into_iter().zip(s).collect();

@@ -37,8 +37,10 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn open(shared: &std::path::Path, file: &str) -> Fixture {
-        let path = shared.join("fixtures/torch").join(file);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Fixture::read(&shared.join("fixtures/torch").join(file))
+    }
+    pub fn read(path: &std::path::Path) -> Fixture {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         Fixture { bytes }
     }
     fn st(&self) -> SafeTensors<'_> {
@@ -62,6 +64,7 @@ impl Fixture {
             Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
             Dtype::F64 => d.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
             Dtype::I64 => d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            Dtype::U8 => d.iter().map(|&b| b as f64).collect(),
             other => panic!("{name}: unexpected dtype {other:?}"),
         }
     }
