@@ -47,7 +47,7 @@ impl ArchSelection {
     /// (so N random ones are N distinct cells).
     pub fn resolve(&self, seed: u64, arch_column: Option<&str>, unique: bool) -> anyhow::Result<Vec<Genotype>> {
         let mut seen = std::collections::HashSet::new();
-        let mut keep = |g: &Genotype| !unique || seen.insert(g.unique_string());
+        let keep = |g: &Genotype| !unique || seen.insert(g.unique_string());
         Ok(match self {
             ArchSelection::All => Genotype::all().filter(keep).collect(),
             ArchSelection::File(p) => crate::table::read_archs(p, arch_column)?.into_iter().filter(keep).collect(),
