@@ -180,7 +180,9 @@ pub fn kernel_timings<B: Backend>(be: &B, config: &SupernetConfig, n: usize, rep
             "sq_norms + clip + sgd_step (all tensors)",
             format!("{count} tensors, {} values", net.params.numel()),
             None,
-            repeat(be, reps, || clip_and_step(be, &mut net.params, &all, &h, Some(5.0), OffPath::Momentum, None).release(be)),
+            repeat(be, reps, || {
+                clip_and_step(be, &mut net.params, &all, &h, Some(5.0), OffPath::Momentum, None);
+            }),
         );
     }
     out
@@ -217,20 +219,28 @@ pub struct BenchOptions {
     pub kernels: bool,
 }
 
-/// A trainer of `method` on benchmark batches, its epoch begun, taking the
-/// paths `paths` in order when given (else its own sampler's).
-fn bench_trainer<'a, B: Backend>(
+/// Data for benchmark trainers: `steps` batches of `batch` synthetic images of
+/// `config`'s shape (it sizes their epochs; the steps train on any batch).
+pub fn bench_data(config: &SupernetConfig, batch: usize, steps: usize) -> anyhow::Result<Arc<Data>> {
+    let spec: DataSpec = format!("synthetic:{}:{}:1:{}", config.input, batch * steps, config.classes).parse()?;
+    Ok(Arc::new(spec.load()?))
+}
+
+/// A trainer of `method` on `data` with `config`'s supernet, its epoch begun,
+/// taking the paths `paths` in order when given (else its own sampler's).
+pub fn bench_trainer<'a, B: Backend>(
     be: &'a B,
-    o: &BenchOptions,
+    config: &SupernetConfig,
+    batch_size: usize,
     data: &Arc<Data>,
     method: Method,
     importance: DataImportance,
     paths: Option<&[Genotype]>,
 ) -> anyhow::Result<(Trainer<'a, B>, EpochRun<B>)> {
-    let mut config = TrainConfig::defaults(method, data.spec.clone());
-    config.batch_size = o.batch_size;
-    config.channels = o.config.channels;
-    config.cells = o.config.cells;
+    let (net, mut config) = (config, TrainConfig::defaults(method, data.spec.clone()));
+    config.batch_size = batch_size;
+    config.channels = net.channels;
+    config.cells = net.cells;
     config.epochs = 1;
     config.data_importance = importance;
     let mut t = Trainer::new(be, config, data.clone())?;
@@ -263,8 +273,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
     let (n, k) = (o.batch_size, o.config.classes);
     let total = o.warmup + o.steps;
     // The trainers' own data only sizes their epochs; every step trains on `batch`.
-    let spec: DataSpec = format!("synthetic:{}:{}:1:{k}", o.config.input, n * total).parse()?;
-    let data = Arc::new(spec.load()?);
+    let data = bench_data(&o.config, n, total)?;
     let images: Vec<f64> = {
         let mut s = SplitMix64(1);
         (0..n * o.config.input.len()).map(|_| (s.next() >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0).collect()
@@ -281,7 +290,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
         (Method::Pada, DataImportance::Classifier),
         (Method::Pada, DataImportance::Full),
     ] {
-        let (trainer, ep) = bench_trainer(be, o, &data, method, importance, Some(&paths))?;
+        let (trainer, ep) = bench_trainer(be, &o.config, n, &data, method, importance, Some(&paths))?;
         contenders.push(Contender { trainer, ep, times: Vec::new() });
     }
     for i in 0..total {
@@ -294,7 +303,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
     let (data_importance_classifier, data_importance_full) = (timings.next().expect("classifier"), timings.next().expect("full"));
 
     log("timing FairNAS steps");
-    let (trainer, ep) = bench_trainer(be, o, &data, Method::Fairnas, DataImportance::Proxy, None)?;
+    let (trainer, ep) = bench_trainer(be, &o.config, n, &data, Method::Fairnas, DataImportance::Proxy, None)?;
     let mut fair = Contender { trainer, ep, times: Vec::new() };
     for i in 0..(o.steps / 4).max(3) + 1 {
         fair.timed_step(be, &batch, i > 0)?;

@@ -28,13 +28,6 @@ impl<B: Backend> EvalSet<B> {
             .collect();
         Self { batches, images: n }
     }
-
-    pub fn release(self, be: &B) {
-        for (_, x, y) in self.batches {
-            be.release(x);
-            be.release_i32(y);
-        }
-    }
 }
 
 /// Top-1 accuracy (%) and mean cross-entropy of architecture `g` on `set`,
@@ -49,13 +42,8 @@ pub fn evaluate<B: Backend>(be: &B, net: &Supernet<B>, g: &Genotype, set: &EvalS
         let (mut loss, mut dl, mut proxy) = (be.alloc(*n), be.alloc(n * k), be.alloc(*n));
         be.softmax_cross_entropy(*n, k, &tape.logits, labels, None, &mut loss, &mut dl, &mut proxy);
         be.batch_metrics(*n, k, &tape.logits, labels, &loss, &mut sums);
-        tape.release(be);
-        for b in [loss, dl, proxy] {
-            be.release(b);
-        }
     }
     let s = be.download(&sums);
-    be.release(sums);
     let n = set.images as f64;
     (100.0 * s[1].as_f64() / n, s[0].as_f64() / n)
 }

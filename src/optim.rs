@@ -32,13 +32,6 @@ pub struct StepNorms<B: Backend> {
     pub tensors: Vec<usize>,
 }
 
-impl<B: Backend> StepNorms<B> {
-    pub fn release(self, be: &B) {
-        be.release(self.sq_norms);
-        be.release(self.clip_coef);
-    }
-}
-
 /// `clip_grad_norm_(max_norm)` then `SGD.step()` on every tensor that has a
 /// gradient: all tensors ever on a path (`OffPath::Momentum`) or only the ones
 /// on the current path (`on_path`, for `OffPath::Frozen`). With a `guard`

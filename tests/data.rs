@@ -208,7 +208,7 @@ fn cifar_python_pickle_versions() {
 #[test]
 fn embedded_subset_is_balanced_and_interleaved() {
     let data = DataSpec::Embedded.load().unwrap();
-    assert_eq!((data.train.len(), data.test.len(), data.classes()), (5000, 1000, 10));
+    assert_eq!((data.train.len(), data.test.len(), data.classes()), (5000, 10_000, 10));
     for split in [&data.train, &data.test] {
         let mut counts = [0usize; 10];
         split.labels.iter().for_each(|&l| counts[l as usize] += 1);

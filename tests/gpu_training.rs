@@ -57,7 +57,7 @@ pub fn one_step<B: Backend<T = f32>>(be: &B) {
         let mut ng = Supernet::new(be, config, 3).unwrap();
         let mut sums_c = cpu.alloc_zeroed(3);
         let mut sums_g = be.alloc_zeroed(3);
-        let pc = forward_backward(&cpu, &mut nc, &x, &labels, None, n, &g, &mut sums_c, DataImportance::Full);
+        let pc = forward_backward(&cpu, &mut nc, &cpu.upload(&x), &labels, None, n, &g, &mut sums_c, DataImportance::Full);
         let xg = be.upload(&x);
         let pg = forward_backward(be, &mut ng, &xg, &be.upload_i32(&labels), None, n, &g, &mut sums_g, DataImportance::Full);
         close(&format!("arch{k} full per-sample norms"), &be.download(&pg), &pc, 1e-4);
@@ -70,8 +70,8 @@ pub fn one_step<B: Backend<T = f32>>(be: &B) {
             close_to_scale(&format!("arch{k} grad {}", tc.name), &be.download(&tg.grad), &tc.grad, 1e-4, grad_scale);
         }
         let on = on_path(&nc, &[g]);
-        clip_and_step(&cpu, &mut nc.params, &on, &h, Some(5.0), OffPath::Momentum, None).release(&cpu);
-        clip_and_step(be, &mut ng.params, &on, &h, Some(5.0), OffPath::Momentum, None).release(be);
+        clip_and_step(&cpu, &mut nc.params, &on, &h, Some(5.0), OffPath::Momentum, None);
+        clip_and_step(be, &mut ng.params, &on, &h, Some(5.0), OffPath::Momentum, None);
         for (tc, tg) in nc.params.tensors.iter().zip(&ng.params.tensors) {
             close(&format!("arch{k} after step {}", tc.name), &be.download(&tg.value), &tc.value, 1e-4);
         }

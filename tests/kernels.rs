@@ -17,13 +17,19 @@
 mod common;
 
 use common::{assert_close, random_vec};
-use pada::backend::cpu::CpuBackend;
+use pada::backend::cpu::{CpuBackend, CpuBuf};
 use pada::backend::{Backend, SgdSlot};
 use pada::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
 use pada::ops::{NormGroup, SgdStep};
 
-fn rand32(len: usize, seed: u64) -> Vec<f32> {
-    random_vec(len, seed).into_iter().map(|v| v as f32).collect()
+/// Random values in a CPU buffer (which is also a slice).
+fn rand32(len: usize, seed: u64) -> CpuBuf<f32> {
+    random_vec(len, seed).into_iter().map(|v| v as f32).collect::<Vec<_>>().into()
+}
+
+/// A NaN-filled CPU output buffer.
+fn nan_cpu(len: usize) -> CpuBuf<f32> {
+    vec![f32::NAN; len].into()
 }
 
 fn close(what: &str, got: &[f32], want: &[f32]) {
@@ -71,7 +77,7 @@ pub fn conv2d<B: Backend<T = f32>>(be: &B) {
         close(&what("conv2d_forward"), &be.download(&yg), &yc);
         // input gradient: overwrite (poisoned target) and accumulate (random target), with the ReLU mask
         for acc in [false, true] {
-            let init = if acc { rand32(x.len(), 50 + i as u64) } else { vec![f32::NAN; x.len()] };
+            let init = if acc { rand32(x.len(), 50 + i as u64) } else { nan_cpu(x.len()) };
             let mut dc = init.clone();
             cpu.conv2d_backward_data(&g, &dy, &w, relu.then_some(&x), &mut dc, acc);
             let mut dg = up(be, &init);
@@ -98,17 +104,17 @@ pub fn batchnorm<B: Backend<T = f32>>(be: &B) {
         .into_iter()
         .enumerate()
     {
-        let x: Vec<f32> = rand32(s.len(), 80 + i as u64).iter().map(|v| v * 3.0 + 1.5).collect();
+        let x: CpuBuf<f32> = rand32(s.len(), 80 + i as u64).iter().map(|v| v * 3.0 + 1.5).collect::<Vec<_>>().into();
         let dy = rand32(s.len(), 90 + i as u64);
         for acc in [false, true] {
-            let init = if acc { rand32(s.len(), 95) } else { vec![f32::NAN; s.len()] };
-            let (mut yc, mut sc) = (init.clone(), vec![f32::NAN; 2 * s.c as usize]);
+            let init = if acc { rand32(s.len(), 95) } else { nan_cpu(s.len()) };
+            let (mut yc, mut sc) = (init.clone(), nan_cpu(2 * s.c as usize));
             cpu.batchnorm_forward(&s, &x, &mut yc, acc, &mut sc);
             let (mut yg, mut sg) = (up(be, &init), nan(be, 2 * s.c as usize));
             be.batchnorm_forward(&s, &up(be, &x), &mut yg, acc, &mut sg);
             close(&format!("batchnorm_forward {s:?} acc={acc}"), &be.download(&yg), &yc);
             close(&format!("batchnorm stats {s:?}"), &be.download(&sg), &sc);
-            let mut dc = vec![f32::NAN; s.len()];
+            let mut dc = nan_cpu(s.len());
             cpu.batchnorm_backward(&s, &x, &sc, &dy, &mut dc);
             let mut dg = nan(be, s.len());
             be.batchnorm_backward(&s, &up(be, &x), &sg, &up(be, &dy), &mut dg);
@@ -124,7 +130,7 @@ pub fn pools<B: Backend<T = f32>>(be: &B) {
         let x = rand32(s.len(), seed);
         let g3 = PoolGeom::avg3x3(s);
         for acc in [false, true] {
-            let init = if acc { rand32(s.len(), seed + 1) } else { vec![f32::NAN; s.len()] };
+            let init = if acc { rand32(s.len(), seed + 1) } else { nan_cpu(s.len()) };
             let mut yc = init.clone();
             cpu.avgpool3x3_forward(&g3, &x, &mut yc, acc);
             let mut yg = up(be, &init);
@@ -138,14 +144,14 @@ pub fn pools<B: Backend<T = f32>>(be: &B) {
         }
         if s.h >= 2 && s.w >= 2 {
             let g2 = PoolGeom::avg2x2(s);
-            let mut yc = vec![f32::NAN; g2.output().len()];
+            let mut yc = nan_cpu(g2.output().len());
             cpu.avgpool2x2_forward(&g2, &x, &mut yc);
             let mut yg = nan(be, g2.output().len());
             be.avgpool2x2_forward(&g2, &up(be, &x), &mut yg);
             close(&format!("avgpool2x2_forward {s:?}"), &be.download(&yg), &yc);
             let dy = rand32(g2.output().len(), seed + 2);
             for acc in [false, true] {
-                let init = if acc { rand32(s.len(), seed + 3) } else { vec![f32::NAN; s.len()] };
+                let init = if acc { rand32(s.len(), seed + 3) } else { nan_cpu(s.len()) };
                 let mut dc = init.clone();
                 cpu.avgpool2x2_backward(&g2, &dy, &mut dc, acc);
                 let mut dg = up(be, &init);
@@ -154,13 +160,13 @@ pub fn pools<B: Backend<T = f32>>(be: &B) {
             }
         }
         for relu in [false, true] {
-            let mut yc = vec![f32::NAN; (s.n * s.c) as usize];
+            let mut yc = nan_cpu((s.n * s.c) as usize);
             cpu.global_avgpool_forward(&s, &x, relu, &mut yc);
             let mut yg = nan(be, yc.len());
             be.global_avgpool_forward(&s, &up(be, &x), relu, &mut yg);
             close(&format!("global_avgpool_forward {s:?}"), &be.download(&yg), &yc);
             let dy = rand32(yc.len(), seed + 4);
-            let mut dc = vec![f32::NAN; s.len()];
+            let mut dc = nan_cpu(s.len());
             cpu.global_avgpool_backward(&s, &dy, relu.then_some(&x), &mut dc);
             let mut dg = nan(be, s.len());
             be.global_avgpool_backward(&s, &up(be, &dy), relu.then(|| up(be, &x)).as_ref(), &mut dg);
@@ -187,7 +193,7 @@ pub fn elementwise<B: Backend<T = f32>>(be: &B) {
     cpu.copy_at(&mut lc, 40_961, &part);
     let mut lg = up(be, &b);
     be.copy_at(&mut lg, 40_961, &up(be, &part));
-    assert_eq!(be.download(&lg), lc, "copy_at must equal the CPU exactly");
+    assert_eq!(be.download(&lg), lc.to_vec(), "copy_at must equal the CPU exactly");
     let mut ac = a.clone();
     cpu.add_assign(&mut ac, &b);
     let mut ag = up(be, &a);
@@ -203,12 +209,12 @@ pub fn elementwise<B: Backend<T = f32>>(be: &B) {
     let mut sg = up(be, &a);
     be.scale(&mut sg, 3.5);
     close("scale", &be.download(&sg), &sc);
-    let mut rc = vec![f32::NAN; n];
+    let mut rc = nan_cpu(n);
     cpu.relu_forward(&a, &mut rc);
     let mut rg = nan(be, n);
     be.relu_forward(&up(be, &a), &mut rg);
     close("relu_forward", &be.download(&rg), &rc);
-    let mut dc = vec![f32::NAN; n];
+    let mut dc = nan_cpu(n);
     cpu.relu_backward(&a, &b, &mut dc);
     let mut dg = nan(be, n);
     be.relu_backward(&up(be, &a), &up(be, &b), &mut dg);
@@ -220,13 +226,13 @@ pub fn linear_and_loss<B: Backend<T = f32>>(be: &B) {
     let g = LinearGeom::new(37, 29, 11);
     let (n, i, o) = (37, 29, 11);
     let (x, w, b, dy) = (rand32(n * i, 301), rand32(o * i, 302), rand32(o, 303), rand32(n * o, 304));
-    let mut yc = vec![f32::NAN; n * o];
+    let mut yc = nan_cpu(n * o);
     cpu.linear_forward(&g, &x, &w, &b, &mut yc);
     let mut yg = nan(be, n * o);
     be.linear_forward(&g, &up(be, &x), &up(be, &w), &up(be, &b), &mut yg);
     close("linear_forward", &be.download(&yg), &yc);
     let (dw0, db0) = (rand32(o * i, 305), rand32(o, 306));
-    let (mut dxc, mut dwc, mut dbc) = (vec![f32::NAN; n * i], dw0.clone(), db0.clone());
+    let (mut dxc, mut dwc, mut dbc) = (nan_cpu(n * i), dw0.clone(), db0.clone());
     cpu.linear_backward(&g, &x, &w, &dy, Some(&mut dxc), &mut dwc, &mut dbc);
     let (mut dxg, mut dwg, mut dbg) = (nan(be, n * i), up(be, &dw0), up(be, &db0));
     be.linear_backward(&g, &up(be, &x), &up(be, &w), &up(be, &dy), Some(&mut dxg), &mut dwg, &mut dbg);
@@ -235,11 +241,11 @@ pub fn linear_and_loss<B: Backend<T = f32>>(be: &B) {
     close("linear_backward db", &be.download(&dbg), &dbc);
 
     let (n, k) = (45, 13);
-    let z: Vec<f32> = rand32(n * k, 307).iter().map(|v| v * 6.0).collect();
+    let z: CpuBuf<f32> = rand32(n * k, 307).iter().map(|v| v * 6.0).collect::<Vec<_>>().into();
     let labels: Vec<i32> = (0..n as i32).map(|i| (i * 7) % k as i32).collect();
-    let weights: Vec<f32> = rand32(n, 308).iter().map(|v| v.abs() + 0.5).collect();
+    let weights: CpuBuf<f32> = rand32(n, 308).iter().map(|v| v.abs() + 0.5).collect::<Vec<_>>().into();
     for weighted in [false, true] {
-        let (mut lc, mut dc, mut pc) = (vec![f32::NAN; n], vec![f32::NAN; n * k], vec![f32::NAN; n]);
+        let (mut lc, mut dc, mut pc) = (nan_cpu(n), nan_cpu(n * k), nan_cpu(n));
         cpu.softmax_cross_entropy(n, k, &z, &labels, weighted.then_some(&weights), &mut lc, &mut dc, &mut pc);
         let (mut lg, mut dg, mut pg) = (nan(be, n), nan(be, n * k), nan(be, n));
         let wg = weighted.then(|| up(be, &weights));
@@ -247,7 +253,7 @@ pub fn linear_and_loss<B: Backend<T = f32>>(be: &B) {
         close("softmax_ce loss", &be.download(&lg), &lc);
         close("softmax_ce dlogits", &be.download(&dg), &dc);
         close("softmax_ce proxy_norm", &be.download(&pg), &pc);
-        let mut sc = vec![1.0f32, 2.0, 3.0];
+        let mut sc: CpuBuf<f32> = vec![1.0f32, 2.0, 3.0].into();
         cpu.batch_metrics(n, k, &z, &labels, &lc, &mut sc);
         let mut sg = up(be, &[1.0, 2.0, 3.0]);
         be.batch_metrics(n, k, &up(be, &z), &be.upload_i32(&labels), &lg, &mut sg);
@@ -258,28 +264,28 @@ pub fn linear_and_loss<B: Backend<T = f32>>(be: &B) {
 pub fn optimiser<B: Backend<T = f32>>(be: &B) {
     let cpu = CpuBackend::<f32>::new();
     let lens = [3usize, 700, 36_864, 1, 257];
-    let grads: Vec<Vec<f32>> = lens.iter().enumerate().map(|(i, &l)| rand32(l, 400 + i as u64)).collect();
+    let grads: Vec<CpuBuf<f32>> = lens.iter().enumerate().map(|(i, &l)| rand32(l, 400 + i as u64)).collect();
     let gg: Vec<B::Buf> = grads.iter().map(|g| up(be, g)).collect();
-    let mut nc = vec![f32::NAN; lens.len()];
+    let mut nc = nan_cpu(lens.len());
     cpu.sq_norms(&grads.iter().collect::<Vec<_>>(), &mut nc);
     let mut ng = nan(be, lens.len());
     be.sq_norms(&gg.iter().collect::<Vec<_>>(), &mut ng);
     close("sq_norms", &be.download(&ng), &nc);
     for max_norm in [5.0, 1e6] {
-        let mut cc = vec![f32::NAN];
+        let mut cc = nan_cpu(1);
         cpu.clip_coefficient(&nc, max_norm, &mut cc);
         let mut cg = nan(be, 1);
         be.clip_coefficient(&ng, max_norm, &mut cg);
         close("clip_coefficient", &be.download(&cg), &cc);
     }
     let h = SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 2.5e-4 };
-    let params: Vec<Vec<f32>> = lens.iter().enumerate().map(|(i, &l)| rand32(l, 500 + i as u64)).collect();
-    let moms: Vec<Vec<f32>> = lens.iter().enumerate().map(|(i, &l)| rand32(l, 600 + i as u64)).collect();
+    let params: Vec<CpuBuf<f32>> = lens.iter().enumerate().map(|(i, &l)| rand32(l, 500 + i as u64)).collect();
+    let moms: Vec<CpuBuf<f32>> = lens.iter().enumerate().map(|(i, &l)| rand32(l, 600 + i as u64)).collect();
     let (mut pc, mut mc) = (params.clone(), moms.clone());
     {
         let mut slots: Vec<SgdSlot<'_, CpuBackend<f32>>> =
             pc.iter_mut().zip(mc.iter_mut()).zip(&grads).map(|((p, m), g)| SgdSlot { value: p, grad: g, momentum: m }).collect();
-        cpu.sgd_step(&mut slots, &h, &vec![0.375]);
+        cpu.sgd_step(&mut slots, &h, &vec![0.375].into());
     }
     let mut pg: Vec<B::Buf> = params.iter().map(|p| up(be, p)).collect();
     let mut mg: Vec<B::Buf> = moms.iter().map(|m| up(be, m)).collect();
@@ -293,17 +299,17 @@ pub fn optimiser<B: Backend<T = f32>>(be: &B) {
         close(&format!("sgd_step momentum {i}"), &be.download(&mg[i]), &mc[i]);
     }
     // the path sampler's log: groups of clipped norms into their slots
-    let sq = rand32(40, 702).iter().map(|v| v.abs()).collect::<Vec<f32>>();
+    let sq: CpuBuf<f32> = rand32(40, 702).iter().map(|v| v.abs()).collect::<Vec<_>>().into();
     let members: Vec<i32> = (0..40).rev().collect();
     let groups =
         [NormGroup { slot: 2, start: 0, len: 12 }, NormGroup { slot: 7, start: 12, len: 28 }, NormGroup { slot: 0, start: 5, len: 0 }];
     for coef in [0.8f32, f32::NAN] {
         let log0 = rand32(9, 703);
         let mut lc = log0.clone();
-        cpu.clipped_group_norms(&sq, &vec![coef], &members, &groups, &mut lc);
+        cpu.clipped_group_norms(&sq, &vec![coef].into(), &members, &groups, &mut lc);
         let mut lg = up(be, &log0);
         be.clipped_group_norms(&up(be, &sq), &up(be, &[coef]), &members, &groups, &mut lg);
-        let (got, want) = (be.download(&lg), lc);
+        let (got, want) = (be.download(&lg), lc.to_vec());
         assert!(
             got.iter().zip(&want).all(|(g, w)| g == w || (g.is_nan() && w.is_nan())),
             "clipped_group_norms (coef {coef}) must equal the CPU exactly: {got:?} vs {want:?}"
@@ -316,7 +322,7 @@ pub fn per_sample_norms<B: Backend<T = f32>>(be: &B) {
     for (i, (g, relu, bias)) in conv_cases().into_iter().enumerate() {
         let x = rand32(g.input().len(), 800 + i as u64);
         let dy = rand32(g.output().len(), 810 + i as u64);
-        let init = rand32(g.n as usize, 820 + i as u64).iter().map(|v| v.abs()).collect::<Vec<_>>();
+        let init: CpuBuf<f32> = rand32(g.n as usize, 820 + i as u64).iter().map(|v| v.abs()).collect::<Vec<_>>().into();
         let mut oc = init.clone();
         cpu.conv2d_per_sample_sq_norms(&g, &x, relu, &dy, bias, &mut oc);
         let mut og = up(be, &init);
@@ -333,12 +339,12 @@ pub fn per_sample_norms<B: Backend<T = f32>>(be: &B) {
     close("linear_per_sample_sq_norms", &be.download(&og), &oc);
     let s = ActShape::new(5, 7, 3, 5);
     let (stats, dy) = (rand32(10, 833), rand32(s.len(), 834));
-    let mut dc = vec![f32::NAN; s.len()];
+    let mut dc = nan_cpu(s.len());
     cpu.batchnorm_backward_frozen(&s, &stats, &dy, &mut dc);
     let mut dg = nan(be, s.len());
     be.batchnorm_backward_frozen(&s, &up(be, &stats), &up(be, &dy), &mut dg);
     close("batchnorm_backward_frozen", &be.download(&dg), &dc);
-    let v: Vec<f32> = rand32(1001, 835).iter().map(|v| v.abs()).collect();
+    let v: CpuBuf<f32> = rand32(1001, 835).iter().map(|v| v.abs()).collect::<Vec<_>>().into();
     let mut sc = v.clone();
     cpu.elementwise_sqrt(&mut sc);
     let mut sg = up(be, &v);

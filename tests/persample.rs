@@ -5,7 +5,7 @@ mod common;
 
 use common::random_vec;
 use pada::arch::Genotype;
-use pada::backend::cpu::CpuBackend;
+use pada::backend::cpu::{CpuBackend, CpuBuf};
 use pada::backend::Backend;
 use pada::supernet::{Pass, Supernet, SupernetConfig};
 use pada::train::{forward_backward, DataImportance};
@@ -16,17 +16,17 @@ const ARCHS: [&str; 3] = [
     "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|", // disconnected: only the classifier bias
 ];
 
-fn setup() -> (CpuBackend<f64>, SupernetConfig, Vec<f64>, Vec<i32>, usize) {
+fn setup() -> (CpuBackend<f64>, SupernetConfig, CpuBuf<f64>, Vec<i32>, usize) {
     let config = SupernetConfig { channels: 3, cells: 1, classes: 4, input: "2x8x8".parse().unwrap() };
     let n = 5;
-    (CpuBackend::<f64>::new(), config, random_vec(n * config.input.len(), 7), (0..n as i32).map(|i| i % 4).collect(), n)
+    (CpuBackend::<f64>::new(), config, random_vec(n * config.input.len(), 7).into(), (0..n as i32).map(|i| i % 4).collect(), n)
 }
 
 fn scores(mode: DataImportance, g: &Genotype) -> Vec<f64> {
     let (be, config, x, labels, n) = setup();
     let mut net = Supernet::new(&be, config, 1).unwrap();
-    let mut sums = vec![0.0; 3];
-    forward_backward(&be, &mut net, &x, &labels, None, n, g, &mut sums, mode)
+    let mut sums = be.alloc_zeroed(3);
+    be.download(&forward_backward(&be, &mut net, &x, &labels, None, n, g, &mut sums, mode))
 }
 
 /// Brute force: sample i's own loss gradient (dlogits zero but for row i),
@@ -37,15 +37,14 @@ fn brute(g: &Genotype, frozen: bool, classifier_only: bool) -> Vec<f64> {
     let mut out = Vec::new();
     for i in 0..n {
         let mut net = Supernet::new(&be, config, 1).unwrap();
-        let tape = net.forward(&be, x.clone(), n, g, true);
-        let (mut l, mut dz, mut p) = (vec![0.0; n], vec![0.0; n * k], vec![0.0; n]);
+        let tape = net.forward(&be, be.upload(&x), n, g, true);
+        let (mut l, mut dz, mut p) = (be.alloc(n), be.alloc(n * k), be.alloc(n));
         be.softmax_cross_entropy(n, k, &tape.logits, &labels, None, &mut l, &mut dz, &mut p);
-        let mut di = vec![0.0; n * k];
+        let mut di = be.alloc_zeroed(n * k);
         for j in 0..k {
             di[i * k + j] = dz[i * k + j] * n as f64; // gradient of loss_i itself
         }
         net.backward_with(&be, &tape, &di, &mut Pass { frozen_bn_statistics: frozen, per_sample_sq_norms: None });
-        tape.release(&be);
         let sq: f64 = net
             .params
             .tensors
@@ -71,7 +70,7 @@ fn proxy_is_the_logit_gradient_norm() {
         let net = Supernet::new(&be, config, 1).unwrap();
         let tape = net.forward(&be, x, n, &g, true);
         let k = config.classes;
-        let (mut l, mut dz, mut p) = (vec![0.0; n], vec![0.0; n * k], vec![0.0; n]);
+        let (mut l, mut dz, mut p) = (be.alloc(n), be.alloc(n * k), be.alloc(n));
         be.softmax_cross_entropy(n, k, &tape.logits, &labels, None, &mut l, &mut dz, &mut p);
         let want: Vec<f64> = (0..n).map(|i| dz[i * k..(i + 1) * k].iter().map(|v| (v * n as f64).powi(2)).sum::<f64>().sqrt()).collect();
         close(&format!("proxy {a}"), &scores(DataImportance::Proxy, &g), &want);

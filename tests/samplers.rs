@@ -81,7 +81,7 @@ fn pada_path_distribution_follows_the_formulas() {
     let norms_for = |coef: f64| {
         let tensors: Vec<usize> = (0..net.params.len()).collect();
         let sq: Vec<f64> = tensors.iter().map(|&i| (i + 1) as f64).collect();
-        StepNorms::<CpuBackend<f64>> { sq_norms: sq, clip_coef: vec![coef], tensors }
+        StepNorms::<CpuBackend<f64>> { sq_norms: sq.into(), clip_coef: vec![coef].into(), tensors }
     };
     let norm_of = |id: pada::supernet::ParamId| ((id.0 + 1) as f64).sqrt();
     // expected S_k for a genotype: sum over cells and edges with op k of (|W| + |b|), / count(k), times coef
@@ -137,7 +137,7 @@ fn per_edge_path_importance_has_its_own_distributions() {
     s.begin_epoch(&be, 0, 0, 1);
     let g: Genotype = "|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|none~0|none~1|none~2|".parse().unwrap();
     let tensors: Vec<usize> = (0..net.params.len()).collect();
-    let norms = StepNorms::<CpuBackend<f64>> { sq_norms: vec![4.0; tensors.len()], clip_coef: vec![1.0], tensors };
+    let norms = StepNorms::<CpuBackend<f64>> { sq_norms: vec![4.0; tensors.len()].into(), clip_coef: vec![1.0].into(), tensors };
     s.replay(vec![vec![g]]);
     s.next_paths().unwrap();
     s.observe(&be, &net, &norms);

@@ -139,7 +139,6 @@ fn supernet_fixture<T: Element>(file: &str, key: &str, tol: (f64, f64), grad_tol
         let norms = clip_and_step(&be, &mut net.params, &on_path, &h, Some(5.0), OffPath::Frozen, None);
         let total = be.download(&norms.sq_norms).iter().map(|v| v.as_f64()).sum::<f64>().sqrt();
         assert_close(&what("grad total norm"), &[total], &f.f64(&format!("arch{k}.grad_total_norm_before_clip")), tol.0, tol.1);
-        norms.release(&be);
         for (i, p) in net.params.tensors.iter().enumerate() {
             let v = to_f64(&be.download(&p.value));
             if on_path[i] {
@@ -188,14 +187,13 @@ fn whole_net_gradcheck(arch: &str, seed: u64) {
         let tape = net.forward(&be, be.upload(&x), batch, &g, true);
         let (mut l, mut d, mut q) = (be.alloc(batch), be.alloc(batch * 5), be.alloc(batch));
         be.softmax_cross_entropy(batch, 5, &tape.logits, &labels, None, &mut l, &mut d, &mut q);
-        tape.release(&be);
-        (l.iter().sum::<f64>() / batch as f64, d)
+        (l.iter().sum::<f64>() / batch as f64, d.to_vec())
     };
     let tape = net.forward(&be, be.upload(&x), batch, &g, true);
     let (mut l, mut d, mut q) = (be.alloc(batch), be.alloc(batch * 5), be.alloc(batch));
     be.softmax_cross_entropy(batch, 5, &tape.logits, &labels, None, &mut l, &mut d, &mut q);
     net.backward(&be, tape, &d);
-    let analytic: Vec<Vec<f64>> = net.params.tensors.iter().map(|p| p.grad.clone()).collect();
+    let analytic: Vec<Vec<f64>> = net.params.tensors.iter().map(|p| p.grad.to_vec()).collect();
     let on_path: Vec<usize> = net.path_params(&g).iter().map(|id| id.0).collect();
     let mut checked = 0;
     for (i, grads) in analytic.iter().enumerate() {

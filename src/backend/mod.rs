@@ -37,18 +37,16 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> String;
 
     // ---- memory ----------------------------------------------------------
-    /// A buffer of `len` elements from the backend's pool; its contents are
-    /// unspecified (every op below writes all of its output unless it accumulates).
+    /// A buffer of `len` elements from the backend's pool, to which it returns
+    /// when dropped; its contents are unspecified (every op below writes all of
+    /// its output unless it accumulates).
     fn alloc(&self, len: usize) -> Self::Buf;
-    /// Returns a buffer to the pool, for reuse by the next [`Backend::alloc`] of that size.
-    fn release(&self, buf: Self::Buf);
     fn len(&self, buf: &Self::Buf) -> usize;
     fn upload_into(&self, host: &[Self::T], dst: &mut Self::Buf);
     fn download(&self, buf: &Self::Buf) -> Vec<Self::T>;
     fn upload_i32(&self, host: &[i32]) -> Self::IBuf;
     fn download_i32(&self, buf: &Self::IBuf) -> Vec<i32>;
     fn alloc_i32(&self, len: usize) -> Self::IBuf;
-    fn release_i32(&self, buf: Self::IBuf);
     /// Waits for all queued work (a no-op on the CPU).
     fn synchronize(&self) {}
 

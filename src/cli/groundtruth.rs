@@ -143,7 +143,6 @@ impl BackendJob for GroundTruthArgs {
                 eprintln!("[{}/{}] {test_acc:6.2}% test ({}; {train_acc:.2}% train, {secs:.0} s)  {g}", k + 1, todo.len(), each.join(", "));
             }
         }
-        set.release(be);
         Ok(())
     }
 }

@@ -173,7 +173,6 @@ impl BackendJob for RankArgs {
             Ok(())
         })?;
         pb.finish_and_clear();
-        set.release(be);
         let secs = start.elapsed().as_secs_f64();
         // the requested architectures' scores, as read back (rounded as in the file)
         let pred = ArchTable {

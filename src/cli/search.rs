@@ -119,7 +119,6 @@ impl BackendJob for SearchArgs {
                 })?
             }
         };
-        set.release(be);
         let truth: Option<HashMap<Genotype, f64>> = gt.as_ref().map(|t| t.archs.iter().copied().zip(t.values.iter().copied()).collect());
         let out = a.out.clone().unwrap_or_else(|| a.run.join(format!("search-{:?}.csv", a.strategy).to_lowercase()));
         let mut header = vec!["arch", "val_accuracy"];

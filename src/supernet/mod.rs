@@ -146,50 +146,6 @@ pub struct Tape<B: Backend> {
     pub logits: B::Buf,
 }
 
-impl<B: Backend> Tape<B> {
-    /// Returns every buffer to the backend's pool.
-    pub fn release(self, be: &B) {
-        let Tape { input, stem, layers, outputs, head, pooled, logits, .. } = self;
-        be.release(input);
-        release_bn(be, stem);
-        for l in layers {
-            release_layer(be, l);
-        }
-        outputs.into_iter().flatten().for_each(|b| be.release(b));
-        if let Some((stats, y)) = head {
-            be.release(stats);
-            be.release(y);
-        }
-        be.release(pooled);
-        be.release(logits);
-    }
-}
-
-fn release_bn<B: Backend>(be: &B, bn: BnSaved<B>) {
-    be.release(bn.x);
-    be.release(bn.stats);
-}
-
-fn release_layer<B: Backend>(be: &B, l: LayerTape<B>) {
-    match l {
-        LayerTape::Zero => {}
-        LayerTape::Cell { inner, bn } => {
-            for n in inner {
-                if let Node::Owned(b) = n {
-                    be.release(b);
-                }
-            }
-            bn.into_iter().flatten().for_each(|b| release_bn(be, b));
-        }
-        LayerTape::Reduction { a, a_out, b, pooled } => {
-            release_bn(be, a);
-            be.release(a_out);
-            release_bn(be, b);
-            be.release(pooled);
-        }
-    }
-}
-
 /// The active in-edges of `target`, parameter-free skips last: a skip can then
 /// alias its source (forward) or take over the gradient buffer (backward)
 /// instead of copying, when it is the last contribution.
@@ -392,7 +348,6 @@ impl<B: Backend> Supernet<B> {
         if let Some((dx, acc)) = dx {
             be.conv2d_backward_data(g, &dt, self.params.value(conv.w), relu_x.then_some(x), dx, acc);
         }
-        be.release(dt);
     }
 
     /// A conv's parameter gradients, or their per-sample norms.
@@ -440,11 +395,9 @@ impl<B: Backend> Supernet<B> {
             tape.layers.push(lt);
             tape.outputs.push(out);
             if !keep_for_backward {
-                // Layer l's input and saved tensors are not needed again.
-                release_layer(be, std::mem::replace(&mut tape.layers[l], LayerTape::Zero));
-                if let Some(b) = tape.outputs[l].take() {
-                    be.release(b);
-                }
+                // Layer l's input and saved tensors are not needed again: back to the pool.
+                tape.layers[l] = LayerTape::Zero;
+                tape.outputs[l] = None;
             }
         }
         let c_last = self.config.stage_channels(2);
@@ -557,10 +510,9 @@ impl<B: Backend> Supernet<B> {
 
     /// Backward pass from the gradient of the logits: accumulates into the
     /// gradients of the path's parameters (marking them as having had a
-    /// gradient) and releases the tape.
+    /// gradient); the tape's buffers go back to the pool.
     pub fn backward(&mut self, be: &B, tape: Tape<B>, dlogits: &B::Buf) {
         self.backward_with(be, &tape, dlogits, &mut Pass::gradients());
-        tape.release(be);
     }
 
     /// Adds each sample's squared norm of the classifier's weight and bias
@@ -588,8 +540,6 @@ impl<B: Backend> Supernet<B> {
             be.linear_per_sample_sq_norms(&lg, &tape.pooled, dlogits, out);
             let (mut dw, mut db) = (be.alloc_zeroed(c_last * self.config.classes), be.alloc_zeroed(self.config.classes));
             be.linear_backward(&lg, &tape.pooled, self.params.value(self.classifier_w), dlogits, dpooled.as_mut(), &mut dw, &mut db);
-            be.release(dw);
-            be.release(db);
         } else {
             let [pw, pb] = self.params.tensors.get_disjoint_mut([self.classifier_w.0, self.classifier_b.0]).expect("distinct");
             be.linear_backward(&lg, &tape.pooled, &pw.value, dlogits, dpooled.as_mut(), &mut pw.grad, &mut pb.grad);
@@ -601,14 +551,14 @@ impl<B: Backend> Supernet<B> {
         let feat = tape.outputs.last().and_then(|o| o.as_ref()).expect("live head input");
         let mut dy = be.alloc(feat_shape.len());
         be.global_avgpool_backward(&feat_shape, &dpooled, Some(head_y), &mut dy);
-        be.release(dpooled);
+        drop(dpooled);
         let mut grad = be.alloc(feat_shape.len());
         if pass.frozen_bn_statistics {
             be.batchnorm_backward_frozen(&feat_shape, head_stats, &dy, &mut grad);
         } else {
             be.batchnorm_backward(&feat_shape, feat, head_stats, &dy, &mut grad);
         }
-        be.release(dy);
+        drop(dy);
 
         let layers = std::mem::take(&mut self.layers);
         for (l, layer) in layers.iter().enumerate().rev() {
@@ -629,7 +579,6 @@ impl<B: Backend> Supernet<B> {
         let stem = self.stem;
         let g = stem.geom(batch, h, w);
         self.conv_bn_backward(be, pass, &stem, &g, &tape.input, false, &tape.stem, &grad, None);
-        be.release(grad);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -687,9 +636,6 @@ impl<B: Backend> Supernet<B> {
                     Op::None => unreachable!("none edges are never active"),
                 }
             }
-            if let Some(d) = dn {
-                be.release(d);
-            }
         }
         dnodes[0].take().expect("a live cell passes gradient to its input")
     }
@@ -717,15 +663,13 @@ impl<B: Backend> Supernet<B> {
         self.conv_bn_backward(be, pass, &r.conv_b, &gb, a_out, true, b, &dout, Some((&mut da, false)));
         let mut dx = be.alloc(ga.input().len());
         self.conv_bn_backward(be, pass, &r.conv_a, &ga, x, true, a, &da, Some((&mut dx, false)));
-        be.release(da);
-        // shortcut: conv1x1 (no bias, no BN) after the 2x2 pool
+        drop(da); // freed before the shortcut's buffers are taken
+                  // shortcut: conv1x1 (no bias, no BN) after the 2x2 pool
         let shortcut = r.shortcut;
         self.conv_weight_backward(be, pass, &shortcut, &gs, pooled, false, &dout);
         let mut dp = be.alloc(gs.input().len());
         be.conv2d_backward_data(&gs, &dout, self.params.value(r.shortcut.w), None, &mut dp, false);
         be.avgpool2x2_backward(&gp, &dp, &mut dx, true);
-        be.release(dp);
-        be.release(dout);
         dx
     }
 }

@@ -54,8 +54,7 @@ pub fn measure<B: Backend>(be: &B, net: &mut Supernet<B>, d: &GradVarDraws<'_, B
         net.params.zero_grads(be);
         let mut sums = be.alloc_zeroed(3);
         for g in d.paths.paths_with(&mut rng) {
-            let s = forward_backward(be, net, &x, &labels, None, b.n, &g, &mut sums, DataImportance::Proxy);
-            be.release(s);
+            forward_backward(be, net, &x, &labels, None, b.n, &g, &mut sums, DataImportance::Proxy);
         }
         let grads: Vec<&B::Buf> = net.params.tensors.iter().map(|p| &p.grad).collect();
         be.sq_norms(&grads, &mut norms);
@@ -63,9 +62,6 @@ pub fn measure<B: Backend>(be: &B, net: &mut Supernet<B>, d: &GradVarDraws<'_, B
         for (acc, p) in sum.iter_mut().zip(&net.params.tensors) {
             be.add_assign(acc, &p.grad);
         }
-        be.release(sums);
-        be.release(x);
-        be.release_i32(labels);
     }
     be.sq_norms(&sum.iter().collect::<Vec<_>>(), &mut norms);
     let mean_sq_norm = be.download(&norms).iter().map(|v| v.as_f64()).sum::<f64>() / (k * k) as f64;
@@ -75,8 +71,6 @@ pub fn measure<B: Backend>(be: &B, net: &mut Supernet<B>, d: &GradVarDraws<'_, B
         p.seen = seen;
         p.dirty = dirty;
     }
-    sum.into_iter().for_each(|b| be.release(b));
-    be.release(norms);
     GradVar { batches: k, variance, mean_sq_norm, relative: variance / mean_sq_norm.max(f64::MIN_POSITIVE) }
 }
 

@@ -378,14 +378,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
                     let grad_norm = be.download(&norms.sq_norms).iter().map(|v| v.as_f64()).sum::<f64>().sqrt();
                     detail = Some((paths.clone(), grad_norm, be.download(&proxy).iter().map(|v| v.as_f64()).collect()));
                 }
-                norms.release(be);
-                be.release(proxy);
             }
-        }
-        be.release(x);
-        be.release_i32(labels);
-        if let Some(w) = weights {
-            be.release(w);
         }
         Ok(detail)
     }
@@ -455,9 +448,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
         for g in paths {
             for _ in 0..sc.inner_steps {
                 self.net.params.zero_grads(be);
-                let proxy = self.forward_backward(x, labels, None, n, g, sums);
-                be.release(proxy);
-                self.clipped_step(std::slice::from_ref(g), &inner, guard, step).release(be);
+                self.forward_backward(x, labels, None, n, g, sums);
+                self.clipped_step(std::slice::from_ref(g), &inner, guard, step);
             }
             let st = self.sumnas.as_mut().expect("SUMNAS state");
             for (p, (snap, delta)) in self.net.params.tensors.iter_mut().zip(st.snapshot.iter().zip(st.delta.iter_mut())) {
@@ -489,7 +481,6 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let mut one = be.alloc(1);
         be.fill(&mut one, B::T::from_f64(1.0));
         be.sgd_step(&mut slots, &outer, &one);
-        be.release(one);
     }
 }
 
@@ -530,15 +521,10 @@ pub fn forward_backward<B: Backend>(
                 net.backward_with(be, &tape, &dz, &mut Pass { frozen_bn_statistics: true, per_sample_sq_norms: Some(&mut sq) });
             }
             be.elementwise_sqrt(&mut sq);
-            for b in [dz, scratch.0, scratch.1, proxy] {
-                be.release(b);
-            }
             sq
         }
     };
     net.backward(be, tape, &dlogits);
-    be.release(loss);
-    be.release(dlogits);
     scores
 }
 

@@ -221,15 +221,13 @@ fn sample_arch_accuracies<B: Backend>(be: &B, t: &Trainer<B>, data: &Data, count
     use rand::Rng;
     let mut rng = stream(t.config.seed, Purpose::Ranking, u64::MAX, 0);
     let set = EvalSet::new(be, &data.test, &data.norm, 512);
-    let out = (0..count)
+    (0..count)
         .map(|_| {
             let g = Genotype::from_index(rng.random_range(0..crate::arch::NUM_ARCHS)).expect("in range");
             let (acc, _) = evaluate(be, &t.net, &g, &set);
             (g.to_string(), acc)
         })
-        .collect();
-    set.release(be);
-    out
+        .collect()
 }
 
 /// The data with the last `holdout` training images removed from the training split.

@@ -355,9 +355,6 @@ impl<D: Device> Backend for GpuBackend<D> {
         }
         b
     }
-    fn release(&self, buf: GpuBuf<D>) {
-        drop(buf)
-    }
     fn len(&self, buf: &GpuBuf<D>) -> usize {
         buf.len
     }
@@ -390,9 +387,6 @@ impl<D: Device> Backend for GpuBackend<D> {
     }
     fn alloc_i32(&self, len: usize) -> GpuBuf<D> {
         self.raw_alloc(len)
-    }
-    fn release_i32(&self, buf: GpuBuf<D>) {
-        drop(buf)
     }
     fn synchronize(&self) {
         self.dev.synchronize()
