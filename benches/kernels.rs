@@ -7,7 +7,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pada::backend::cpu::CpuBackend;
-use pada::backend::Backend;
+use pada::backend::prelude::*;
 use pada::geometry::{ConvGeom, LinearGeom};
 use pada::ops;
 use pada::rng::SplitMix64;

@@ -1,8 +1,9 @@
 //! Op geometry shared by the CPU reference, the CUDA kernels and the emulator.
 //!
 //! Every struct here is `#[repr(C)]` and mirrored field for field in
-//! `kernels/geometry.cuh`; a kernel receives it by value, exactly as the CPU
-//! reference receives it by reference. Fields are `i32` because kernels do
+//! `src/ops/common.cuh`, whose `static_assert`s and the `layouts` test below
+//! pin both sides to the same sizes and offsets; a kernel receives it by
+//! value, exactly as the CPU reference receives it by reference. Fields are `i32` because kernels do
 //! signed index arithmetic (padding makes input coordinates negative).
 //!
 //! Activations are stored **CNHW**: channel-major, then batch, then rows and
@@ -148,5 +149,48 @@ pub struct LinearGeom {
 impl LinearGeom {
     pub fn new(n: usize, inp: usize, out: usize) -> Self {
         Self { n: n as i32, inp: inp as i32, out: out as i32 }
+    }
+}
+
+#[cfg(test)]
+mod layouts {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// The same sizes and offsets as the `static_assert`s of src/ops/common.cuh.
+    #[test]
+    fn mirror_the_kernels_structs() {
+        assert_eq!(size_of::<ActShape>(), 16);
+        assert_eq!([offset_of!(ActShape, c), offset_of!(ActShape, n), offset_of!(ActShape, h), offset_of!(ActShape, w)], [0, 4, 8, 12]);
+        assert_eq!(size_of::<ConvGeom>(), 40);
+        assert_eq!(
+            [
+                offset_of!(ConvGeom, n),
+                offset_of!(ConvGeom, c_in),
+                offset_of!(ConvGeom, h),
+                offset_of!(ConvGeom, w),
+                offset_of!(ConvGeom, c_out),
+                offset_of!(ConvGeom, oh),
+                offset_of!(ConvGeom, ow),
+                offset_of!(ConvGeom, k),
+                offset_of!(ConvGeom, stride),
+                offset_of!(ConvGeom, pad)
+            ],
+            [0, 4, 8, 12, 16, 20, 24, 28, 32, 36]
+        );
+        assert_eq!(size_of::<PoolGeom>(), 24);
+        assert_eq!(
+            [
+                offset_of!(PoolGeom, c),
+                offset_of!(PoolGeom, n),
+                offset_of!(PoolGeom, h),
+                offset_of!(PoolGeom, w),
+                offset_of!(PoolGeom, oh),
+                offset_of!(PoolGeom, ow)
+            ],
+            [0, 4, 8, 12, 16, 20]
+        );
+        assert_eq!(size_of::<LinearGeom>(), 12);
+        assert_eq!([offset_of!(LinearGeom, n), offset_of!(LinearGeom, inp), offset_of!(LinearGeom, out)], [0, 4, 8]);
     }
 }

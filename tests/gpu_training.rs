@@ -15,7 +15,7 @@ use std::sync::Arc;
 use common::{assert_close, random_vec};
 use pada::arch::Genotype;
 use pada::backend::cpu::CpuBackend;
-use pada::backend::Backend;
+use pada::backend::prelude::*;
 use pada::ops::SgdStep;
 use pada::optim::{clip_and_step, OffPath};
 use pada::supernet::{Supernet, SupernetConfig};

@@ -18,7 +18,7 @@ mod common;
 
 use common::{assert_close, random_vec};
 use pada::backend::cpu::{CpuBackend, CpuBuf};
-use pada::backend::{Backend, SgdSlot};
+use pada::backend::prelude::*;
 use pada::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
 use pada::ops::{NormGroup, SgdStep};
 

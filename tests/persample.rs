@@ -6,7 +6,7 @@ mod common;
 use common::random_vec;
 use pada::arch::Genotype;
 use pada::backend::cpu::{CpuBackend, CpuBuf};
-use pada::backend::Backend;
+use pada::backend::prelude::*;
 use pada::supernet::{Pass, Supernet, SupernetConfig};
 use pada::train::{forward_backward, DataImportance};
 

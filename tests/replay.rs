@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use common::Fixture;
 use pada::arch::Genotype;
-use pada::backend::Backend;
+use pada::backend::prelude::*;
 use pada::data::augment::AugmentChoice;
 use pada::data::loader::make_batch;
 use pada::data::{Augment, Data, DataSpec, Dataset, Normalization};

@@ -5,7 +5,7 @@ mod common;
 
 use pada::arch::{Genotype, Op, NUM_EDGES};
 use pada::backend::cpu::CpuBackend;
-use pada::backend::Backend;
+use pada::backend::prelude::*;
 use pada::ops::{self, NormGroup};
 use pada::optim::StepNorms;
 use pada::rng::{draw_with_replacement, philox4x32_10, uniform01};

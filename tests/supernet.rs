@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use pada::arch::{Genotype, Op};
 use pada::backend::cpu::CpuBackend;
-use pada::backend::Backend;
+use pada::backend::prelude::*;
 use pada::element::Element;
 use pada::ops::SgdStep;
 use pada::optim::{clip_and_step, OffPath};

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use pada::arch::Genotype;
 use pada::backend::cpu::CpuBackend;
-use pada::backend::Backend;
+use pada::backend::prelude::*;
 use pada::ops::SgdStep;
 use pada::optim::{clip_and_step, OffPath};
 use pada::supernet::{Supernet, SupernetConfig};

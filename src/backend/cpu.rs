@@ -1,16 +1,13 @@
-//! The CPU backend: host vectors and the reference ops of [`crate::ops`],
-//! parallel over rayon's pool.
+//! The CPU backend's memory: pooled host vectors. Its ops are the reference
+//! ops of [`crate::ops`] (each op family's `mod.rs` implements its trait for
+//! [`CpuBackend`]), parallel over rayon's pool.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 
-use super::{Backend, SgdSlot};
+use super::Memory;
 use crate::element::Element;
-use crate::geometry::{ActShape, ConvGeom, LinearGeom, PoolGeom};
-use rayon::prelude::*;
-
-use crate::ops::{self, NormGroup, SgdStep};
 
 /// Free vectors by size class (elements), returned by dropped buffers.
 type Pool<T> = Arc<Mutex<HashMap<usize, Vec<Vec<T>>>>>;
@@ -105,7 +102,7 @@ fn size_class(len: usize) -> usize {
     len.div_ceil(step) * step
 }
 
-impl<T: Element> Backend for CpuBackend<T> {
+impl<T: Element> Memory for CpuBackend<T> {
     type T = T;
     type Buf = CpuBuf<T>;
     type IBuf = Vec<i32>;
@@ -153,146 +150,5 @@ impl<T: Element> Backend for CpuBackend<T> {
     }
     fn alloc_i32(&self, len: usize) -> Vec<i32> {
         vec![if self.poison { i32::MIN } else { 0 }; len]
-    }
-
-    fn fill(&self, dst: &mut CpuBuf<T>, v: T) {
-        ops::fill(dst, v)
-    }
-    fn copy(&self, dst: &mut CpuBuf<T>, src: &CpuBuf<T>) {
-        ops::copy(dst, src)
-    }
-    fn copy_at(&self, dst: &mut CpuBuf<T>, offset: usize, src: &CpuBuf<T>) {
-        ops::copy_at(dst, offset, src)
-    }
-    fn add_assign(&self, dst: &mut CpuBuf<T>, src: &CpuBuf<T>) {
-        ops::add_assign(dst, src)
-    }
-    fn axpy(&self, dst: &mut CpuBuf<T>, a: f64, src: &CpuBuf<T>) {
-        ops::axpy(dst, T::from_f64(a), src)
-    }
-    fn scale(&self, dst: &mut CpuBuf<T>, a: f64) {
-        ops::scale(dst, T::from_f64(a))
-    }
-    fn elementwise_sqrt(&self, dst: &mut CpuBuf<T>) {
-        ops::elementwise_sqrt(dst)
-    }
-    fn relu_forward(&self, x: &CpuBuf<T>, y: &mut CpuBuf<T>) {
-        ops::relu_forward(x, y)
-    }
-    fn relu_backward(&self, x: &CpuBuf<T>, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>) {
-        ops::relu_backward(x, dy, dx)
-    }
-
-    fn conv2d_forward(&self, g: &ConvGeom, x: &CpuBuf<T>, relu_x: bool, w: &CpuBuf<T>, bias: Option<&CpuBuf<T>>, y: &mut CpuBuf<T>) {
-        ops::conv2d_forward(g, x, relu_x, w, bias.map(|b| b.as_slice()), y)
-    }
-    fn conv2d_backward_data(
-        &self,
-        g: &ConvGeom,
-        dy: &CpuBuf<T>,
-        w: &CpuBuf<T>,
-        relu_mask: Option<&CpuBuf<T>>,
-        dx: &mut CpuBuf<T>,
-        accumulate: bool,
-    ) {
-        ops::conv2d_backward_data(g, dy, w, relu_mask.map(|m| m.as_slice()), dx, accumulate)
-    }
-    fn conv2d_backward_weight(
-        &self,
-        g: &ConvGeom,
-        x: &CpuBuf<T>,
-        relu_x: bool,
-        dy: &CpuBuf<T>,
-        dw: &mut CpuBuf<T>,
-        db: Option<&mut CpuBuf<T>>,
-    ) {
-        ops::conv2d_backward_weight(g, x, relu_x, dy, dw, db.map(|b| b.as_mut_slice()))
-    }
-
-    fn batchnorm_forward(&self, s: &ActShape, x: &CpuBuf<T>, y: &mut CpuBuf<T>, accumulate: bool, stats: &mut CpuBuf<T>) {
-        ops::batchnorm_forward(s, x, y, accumulate, stats)
-    }
-    fn batchnorm_backward(&self, s: &ActShape, x: &CpuBuf<T>, stats: &CpuBuf<T>, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>) {
-        ops::batchnorm_backward(s, x, stats, dy, dx)
-    }
-    fn batchnorm_backward_frozen(&self, s: &ActShape, stats: &CpuBuf<T>, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>) {
-        ops::batchnorm_backward_frozen(s, stats, dy, dx)
-    }
-    fn conv2d_per_sample_sq_norms(&self, g: &ConvGeom, x: &CpuBuf<T>, relu_x: bool, dy: &CpuBuf<T>, bias: bool, out: &mut CpuBuf<T>) {
-        ops::conv2d_per_sample_sq_norms(g, x, relu_x, dy, bias, out)
-    }
-    fn linear_per_sample_sq_norms(&self, g: &LinearGeom, x: &CpuBuf<T>, dy: &CpuBuf<T>, out: &mut CpuBuf<T>) {
-        ops::linear_per_sample_sq_norms(g, x, dy, out)
-    }
-
-    fn avgpool3x3_forward(&self, g: &PoolGeom, x: &CpuBuf<T>, y: &mut CpuBuf<T>, accumulate: bool) {
-        ops::avgpool3x3_forward(g, x, y, accumulate)
-    }
-    fn avgpool3x3_backward(&self, g: &PoolGeom, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>, accumulate: bool) {
-        ops::avgpool3x3_backward(g, dy, dx, accumulate)
-    }
-    fn avgpool2x2_forward(&self, g: &PoolGeom, x: &CpuBuf<T>, y: &mut CpuBuf<T>) {
-        ops::avgpool2x2_forward(g, x, y)
-    }
-    fn avgpool2x2_backward(&self, g: &PoolGeom, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>, accumulate: bool) {
-        ops::avgpool2x2_backward(g, dy, dx, accumulate)
-    }
-    fn global_avgpool_forward(&self, s: &ActShape, x: &CpuBuf<T>, relu_x: bool, y: &mut CpuBuf<T>) {
-        ops::global_avgpool_forward(s, x, relu_x, y)
-    }
-    fn global_avgpool_backward(&self, s: &ActShape, dy: &CpuBuf<T>, relu_mask: Option<&CpuBuf<T>>, dx: &mut CpuBuf<T>) {
-        ops::global_avgpool_backward(s, dy, relu_mask.map(|m| m.as_slice()), dx)
-    }
-
-    fn linear_forward(&self, g: &LinearGeom, x: &CpuBuf<T>, w: &CpuBuf<T>, b: &CpuBuf<T>, y: &mut CpuBuf<T>) {
-        ops::linear_forward(g, x, w, b, y)
-    }
-    fn linear_backward(
-        &self,
-        g: &LinearGeom,
-        x: &CpuBuf<T>,
-        w: &CpuBuf<T>,
-        dy: &CpuBuf<T>,
-        dx: Option<&mut CpuBuf<T>>,
-        dw: &mut CpuBuf<T>,
-        db: &mut CpuBuf<T>,
-    ) {
-        ops::linear_backward(g, x, w, dy, dx.map(|d| d.as_mut_slice()), dw, db)
-    }
-    fn softmax_cross_entropy(
-        &self,
-        n: usize,
-        classes: usize,
-        logits: &CpuBuf<T>,
-        labels: &Vec<i32>,
-        weights: Option<&CpuBuf<T>>,
-        loss: &mut CpuBuf<T>,
-        dlogits: &mut CpuBuf<T>,
-        proxy_norm: &mut CpuBuf<T>,
-    ) {
-        ops::softmax_cross_entropy(n, classes, logits, labels, weights.map(|w| w.as_slice()), loss, dlogits, proxy_norm)
-    }
-
-    fn sq_norms(&self, tensors: &[&CpuBuf<T>], out: &mut CpuBuf<T>) {
-        assert_eq!(tensors.len(), out.len(), "sq_norms: one output per tensor");
-        // parallel over tensors, each summed in its own fixed order
-        out.par_iter_mut().zip(tensors.par_iter()).for_each(|(o, t)| *o = T::from_f64(ops::sq_norm(t)));
-    }
-    fn clip_coefficient(&self, sq_norms: &CpuBuf<T>, max_norm: f64, out: &mut CpuBuf<T>) {
-        let total = sq_norms.iter().map(|v| v.as_f64()).sum::<f64>().sqrt();
-        out[0] = T::from_f64(ops::clip_coefficient(total, max_norm));
-    }
-    fn nonfinite_guard(&self, sq_norms: &CpuBuf<T>, step: i64, guard: &mut CpuBuf<T>, clip_coef: &mut CpuBuf<T>) {
-        ops::nonfinite_guard(sq_norms, step, guard, clip_coef)
-    }
-    fn sgd_step(&self, slots: &mut [SgdSlot<'_, Self>], h: &SgdStep, grad_scale: &CpuBuf<T>) {
-        slots.par_iter_mut().for_each(|s| ops::sgd_step(s.value, s.grad, s.momentum, h, grad_scale[0]));
-    }
-
-    fn clipped_group_norms(&self, sq_norms: &CpuBuf<T>, clip_coef: &CpuBuf<T>, members: &[i32], groups: &[NormGroup], out: &mut CpuBuf<T>) {
-        ops::clipped_group_norms(sq_norms, clip_coef[0], members, groups, out)
-    }
-    fn batch_metrics(&self, n: usize, classes: usize, logits: &CpuBuf<T>, labels: &Vec<i32>, loss: &CpuBuf<T>, sums: &mut CpuBuf<T>) {
-        ops::batch_metrics(n, classes, logits, labels, loss, sums)
     }
 }

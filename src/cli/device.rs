@@ -53,7 +53,7 @@ pub fn with_backend(device: &Device, job: impl BackendJob) -> anyhow::Result<()>
         #[cfg(feature = "cuda")]
         Device::Cuda(n) => {
             let be = crate::backend::gpu::cuda::CudaBackend::open(*n)?;
-            eprintln!("device: {}", be.name());
+            eprintln!("device: {}", crate::backend::Memory::name(&be));
             job.run(&be)
         }
         #[cfg(not(feature = "cuda"))]

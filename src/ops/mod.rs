@@ -1,8 +1,16 @@
-//! The CPU reference ops. Each file here has a twin `kernels/<op>.cu` with the
-//! same function names and argument order; the CPU code is the specification the
-//! kernels are tested against, and it is also the fast CPU engine.
+//! The ops, one home per family: `src/ops/<op>/` holds
+//! - `mod.rs`: the CPU reference (the specification every kernel is tested
+//!   against, and the fast CPU engine), the family's backend trait (e.g.
+//!   [`conv2d::Conv2dOps`]) and its CPU implementation;
+//! - `<op>.cu`: the CUDA kernels, with the names and argument order of the CPU
+//!   functions (sizes or the geometry struct first, then inputs, outputs,
+//!   flags); each `PADA_KERNEL(name)` line registers one (build.rs generates
+//!   the CUDA and emulator registries from them);
+//! - `launch.rs`: the trait's GPU implementation (grids, blocks, arguments).
 //!
-//! All activations are CNHW (see [`crate::geometry`]).
+//! `common.cuh` (geometry mirrors, block reductions) and `cuda_emu.h` (the
+//! emulator) are shared by all kernels. All activations are CNHW (see
+//! [`crate::geometry`]).
 
 pub mod batchnorm;
 pub mod conv2d;

@@ -72,7 +72,7 @@ impl CudaDevice {
             // SAFETY: a fatbin image produced by nvcc, alive for the program's lifetime.
             let m = unsafe { result::module::load_data(image.as_ptr() as *const c_void) }.map_err(|e| {
                 anyhow::anyhow!(
-                    "the driver cannot load the kernels of kernels/{module}.cu on {name} (sm_{major}{minor}, driver {}.{}): {e:?}. \
+                    "the driver cannot load the kernels of src/ops/{module}/{module}.cu on {name} (sm_{major}{minor}, driver {}.{}): {e:?}. \
                      They hold machine code for sm_80/86/89/90 and PTX for compute_75, built by nvcc 13, which needs a driver >= 580",
                     driver / 1000,
                     (driver % 1000) / 10
@@ -82,10 +82,10 @@ impl CudaDevice {
         }
         let mut functions = HashMap::new();
         for &k in Kernel::ALL {
-            let m = *modules.get(k.module()).with_context(|| format!("no fatbin for kernels/{}.cu", k.module()))?;
+            let m = *modules.get(k.module()).with_context(|| format!("no fatbin for src/ops/{0}/{0}.cu", k.module()))?;
             // SAFETY: a loaded module and a NUL-free name.
             let f = unsafe { result::module::get_function(m, CString::new(k.name()).expect("no NUL")) }
-                .map_err(|e| anyhow::anyhow!("kernel {} not found in kernels/{}.cu: {e:?}", k.name(), k.module()))?;
+                .map_err(|e| anyhow::anyhow!("kernel {} not found in src/ops/{1}/{1}.cu: {e:?}", k.name(), k.module()))?;
             functions.insert(k, f);
         }
         let description = format!("cuda:{ordinal} {name} (sm_{major}{minor}, driver {}.{})", driver / 1000, (driver % 1000) / 10);

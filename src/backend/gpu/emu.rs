@@ -1,5 +1,5 @@
 //! The emulated device: host memory, and launches of the kernels compiled as
-//! C++ (kernels/cuda_emu.h) through the same parameter arrays as the GPU's.
+//! C++ (src/ops/cuda_emu.h) through the same parameter arrays as the GPU's.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::HashMap;
@@ -17,59 +17,8 @@ struct Dim3 {
 
 type Entry = unsafe extern "C" fn(Dim3, Dim3, usize, *mut *mut c_void);
 
-macro_rules! entries {
-    ($($name:ident),* $(,)?) => {
-        extern "C" { $(fn $name(grid: Dim3, block: Dim3, smem: usize, params: *mut *mut c_void);)* }
-        fn entry(k: Kernel) -> Entry {
-            let name = format!("emu_{}", k.name());
-            $(if name == stringify!($name) { return $name; })*
-            unreachable!("no emulator entry for {name}")
-        }
-    };
-}
-
-entries!(
-    emu_conv2d_forward,
-    emu_conv2d_forward_narrow,
-    emu_conv2d_flip_weights,
-    emu_conv2d_backward_data,
-    emu_conv2d_backward_weight,
-    emu_conv2d_backward_weight_narrow,
-    emu_conv2d_reduce_weight_grad,
-    emu_conv2d_per_sample_weight_sq,
-    emu_conv2d_per_sample_finish,
-    emu_batchnorm_normalize,
-    emu_batchnorm_backward_parts,
-    emu_batchnorm_backward_apply,
-    emu_batchnorm_backward_frozen,
-    emu_avgpool3x3_forward,
-    emu_avgpool3x3_backward,
-    emu_avgpool2x2_forward,
-    emu_avgpool2x2_backward,
-    emu_global_avgpool_forward,
-    emu_global_avgpool_backward,
-    emu_fill,
-    emu_copy,
-    emu_add_assign,
-    emu_axpy,
-    emu_scale,
-    emu_relu_forward,
-    emu_relu_backward,
-    emu_elementwise_sqrt,
-    emu_channel_sum_parts,
-    emu_channel_parts_add,
-    emu_linear_forward,
-    emu_linear_backward_weight,
-    emu_linear_backward_data,
-    emu_linear_per_sample_sq_norms,
-    emu_softmax_cross_entropy,
-    emu_batch_metrics,
-    emu_sq_norms,
-    emu_clip_coefficient,
-    emu_nonfinite_guard,
-    emu_sgd_step,
-    emu_clipped_group_norms,
-);
+// `entry`: the emu_<kernel> entry point of every kernel (kernels.rs's list), by build.rs.
+include!(concat!(env!("OUT_DIR"), "/emu_entries.rs"));
 
 const ALIGN: usize = 256;
 

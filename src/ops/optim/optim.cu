@@ -1,4 +1,4 @@
-// Multi-tensor gradient norms and SGD; the GPU twin of src/ops/optim.rs.
+// Multi-tensor gradient norms and SGD; the GPU twin of mod.rs.
 // Every parameter tensor is one entry of a table, so one launch covers them all.
 #include "common.cuh"
 
@@ -61,8 +61,8 @@ PADA_KERNEL(nonfinite_guard)
 
 // out[slot] = clip_coef * sum(sqrt(sq_norms[members])) per group (NaN for a
 // skipped step); sequential, as the CPU sums: a handful of groups per step.
-KERNEL void clipped_group_norms(const float* __restrict__ sq_norms, const float* __restrict__ clip_coef, const int* __restrict__ members,
-                                const NormGroup* __restrict__ groups, int group_count, float* __restrict__ out) {
+KERNEL void clipped_group_norms(int group_count, const float* __restrict__ sq_norms, const float* __restrict__ clip_coef, const int* __restrict__ members,
+                                const NormGroup* __restrict__ groups, float* __restrict__ out) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
     const float coef = clip_coef[0];
     for (int k = 0; k < group_count; ++k) {

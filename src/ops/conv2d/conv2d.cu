@@ -200,14 +200,14 @@ __device__ __forceinline__ void weight_grad_partial(const ConvGeom& g, const flo
     }
 }
 
-KERNEL void conv2d_backward_weight(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, float* __restrict__ partial,
-                                   int chunk_pixels) {
+KERNEL void conv2d_backward_weight(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
+                                   float* __restrict__ partial) {
     weight_grad_partial<64>(g, x, relu_x, dy, partial, chunk_pixels);
 }
 PADA_KERNEL(conv2d_backward_weight)
 
-KERNEL void conv2d_backward_weight_narrow(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, float* __restrict__ partial,
-                                          int chunk_pixels) {
+KERNEL void conv2d_backward_weight_narrow(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
+                                          float* __restrict__ partial) {
     weight_grad_partial<16>(g, x, relu_x, dy, partial, chunk_pixels);
 }
 PADA_KERNEL(conv2d_backward_weight_narrow)

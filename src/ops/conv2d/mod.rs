@@ -1,6 +1,6 @@
 //! conv2d on CNHW activations: forward, backward-data, backward-weight.
 //!
-//! The CPU reference of `kernels/conv2d.cu`. Each op works on *tiles* of whole
+//! The CPU reference of `conv2d.cu`. Each op works on *tiles* of whole
 //! images: a tile's input is unfolded (im2col, with the preceding ReLU fused in)
 //! into a per-thread scratch matrix of `c_in*k*k` rows, and one GEMM does the
 //! rest. Tiles are sized from the geometry alone and reduced in a fixed order,
@@ -15,8 +15,13 @@ use rayon::prelude::*;
 use super::gemm::{gemm, Mat};
 use super::parallel::{with_scratch, Disjoint};
 use super::reduce;
+use crate::backend::cpu::{CpuBackend, CpuBuf};
+use crate::backend::Memory;
 use crate::element::Element;
 use crate::geometry::ConvGeom;
+
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+mod launch;
 
 /// im2col scratch a tile aims for, in elements (about 1 MiB of f32: it stays in L2).
 const TILE_ELEMS: usize = 1 << 18;
@@ -349,4 +354,61 @@ pub fn conv2d_per_sample_sq_norms<T: Element>(g: &ConvGeom, x: &[T], relu_x: boo
         }
         *o += T::from_f64(sq);
     });
+}
+
+/// The backend interface of these ops: the CPU engine below, the CUDA
+/// kernels of `conv2d.cu` through `launch.rs`.
+pub trait Conv2dOps: Memory {
+    fn conv2d_forward(&self, g: &ConvGeom, x: &Self::Buf, relu_x: bool, w: &Self::Buf, bias: Option<&Self::Buf>, y: &mut Self::Buf);
+    fn conv2d_backward_data(
+        &self,
+        g: &ConvGeom,
+        dy: &Self::Buf,
+        w: &Self::Buf,
+        relu_mask: Option<&Self::Buf>,
+        dx: &mut Self::Buf,
+        accumulate: bool,
+    );
+    fn conv2d_backward_weight(
+        &self,
+        g: &ConvGeom,
+        x: &Self::Buf,
+        relu_x: bool,
+        dy: &Self::Buf,
+        dw: &mut Self::Buf,
+        db: Option<&mut Self::Buf>,
+    );
+    /// Per-sample squared norms of the weight (and bias) gradient, added into `out[n]`.
+    fn conv2d_per_sample_sq_norms(&self, g: &ConvGeom, x: &Self::Buf, relu_x: bool, dy: &Self::Buf, bias: bool, out: &mut Self::Buf);
+}
+
+impl<T: Element> Conv2dOps for CpuBackend<T> {
+    fn conv2d_forward(&self, g: &ConvGeom, x: &CpuBuf<T>, relu_x: bool, w: &CpuBuf<T>, bias: Option<&CpuBuf<T>>, y: &mut CpuBuf<T>) {
+        conv2d_forward(g, x, relu_x, w, bias.map(|b| b.as_slice()), y)
+    }
+    fn conv2d_backward_data(
+        &self,
+        g: &ConvGeom,
+        dy: &CpuBuf<T>,
+        w: &CpuBuf<T>,
+        relu_mask: Option<&CpuBuf<T>>,
+        dx: &mut CpuBuf<T>,
+        accumulate: bool,
+    ) {
+        conv2d_backward_data(g, dy, w, relu_mask.map(|m| m.as_slice()), dx, accumulate)
+    }
+    fn conv2d_backward_weight(
+        &self,
+        g: &ConvGeom,
+        x: &CpuBuf<T>,
+        relu_x: bool,
+        dy: &CpuBuf<T>,
+        dw: &mut CpuBuf<T>,
+        db: Option<&mut CpuBuf<T>>,
+    ) {
+        conv2d_backward_weight(g, x, relu_x, dy, dw, db.map(|b| b.as_mut_slice()))
+    }
+    fn conv2d_per_sample_sq_norms(&self, g: &ConvGeom, x: &CpuBuf<T>, relu_x: bool, dy: &CpuBuf<T>, bias: bool, out: &mut CpuBuf<T>) {
+        conv2d_per_sample_sq_norms(g, x, relu_x, dy, bias, out)
+    }
 }

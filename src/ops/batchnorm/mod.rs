@@ -1,7 +1,7 @@
 //! Batch norm with batch statistics only, as
 //! `BatchNorm2d(affine=False, track_running_stats=False)` in train and eval mode:
 //! `y = (x - mean) / sqrt(var + eps)`, biased variance, eps = 1e-5.
-//! The CPU reference of `kernels/batchnorm.cu`.
+//! The CPU reference of `batchnorm.cu`.
 //!
 //! `stats` holds `c` means followed by `c` values of `1/sqrt(var + eps)`; the
 //! backward pass recomputes the normalised input from `x` and `stats`, so the
@@ -12,8 +12,13 @@ use rayon::prelude::*;
 
 use super::parallel::Disjoint;
 use super::reduce;
+use crate::backend::cpu::{CpuBackend, CpuBuf};
+use crate::backend::Memory;
 use crate::element::Element;
 use crate::geometry::ActShape;
+
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+mod launch;
 
 pub const BN_EPS: f64 = 1e-5;
 
@@ -83,4 +88,24 @@ pub fn batchnorm_backward_frozen<T: Element>(s: &ActShape, stats: &[T], dy: &[T]
         let inv = stats[c + ch];
         d.iter_mut().zip(g).for_each(|(d, &g)| *d = inv * g);
     });
+}
+
+/// The backend interface of these ops: the CPU engine below, the CUDA
+/// kernels of `batchnorm.cu` through `launch.rs`.
+pub trait BatchnormOps: Memory {
+    fn batchnorm_forward(&self, s: &ActShape, x: &Self::Buf, y: &mut Self::Buf, accumulate: bool, stats: &mut Self::Buf);
+    fn batchnorm_backward(&self, s: &ActShape, x: &Self::Buf, stats: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
+    fn batchnorm_backward_frozen(&self, s: &ActShape, stats: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
+}
+
+impl<T: Element> BatchnormOps for CpuBackend<T> {
+    fn batchnorm_forward(&self, s: &ActShape, x: &CpuBuf<T>, y: &mut CpuBuf<T>, accumulate: bool, stats: &mut CpuBuf<T>) {
+        batchnorm_forward(s, x, y, accumulate, stats)
+    }
+    fn batchnorm_backward(&self, s: &ActShape, x: &CpuBuf<T>, stats: &CpuBuf<T>, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>) {
+        batchnorm_backward(s, x, stats, dy, dx)
+    }
+    fn batchnorm_backward_frozen(&self, s: &ActShape, stats: &CpuBuf<T>, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>) {
+        batchnorm_backward_frozen(s, stats, dy, dx)
+    }
 }

@@ -1,4 +1,4 @@
-// Average pools and the global average pool; the GPU twin of src/ops/pool.rs.
+// Average pools and the global average pool; the GPU twin of mod.rs.
 #include "common.cuh"
 
 __device__ __forceinline__ int window_lo(int i) { return i > 0 ? i - 1 : 0; }

@@ -1,9 +1,14 @@
 //! The classifier: `y[n, out] = x[n, in] W[out, in]^T + b`. CPU reference of the
-//! linear layer (on CUDA: `kernels/linear.cu`).
+//! linear layer (on CUDA: `linear.cu`).
 
 use super::gemm::{gemm, Mat};
+use crate::backend::cpu::{CpuBackend, CpuBuf};
+use crate::backend::Memory;
 use crate::element::Element;
 use crate::geometry::LinearGeom;
+
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+mod launch;
 
 pub fn linear_forward<T: Element>(g: &LinearGeom, x: &[T], w: &[T], b: &[T], y: &mut [T]) {
     let (n, i, o) = (g.n as usize, g.inp as usize, g.out as usize);
@@ -38,5 +43,44 @@ pub fn linear_per_sample_sq_norms<T: Element>(g: &LinearGeom, x: &[T], dy: &[T],
         let xx: f64 = x[r * i..(r + 1) * i].iter().map(|v| v.as_f64() * v.as_f64()).sum();
         let dd: f64 = dy[r * o..(r + 1) * o].iter().map(|v| v.as_f64() * v.as_f64()).sum();
         *v += T::from_f64(dd * (xx + 1.0));
+    }
+}
+
+/// The backend interface of these ops: the CPU engine below, the CUDA
+/// kernels of `linear.cu` through `launch.rs`.
+pub trait LinearOps: Memory {
+    fn linear_forward(&self, g: &LinearGeom, x: &Self::Buf, w: &Self::Buf, b: &Self::Buf, y: &mut Self::Buf);
+    #[allow(clippy::too_many_arguments)]
+    fn linear_backward(
+        &self,
+        g: &LinearGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        dy: &Self::Buf,
+        dx: Option<&mut Self::Buf>,
+        dw: &mut Self::Buf,
+        db: &mut Self::Buf,
+    );
+    fn linear_per_sample_sq_norms(&self, g: &LinearGeom, x: &Self::Buf, dy: &Self::Buf, out: &mut Self::Buf);
+}
+
+impl<T: Element> LinearOps for CpuBackend<T> {
+    fn linear_forward(&self, g: &LinearGeom, x: &CpuBuf<T>, w: &CpuBuf<T>, b: &CpuBuf<T>, y: &mut CpuBuf<T>) {
+        linear_forward(g, x, w, b, y)
+    }
+    fn linear_backward(
+        &self,
+        g: &LinearGeom,
+        x: &CpuBuf<T>,
+        w: &CpuBuf<T>,
+        dy: &CpuBuf<T>,
+        dx: Option<&mut CpuBuf<T>>,
+        dw: &mut CpuBuf<T>,
+        db: &mut CpuBuf<T>,
+    ) {
+        linear_backward(g, x, w, dy, dx.map(|d| d.as_mut_slice()), dw, db)
+    }
+    fn linear_per_sample_sq_norms(&self, g: &LinearGeom, x: &CpuBuf<T>, dy: &CpuBuf<T>, out: &mut CpuBuf<T>) {
+        linear_per_sample_sq_norms(g, x, dy, out)
     }
 }

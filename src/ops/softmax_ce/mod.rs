@@ -1,9 +1,14 @@
 //! Softmax cross-entropy with everything PA&DA needs from one pass: per-sample
 //! losses, the gradient of the *mean* loss, and the per-sample norm
 //! `||softmax(z_i) - onehot(y_i)||_2` (the data sampler's importance proxy);
-//! and the batch's loss and accuracy sums. The CPU reference of `kernels/softmax_ce.cu`.
+//! and the batch's loss and accuracy sums. The CPU reference of `softmax_ce.cu`.
 
+use crate::backend::cpu::{CpuBackend, CpuBuf};
+use crate::backend::Memory;
 use crate::element::Element;
+
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+mod launch;
 
 /// `logits` and `dlogits` are row-major `[n, classes]`; labels must lie in `0..classes`.
 /// With `weights`, `dlogits` is the gradient of `mean(w_i * loss_i)` (the
@@ -61,4 +66,41 @@ pub fn batch_metrics<T: Element>(n: usize, classes: usize, logits: &[T], labels:
     sums[0] += T::from_f64(l);
     sums[1] += T::from_usize(correct);
     sums[2] += T::from_usize(count);
+}
+
+/// The backend interface of these ops: the CPU engine below, the CUDA
+/// kernels of `softmax_ce.cu` through `launch.rs`.
+pub trait SoftmaxCeOps: Memory {
+    #[allow(clippy::too_many_arguments)]
+    fn softmax_cross_entropy(
+        &self,
+        n: usize,
+        classes: usize,
+        logits: &Self::Buf,
+        labels: &Self::IBuf,
+        weights: Option<&Self::Buf>,
+        loss: &mut Self::Buf,
+        dlogits: &mut Self::Buf,
+        proxy_norm: &mut Self::Buf,
+    );
+    fn batch_metrics(&self, n: usize, classes: usize, logits: &Self::Buf, labels: &Self::IBuf, loss: &Self::Buf, sums: &mut Self::Buf);
+}
+
+impl<T: Element> SoftmaxCeOps for CpuBackend<T> {
+    fn softmax_cross_entropy(
+        &self,
+        n: usize,
+        classes: usize,
+        logits: &CpuBuf<T>,
+        labels: &Vec<i32>,
+        weights: Option<&CpuBuf<T>>,
+        loss: &mut CpuBuf<T>,
+        dlogits: &mut CpuBuf<T>,
+        proxy_norm: &mut CpuBuf<T>,
+    ) {
+        softmax_cross_entropy(n, classes, logits, labels, weights.map(|w| w.as_slice()), loss, dlogits, proxy_norm)
+    }
+    fn batch_metrics(&self, n: usize, classes: usize, logits: &CpuBuf<T>, labels: &Vec<i32>, loss: &CpuBuf<T>, sums: &mut CpuBuf<T>) {
+        batch_metrics(n, classes, logits, labels, loss, sums)
+    }
 }

@@ -1,11 +1,16 @@
 //! Average pools on CNHW planes and the global average pool.
-//! The CPU reference of `kernels/pool.cu`.
+//! The CPU reference of `pool.cu`.
 
 use rayon::prelude::*;
 
 use super::parallel::{with_scratch, Disjoint};
+use crate::backend::cpu::{CpuBackend, CpuBuf};
+use crate::backend::Memory;
 use crate::element::Element;
 use crate::geometry::{ActShape, PoolGeom};
+
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+mod launch;
 
 #[inline]
 fn put<T: Element>(d: &mut T, v: T, accumulate: bool) {
@@ -167,4 +172,36 @@ pub fn global_avgpool_backward<T: Element>(s: &ActShape, dy: &[T], relu_mask: Op
             None => d.fill(v),
         }
     });
+}
+
+/// The backend interface of these ops: the CPU engine below, the CUDA
+/// kernels of `pool.cu` through `launch.rs`.
+pub trait PoolOps: Memory {
+    fn avgpool3x3_forward(&self, g: &PoolGeom, x: &Self::Buf, y: &mut Self::Buf, accumulate: bool);
+    fn avgpool3x3_backward(&self, g: &PoolGeom, dy: &Self::Buf, dx: &mut Self::Buf, accumulate: bool);
+    fn avgpool2x2_forward(&self, g: &PoolGeom, x: &Self::Buf, y: &mut Self::Buf);
+    fn avgpool2x2_backward(&self, g: &PoolGeom, dy: &Self::Buf, dx: &mut Self::Buf, accumulate: bool);
+    fn global_avgpool_forward(&self, s: &ActShape, x: &Self::Buf, relu_x: bool, y: &mut Self::Buf);
+    fn global_avgpool_backward(&self, s: &ActShape, dy: &Self::Buf, relu_mask: Option<&Self::Buf>, dx: &mut Self::Buf);
+}
+
+impl<T: Element> PoolOps for CpuBackend<T> {
+    fn avgpool3x3_forward(&self, g: &PoolGeom, x: &CpuBuf<T>, y: &mut CpuBuf<T>, accumulate: bool) {
+        avgpool3x3_forward(g, x, y, accumulate)
+    }
+    fn avgpool3x3_backward(&self, g: &PoolGeom, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>, accumulate: bool) {
+        avgpool3x3_backward(g, dy, dx, accumulate)
+    }
+    fn avgpool2x2_forward(&self, g: &PoolGeom, x: &CpuBuf<T>, y: &mut CpuBuf<T>) {
+        avgpool2x2_forward(g, x, y)
+    }
+    fn avgpool2x2_backward(&self, g: &PoolGeom, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>, accumulate: bool) {
+        avgpool2x2_backward(g, dy, dx, accumulate)
+    }
+    fn global_avgpool_forward(&self, s: &ActShape, x: &CpuBuf<T>, relu_x: bool, y: &mut CpuBuf<T>) {
+        global_avgpool_forward(s, x, relu_x, y)
+    }
+    fn global_avgpool_backward(&self, s: &ActShape, dy: &CpuBuf<T>, relu_mask: Option<&CpuBuf<T>>, dx: &mut CpuBuf<T>) {
+        global_avgpool_backward(s, dy, relu_mask.map(|m| m.as_slice()), dx)
+    }
 }

@@ -34,22 +34,43 @@ struct LinearGeom {
     int n, inp, out;
 };
 
-// src/ops/optim.rs: NormGroup
+// src/ops/optim/mod.rs: NormGroup
 struct NormGroup {
     int slot, start, len;
 };
 
-// src/backend/gpu/mod.rs: TensorRef, one tensor of a multi-tensor launch
+// src/ops/optim/launch.rs: TensorRef, one tensor of a multi-tensor launch
 struct TensorRef {
     unsigned long long ptr;
     long long len;
 };
 
-// src/backend/gpu/mod.rs: SgdRef
+// src/ops/optim/launch.rs: SgdRef
 struct SgdRef {
     unsigned long long value, grad, momentum;
     long long len;
 };
+
+
+// The layouts the Rust side has too (their `layouts` tests check the same
+// numbers): a field added, removed or reordered on one side fails to build.
+#include <cstddef>
+#define PADA_LAYOUT(T, size) static_assert(sizeof(T) == size, #T ": size differs from its Rust mirror")
+#define PADA_OFFSET(T, f, off) static_assert(offsetof(T, f) == off, #T "." #f ": offset differs from its Rust mirror")
+PADA_LAYOUT(ActShape, 16);
+PADA_OFFSET(ActShape, c, 0); PADA_OFFSET(ActShape, n, 4); PADA_OFFSET(ActShape, h, 8); PADA_OFFSET(ActShape, w, 12);
+PADA_LAYOUT(ConvGeom, 40);
+PADA_OFFSET(ConvGeom, n, 0); PADA_OFFSET(ConvGeom, c_in, 4); PADA_OFFSET(ConvGeom, h, 8); PADA_OFFSET(ConvGeom, w, 12); PADA_OFFSET(ConvGeom, c_out, 16); PADA_OFFSET(ConvGeom, oh, 20); PADA_OFFSET(ConvGeom, ow, 24); PADA_OFFSET(ConvGeom, k, 28); PADA_OFFSET(ConvGeom, stride, 32); PADA_OFFSET(ConvGeom, pad, 36);
+PADA_LAYOUT(PoolGeom, 24);
+PADA_OFFSET(PoolGeom, c, 0); PADA_OFFSET(PoolGeom, n, 4); PADA_OFFSET(PoolGeom, h, 8); PADA_OFFSET(PoolGeom, w, 12); PADA_OFFSET(PoolGeom, oh, 16); PADA_OFFSET(PoolGeom, ow, 20);
+PADA_LAYOUT(LinearGeom, 12);
+PADA_OFFSET(LinearGeom, n, 0); PADA_OFFSET(LinearGeom, inp, 4); PADA_OFFSET(LinearGeom, out, 8);
+PADA_LAYOUT(NormGroup, 12);
+PADA_OFFSET(NormGroup, slot, 0); PADA_OFFSET(NormGroup, start, 4); PADA_OFFSET(NormGroup, len, 8);
+PADA_LAYOUT(TensorRef, 16);
+PADA_OFFSET(TensorRef, ptr, 0); PADA_OFFSET(TensorRef, len, 8);
+PADA_LAYOUT(SgdRef, 32);
+PADA_OFFSET(SgdRef, value, 0); PADA_OFFSET(SgdRef, grad, 8); PADA_OFFSET(SgdRef, momentum, 16); PADA_OFFSET(SgdRef, len, 24);
 
 // Sum of `v` over the block (all threads must call; blockDim.x a multiple of
 // 32, at most 1024); the result is valid in thread 0. Deterministic: a fixed

@@ -1,4 +1,4 @@
-// CUDA emulation: the same kernels/*.cu compiled as C++20 and run on the CPU.
+// CUDA emulation: the same src/ops/*/*.cu compiled as C++20 and run on the CPU.
 //
 // Every thread of a block is a fiber (its own stack and context, ucontext):
 // the block's fibers run interleaved, each until it reaches __syncthreads() or

@@ -1,4 +1,4 @@
-// Batch norm with batch statistics; the GPU twin of src/ops/batchnorm.rs.
+// Batch norm with batch statistics; the GPU twin of mod.rs.
 // The channel sums are split over blocks (the channel chunks of common.cuh:
 // channel_sum_parts computes them), summed in double, in a fixed order.
 #include "common.cuh"

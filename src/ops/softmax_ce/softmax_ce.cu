@@ -1,5 +1,5 @@
 // Fused softmax cross-entropy with the per-sample norm ||softmax(z_i) - onehot(y_i)||
-// (the data sampler's importance); the GPU twin of src/ops/softmax_ce.rs.
+// (the data sampler's importance); the GPU twin of mod.rs.
 #include "common.cuh"
 
 // One thread per sample; weights may be null.

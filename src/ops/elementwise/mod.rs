@@ -1,11 +1,16 @@
-//! ReLU, add and the zero op. The CPU reference of `kernels/elementwise.cu`.
+//! ReLU, add and the zero op. The CPU reference of `elementwise.cu`.
 //!
 //! The supernet fuses its ReLUs into the convolutions and the global pool, so
 //! these standalone forms serve the op-level tests and the backends' plumbing.
 
 use rayon::prelude::*;
 
+use crate::backend::cpu::{CpuBackend, CpuBuf};
+use crate::backend::Memory;
 use crate::element::Element;
+
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+mod launch;
 
 /// Below this many elements a loop is not worth splitting across threads.
 const PAR_MIN: usize = 1 << 15;
@@ -63,4 +68,52 @@ pub fn axpy<T: Element>(dst: &mut [T], a: T, src: &[T]) {
 /// `dst = sqrt(dst)`.
 pub fn elementwise_sqrt<T: Element>(dst: &mut [T]) {
     dst.par_iter_mut().with_min_len(PAR_MIN).for_each(|d| *d = d.sqrt());
+}
+
+/// The backend interface of these ops: the CPU engine below, the CUDA
+/// kernels of `elementwise.cu` through `launch.rs`.
+pub trait ElementwiseOps: Memory {
+    fn fill(&self, dst: &mut Self::Buf, v: Self::T);
+    fn copy(&self, dst: &mut Self::Buf, src: &Self::Buf);
+    /// `dst[offset..offset + len(src)] = src`.
+    fn copy_at(&self, dst: &mut Self::Buf, offset: usize, src: &Self::Buf);
+    fn add_assign(&self, dst: &mut Self::Buf, src: &Self::Buf);
+    /// `dst += a * src`.
+    fn axpy(&self, dst: &mut Self::Buf, a: f64, src: &Self::Buf);
+    /// `dst *= a`.
+    fn scale(&self, dst: &mut Self::Buf, a: f64);
+    /// `dst = sqrt(dst)`.
+    fn elementwise_sqrt(&self, dst: &mut Self::Buf);
+    fn relu_forward(&self, x: &Self::Buf, y: &mut Self::Buf);
+    fn relu_backward(&self, x: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
+}
+
+impl<T: Element> ElementwiseOps for CpuBackend<T> {
+    fn fill(&self, dst: &mut CpuBuf<T>, v: T) {
+        fill(dst, v)
+    }
+    fn copy(&self, dst: &mut CpuBuf<T>, src: &CpuBuf<T>) {
+        copy(dst, src)
+    }
+    fn copy_at(&self, dst: &mut CpuBuf<T>, offset: usize, src: &CpuBuf<T>) {
+        copy_at(dst, offset, src)
+    }
+    fn add_assign(&self, dst: &mut CpuBuf<T>, src: &CpuBuf<T>) {
+        add_assign(dst, src)
+    }
+    fn axpy(&self, dst: &mut CpuBuf<T>, a: f64, src: &CpuBuf<T>) {
+        axpy(dst, T::from_f64(a), src)
+    }
+    fn scale(&self, dst: &mut CpuBuf<T>, a: f64) {
+        scale(dst, T::from_f64(a))
+    }
+    fn elementwise_sqrt(&self, dst: &mut CpuBuf<T>) {
+        elementwise_sqrt(dst)
+    }
+    fn relu_forward(&self, x: &CpuBuf<T>, y: &mut CpuBuf<T>) {
+        relu_forward(x, y)
+    }
+    fn relu_backward(&self, x: &CpuBuf<T>, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>) {
+        relu_backward(x, dy, dx)
+    }
 }

@@ -1,10 +1,17 @@
 //! SGD exactly as `torch.optim.SGD(lr, momentum, weight_decay)` (no dampening, no
 //! Nesterov), the pieces of `clip_grad_norm_`, and the clipped gradient norms of
-//! groups of tensors that PA&DA's path sampler logs. CPU reference of `kernels/optim.cu`.
+//! groups of tensors that PA&DA's path sampler logs. CPU reference of `optim.cu`.
 
 use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
 
+use crate::backend::cpu::{CpuBackend, CpuBuf};
+use crate::backend::Memory;
+use crate::backend::SgdSlot;
 use crate::element::Element;
+
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+mod launch;
 
 /// Hyper-parameters of one SGD step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -80,5 +87,54 @@ pub fn clipped_group_norms<T: Element>(sq_norms: &[T], clip_coef: T, members: &[
         let m = &members[grp.start as usize..(grp.start + grp.len) as usize];
         let sum: f64 = m.iter().map(|&i| sq_norms[i as usize].as_f64().sqrt()).sum();
         out[grp.slot as usize] = if clip_coef.is_finite() { T::from_f64(clip_coef.as_f64() * sum) } else { T::nan() };
+    }
+}
+
+/// The backend interface of these ops: the CPU engine below, the CUDA
+/// kernels of `optim.cu` through `launch.rs`.
+pub trait OptimOps: Memory {
+    /// `out[i] = sum(tensors[i]^2)` for all tensors in one pass.
+    fn sq_norms(&self, tensors: &[&Self::Buf], out: &mut Self::Buf);
+    /// `out[0] = clip_coefficient(sqrt(sum(sq_norms)), max_norm)`, on the device.
+    fn clip_coefficient(&self, sq_norms: &Self::Buf, max_norm: f64, out: &mut Self::Buf);
+    /// Skips the step (NaN clip coefficient) when a gradient norm is not finite; see [`crate::ops::nonfinite_guard`].
+    fn nonfinite_guard(&self, sq_norms: &Self::Buf, step: i64, guard: &mut Self::Buf, clip_coef: &mut Self::Buf);
+    /// One SGD step on every slot, the gradients scaled by `grad_scale[0]`.
+    fn sgd_step(&self, slots: &mut [SgdSlot<'_, Self>], h: &SgdStep, grad_scale: &Self::Buf);
+    /// `out[slot] = clip_coef[0] * sum(sqrt(sq_norms[members]))` for each group (NaN for a skipped step).
+    fn clipped_group_norms(&self, sq_norms: &Self::Buf, clip_coef: &Self::Buf, members: &[i32], groups: &[NormGroup], out: &mut Self::Buf);
+}
+
+impl<T: Element> OptimOps for CpuBackend<T> {
+    fn sq_norms(&self, tensors: &[&CpuBuf<T>], out: &mut CpuBuf<T>) {
+        assert_eq!(tensors.len(), out.len(), "sq_norms: one output per tensor");
+        // parallel over tensors, each summed in its own fixed order
+        out.par_iter_mut().zip(tensors.par_iter()).for_each(|(o, t)| *o = T::from_f64(sq_norm(t)));
+    }
+    fn clip_coefficient(&self, sq_norms: &CpuBuf<T>, max_norm: f64, out: &mut CpuBuf<T>) {
+        let total = sq_norms.iter().map(|v| v.as_f64()).sum::<f64>().sqrt();
+        out[0] = T::from_f64(clip_coefficient(total, max_norm));
+    }
+    fn nonfinite_guard(&self, sq_norms: &CpuBuf<T>, step: i64, guard: &mut CpuBuf<T>, clip_coef: &mut CpuBuf<T>) {
+        nonfinite_guard(sq_norms, step, guard, clip_coef)
+    }
+    fn sgd_step(&self, slots: &mut [SgdSlot<'_, Self>], h: &SgdStep, grad_scale: &CpuBuf<T>) {
+        slots.par_iter_mut().for_each(|s| sgd_step(s.value, s.grad, s.momentum, h, grad_scale[0]));
+    }
+    fn clipped_group_norms(&self, sq_norms: &CpuBuf<T>, clip_coef: &CpuBuf<T>, members: &[i32], groups: &[NormGroup], out: &mut CpuBuf<T>) {
+        clipped_group_norms(sq_norms, clip_coef[0], members, groups, out)
+    }
+}
+
+#[cfg(test)]
+mod layouts {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// The same sizes and offsets as the `static_assert`s of src/ops/common.cuh.
+    #[test]
+    fn mirror_the_kernels_structs() {
+        assert_eq!(size_of::<NormGroup>(), 12);
+        assert_eq!([offset_of!(NormGroup, slot), offset_of!(NormGroup, start), offset_of!(NormGroup, len)], [0, 4, 8]);
     }
 }

@@ -1,4 +1,4 @@
-// The classifier; the GPU twin of src/ops/linear.rs. Its sizes (batch x 4C x
+// The classifier; the GPU twin of mod.rs. Its sizes (batch x 4C x
 // classes, e.g. 256 x 64 x 10) are far too small for cuBLAS to pay for its
 // launch and handle, and a kernel of our own also runs in the emulator.
 #include "common.cuh"
