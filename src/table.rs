@@ -2,11 +2,79 @@
 //! (the NB201 tables, `pada groundtruth` output) and predictions (`pada rank` output).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::{bail, Context};
 
 use crate::arch::Genotype;
+
+/// The NAS-Bench-201 ground truths built into pada (data/nb201/README.md).
+const NB201_TABLE: &[u8] = include_bytes!("../data/nb201/test_accuracy.csv.gz");
+/// The embedded data's ground truth (data/embedded/ground_truth.md).
+const EMBEDDED_TABLE: &[u8] = include_bytes!("../data/embedded/ground_truth.csv");
+
+/// Where a table comes from: a CSV file, or one built into pada.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TableSource {
+    File(PathBuf),
+    /// `embedded`: stand-alone accuracies of architectures trained on the embedded data.
+    Embedded,
+    /// `nb201:cifar10|cifar100|imagenet16`: NAS-Bench-201's 200-epoch test accuracies.
+    Nb201(&'static str),
+}
+
+impl TableSource {
+    const NB201_SETS: [&'static str; 3] = ["cifar10", "cifar100", "imagenet16"];
+
+    /// The accuracy column this table is read by unless one is named.
+    pub fn default_column(&self) -> &str {
+        match self {
+            TableSource::Nb201(set) => set,
+            _ => "test_accuracy",
+        }
+    }
+
+    /// The table's bytes (decompressed).
+    fn bytes(&self) -> anyhow::Result<Vec<u8>> {
+        match self {
+            TableSource::File(p) => std::fs::read(p).with_context(|| format!("cannot open {}", p.display())),
+            TableSource::Embedded => Ok(EMBEDDED_TABLE.to_vec()),
+            TableSource::Nb201(_) => {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(NB201_TABLE).read_to_end(&mut out).context("the built-in NAS-Bench-201 table")?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+impl FromStr for TableSource {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "embedded" => TableSource::Embedded,
+            _ => match s.strip_prefix("nb201:") {
+                Some(set) => TableSource::Nb201(Self::NB201_SETS.iter().find(|&&k| k == set).with_context(|| {
+                    format!("{s:?}: NAS-Bench-201 has no set '{set}' (expected nb201:cifar10, nb201:cifar100 or nb201:imagenet16)")
+                })?),
+                None => TableSource::File(PathBuf::from(s)),
+            },
+        })
+    }
+}
+
+impl fmt::Display for TableSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TableSource::File(p) => write!(f, "{}", p.display()),
+            TableSource::Embedded => write!(f, "embedded"),
+            TableSource::Nb201(set) => write!(f, "nb201:{set}"),
+        }
+    }
+}
 
 /// One numeric column of a table, by architecture.
 #[derive(Clone, Debug)]
@@ -17,34 +85,28 @@ pub struct ArchTable {
     pub value_column: String,
 }
 
-fn read_csv(path: &Path) -> anyhow::Result<(Vec<String>, Vec<csv::StringRecord>)> {
-    let mut rd = csv::ReaderBuilder::new().flexible(false).from_path(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let headers: Vec<String> = rd
-        .headers()
-        .with_context(|| format!("{}: cannot read the header row", path.display()))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
+fn read_csv(path: &TableSource) -> anyhow::Result<(Vec<String>, Vec<csv::StringRecord>)> {
+    let bytes = path.bytes()?;
+    let mut rd = csv::ReaderBuilder::new().flexible(false).from_reader(&bytes[..]);
+    let headers: Vec<String> =
+        rd.headers().with_context(|| format!("{}: cannot read the header row", path))?.iter().map(|h| h.trim().to_string()).collect();
     let rows = rd
         .records()
         .enumerate()
-        .map(|(i, r)| r.with_context(|| format!("{}: row {} is malformed", path.display(), i + 2)))
+        .map(|(i, r)| r.with_context(|| format!("{}: row {} is malformed", path, i + 2)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if rows.is_empty() {
-        bail!("{}: the table has no rows", path.display());
+        bail!("{}: the table has no rows", path);
     }
     Ok((headers, rows))
 }
 
 /// The architecture column: `wanted`, else `arch` if it holds NB201 strings,
 /// else the first column that does.
-fn arch_column(path: &Path, headers: &[String], first: &csv::StringRecord, wanted: Option<&str>) -> anyhow::Result<usize> {
+fn arch_column(path: &TableSource, headers: &[String], first: &csv::StringRecord, wanted: Option<&str>) -> anyhow::Result<usize> {
     let looks_like = |i: usize| first.get(i).is_some_and(|v| v.trim().parse::<Genotype>().is_ok());
     if let Some(w) = wanted {
-        return headers
-            .iter()
-            .position(|h| h == w)
-            .with_context(|| format!("{}: no column '{w}' (columns: {})", path.display(), headers.join(", ")));
+        return headers.iter().position(|h| h == w).with_context(|| format!("{}: no column '{w}' (columns: {})", path, headers.join(", ")));
     }
     if let Some(i) = headers.iter().position(|h| h == "arch").filter(|&i| looks_like(i)) {
         return Ok(i);
@@ -52,37 +114,33 @@ fn arch_column(path: &Path, headers: &[String], first: &csv::StringRecord, wante
     (0..headers.len()).find(|&i| looks_like(i)).with_context(|| {
         format!(
             "{}: no column holds NAS-Bench-201 architecture strings (columns: {}); name one with --arch-column",
-            path.display(),
+            path,
             headers.join(", ")
         )
     })
 }
 
-fn parse_archs(path: &Path, headers: &[String], rows: &[csv::StringRecord], col: usize) -> anyhow::Result<Vec<Genotype>> {
+fn parse_archs(path: &TableSource, headers: &[String], rows: &[csv::StringRecord], col: usize) -> anyhow::Result<Vec<Genotype>> {
     let mut seen: HashMap<Genotype, usize> = HashMap::new();
     rows.iter()
         .enumerate()
         .map(|(i, r)| {
             let g: Genotype =
-                r[col].trim().parse().map_err(|e| anyhow::anyhow!("{} row {}, column '{}': {e}", path.display(), i + 2, headers[col]))?;
+                r[col].trim().parse().map_err(|e| anyhow::anyhow!("{} row {}, column '{}': {e}", path, i + 2, headers[col]))?;
             if let Some(prev) = seen.insert(g, i + 2) {
-                bail!("{}: architecture {g} appears twice (rows {prev} and {}); expected one row per architecture", path.display(), i + 2);
+                bail!("{}: architecture {g} appears twice (rows {prev} and {}); expected one row per architecture", path, i + 2);
             }
             Ok(g)
         })
         .collect()
 }
 
-/// Reads the architectures and the numeric column `value_column` of a CSV.
-pub fn read_arch_table(path: &Path, arch_col: Option<&str>, value_column: &str) -> anyhow::Result<ArchTable> {
+/// Reads the architectures and the numeric column `value_column` of a table.
+pub fn read_arch_table(path: &TableSource, arch_col: Option<&str>, value_column: &str) -> anyhow::Result<ArchTable> {
     let (headers, rows) = read_csv(path)?;
     let a = arch_column(path, &headers, &rows[0], arch_col)?;
     let v = headers.iter().position(|h| h == value_column).with_context(|| {
-        format!(
-            "{}: no column '{value_column}' (columns: {}); choose one with --gt-column/--pred-column",
-            path.display(),
-            headers.join(", ")
-        )
+        format!("{}: no column '{value_column}' (columns: {}); choose one with --gt-column/--pred-column", path, headers.join(", "))
     })?;
     let archs = parse_archs(path, &headers, &rows, a)?;
     let values = rows
@@ -93,7 +151,7 @@ pub fn read_arch_table(path: &Path, arch_col: Option<&str>, value_column: &str) 
             s.parse::<f64>()
                 .ok()
                 .filter(|x| x.is_finite())
-                .with_context(|| format!("{} row {}, column '{value_column}': {s:?} is not a number", path.display(), i + 2))
+                .with_context(|| format!("{} row {}, column '{value_column}': {s:?} is not a number", path, i + 2))
         })
         .collect::<anyhow::Result<Vec<f64>>>()?;
     Ok(ArchTable { archs, values, arch_column: headers[a].clone(), value_column: value_column.into() })
@@ -101,6 +159,7 @@ pub fn read_arch_table(path: &Path, arch_col: Option<&str>, value_column: &str) 
 
 /// Reads only the architectures of a CSV (e.g. `pada rank --archs FILE`).
 pub fn read_archs(path: &Path, arch_col: Option<&str>) -> anyhow::Result<Vec<Genotype>> {
+    let path = &TableSource::File(path.to_path_buf());
     let (headers, rows) = read_csv(path)?;
     let a = arch_column(path, &headers, &rows[0], arch_col)?;
     parse_archs(path, &headers, &rows, a)

@@ -18,6 +18,14 @@ fn ok(args: &[&str]) -> String {
     out.to_string()
 }
 
+/// The one-line error of a command that must fail.
+fn err(args: &[&str]) -> String {
+    let o = pada(args);
+    let e = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && !e.contains("panicked"), "pada {args:?} should fail cleanly:\n{e}");
+    e
+}
+
 const DATA: &str = "synthetic:1x8x8:96:40:4";
 
 fn train_tiny(dir: &Path, method: &str) {
@@ -106,16 +114,13 @@ fn train_groundtruth_rank_search_plot() {
 }
 
 #[test]
-fn compare_nb201_tables() {
-    let Some(shared) = common::require_shared("compare_nb201_tables") else { return };
-    let out = ok(&[
-        "compare",
-        shared.join("nb201/nats_bench.csv").to_str().unwrap(),
-        shared.join("nb201/minibench_hp12.csv").to_str().unwrap(),
-        "--pred-column",
-        "CIFAR10TestAccuracy200Epochs",
-        "--gt-column",
-        "cifar10-test",
-    ]);
-    assert!(out.contains("Kendall tau-b: 0.7000"), "{out}");
+fn compare_built_in_tables_by_keyword() {
+    // NAS-Bench-201's CIFAR-10 ranking against its CIFAR-100 one (scipy: tau-b 0.8820)
+    let out = ok(&["compare", "nb201:cifar10", "nb201:cifar100", "--pred-column", "cifar10"]);
+    assert!(out.contains("Kendall tau-b: 0.8820") && out.contains("architectures: 15625"), "{out}");
+    // the embedded ground truth against itself, by its mean and by one seed
+    let out = ok(&["compare", "embedded", "embedded", "--pred-column", "test_accuracy"]);
+    assert!(out.contains("Kendall tau-b: 1.0000"), "{out}");
+    let bad = err(&["compare", "nb201:cifar11", "embedded"]);
+    assert!(bad.contains("NAS-Bench-201 has no set 'cifar11'"), "{bad}");
 }

@@ -1,4 +1,4 @@
-//! Every CPU op against PyTorch 2.15's values in ../shared/fixtures/torch/ops.safetensors
+//! Every CPU op against PyTorch 2.15's values in tests/fixtures/torch/ops.safetensors
 //! and sgd.safetensors (computed in float64 from float32 inputs).
 //!
 //! Each op runs in f64, where it must agree to ~1e-12 (this checks the
@@ -160,18 +160,12 @@ fn all_ops<T: Element>(f: &Fixture) {
 
 #[test]
 fn ops_match_pytorch_f64() {
-    let Some(shared) = require_shared("ops_match_pytorch_f64") else {
-        return;
-    };
-    all_ops::<f64>(&Fixture::open(&shared, "ops.safetensors"));
+    all_ops::<f64>(&Fixture::torch("ops.safetensors"));
 }
 
 #[test]
 fn ops_match_pytorch_f32() {
-    let Some(shared) = require_shared("ops_match_pytorch_f32") else {
-        return;
-    };
-    all_ops::<f32>(&Fixture::open(&shared, "ops.safetensors"));
+    all_ops::<f32>(&Fixture::torch("ops.safetensors"));
 }
 
 fn sgd_and_clip<T: Element>(f: &Fixture) {
@@ -196,10 +190,7 @@ fn sgd_and_clip<T: Element>(f: &Fixture) {
 
 #[test]
 fn sgd_and_clipping_match_pytorch() {
-    let Some(shared) = require_shared("sgd_and_clipping_match_pytorch") else {
-        return;
-    };
-    let f = Fixture::open(&shared, "sgd.safetensors");
+    let f = Fixture::torch("sgd.safetensors");
     sgd_and_clip::<f64>(&f);
     sgd_and_clip::<f32>(&f);
 }

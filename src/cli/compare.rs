@@ -5,20 +5,20 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::rankstats::Consistency;
-use crate::table::{join, read_arch_table};
+use crate::table::{join, read_arch_table, TableSource};
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Predictions (e.g. `pada rank` output).
-    pub pred: PathBuf,
-    /// Ground truth.
-    pub gt: PathBuf,
+    /// Predictions (e.g. `pada rank` output): a CSV, or a built-in table (embedded, nb201:cifar10|cifar100|imagenet16).
+    pub pred: TableSource,
+    /// Ground truth: a CSV (e.g. `pada groundtruth` output), embedded, or nb201:cifar10|cifar100|imagenet16.
+    pub gt: TableSource,
     /// Score column of PRED.
     #[arg(long, default_value = "accuracy")]
     pub pred_column: String,
-    /// Accuracy column of GT.
-    #[arg(long, default_value = "test_accuracy")]
-    pub gt_column: String,
+    /// Accuracy column of GT [default: test_accuracy; the set's for nb201:SET].
+    #[arg(long)]
+    pub gt_column: Option<String>,
     #[arg(long, value_name = "NAME")]
     pub pred_arch_column: Option<String>,
     #[arg(long, value_name = "NAME")]
@@ -36,16 +36,10 @@ pub struct CompareArgs {
 
 pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     let pred = read_arch_table(&a.pred, a.pred_arch_column.as_deref(), &a.pred_column)?;
-    let gt = read_arch_table(&a.gt, a.gt_arch_column.as_deref(), &a.gt_column)?;
+    let gt = read_arch_table(&a.gt, a.gt_arch_column.as_deref(), a.gt_column.as_deref().unwrap_or(a.gt.default_column()))?;
     let (archs, p, t) = join(&pred, &gt, a.unique);
     if archs.len() < pred.archs.len() && !a.unique {
-        eprintln!(
-            "note: {} of {} architectures of {} are not in {}",
-            pred.archs.len() - archs.len(),
-            pred.archs.len(),
-            a.pred.display(),
-            a.gt.display()
-        );
+        eprintln!("note: {} of {} architectures of {} are not in {}", pred.archs.len() - archs.len(), pred.archs.len(), a.pred, a.gt);
     }
     let names: Vec<String> = archs.iter().map(|g| g.to_string()).collect();
     let c = Consistency::of(&names, &p, &t)?;

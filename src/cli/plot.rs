@@ -8,7 +8,7 @@ use clap::Args;
 use crate::arch::Op;
 use crate::plot::{chart, Series};
 use crate::rankstats::Consistency;
-use crate::table::{join, read_arch_table};
+use crate::table::{join, read_arch_table, TableSource};
 use crate::train::run::{read_metrics, read_record};
 
 #[derive(Args, Debug)]
@@ -98,8 +98,8 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
         let Ok(text) = std::fs::read_to_string(&summary) else { continue };
         let s: super::rank::RankSummary = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", summary.display()))?;
         let (Some(gt), Some(col)) = (s.ground_truth, s.gt_column) else { continue };
-        let pred = read_arch_table(&dir.join("rank.csv"), None, "accuracy")?;
-        let truth = read_arch_table(Path::new(&gt), None, &col)?;
+        let pred = read_arch_table(&TableSource::File(dir.join("rank.csv")), None, "accuracy")?;
+        let truth = read_arch_table(&gt.parse()?, None, &col)?;
         let (archs, p, t) = join(&pred, &truth, false);
         let c = Consistency::of(&archs.iter().map(|g| g.to_string()).collect::<Vec<_>>(), &p, &t)?;
         let stem = if a.run.len() == 1 { out.join("rank") } else { out.join(format!("rank_{i}")) };

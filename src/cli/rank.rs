@@ -16,18 +16,19 @@ use crate::data::DataSpec;
 use crate::eval::EvalSet;
 use crate::rank::{load_run, score, ArchSelection, Scored};
 use crate::rankstats::Consistency;
-use crate::table::{join, read_arch_table, ArchTable};
+use crate::table::{join, read_arch_table, ArchTable, TableSource};
 
 pub const HEADER: [&str; 3] = ["arch", "accuracy", "loss"];
 
 /// Where a ground truth comes from, on the command line of rank, search and compare.
 #[derive(Args, Debug, Clone)]
 pub struct GroundTruthArgs {
-    /// A ground-truth CSV: an architecture column and an accuracy column
-    /// (the NAS-Bench-201 tables in shared/nb201, or `pada groundtruth` output).
-    #[arg(long, value_name = "CSV")]
-    pub ground_truth: Option<PathBuf>,
-    /// The ground truth's accuracy column [default: test_accuracy, as `pada groundtruth` writes].
+    /// The ground truth: embedded (the embedded data's stand-alone accuracies), nb201:cifar10,
+    /// nb201:cifar100, nb201:imagenet16 (NAS-Bench-201, built in), or a CSV with an architecture
+    /// column and an accuracy column (e.g. `pada groundtruth` output).
+    #[arg(long, value_name = "TABLE")]
+    pub ground_truth: Option<TableSource>,
+    /// The ground truth's accuracy column [default: test_accuracy, as `pada groundtruth` writes; the set's for nb201:SET].
     #[arg(long, value_name = "NAME")]
     pub gt_column: Option<String>,
     /// The ground truth's architecture column [default: `arch` if it holds NB201 strings, else the first column that does].
@@ -39,7 +40,7 @@ impl GroundTruthArgs {
     pub fn load(&self) -> anyhow::Result<Option<ArchTable>> {
         self.ground_truth
             .as_ref()
-            .map(|p| read_arch_table(p, self.gt_arch_column.as_deref(), self.gt_column.as_deref().unwrap_or("test_accuracy")))
+            .map(|t| read_arch_table(t, self.gt_arch_column.as_deref(), self.gt_column.as_deref().unwrap_or(t.default_column())))
             .transpose()
     }
 }
@@ -189,7 +190,7 @@ impl BackendJob for RankArgs {
                 let (ja, jp, jt) = join(&pred, t, false);
                 let names: Vec<String> = ja.iter().map(|g| g.to_string()).collect();
                 let c = Consistency::of(&names, &jp, &jt)
-                    .with_context(|| format!("joining with {}", a.gt.ground_truth.as_ref().expect("gt").display()))?;
+                    .with_context(|| format!("joining with {}", a.gt.ground_truth.as_ref().expect("gt")))?;
                 let stem = out.with_extension("");
                 let title = format!("{} supernet ({} archs): Kendall tau {:.3}", record.train.method.name(), c.n, c.kendall_tau);
                 let points = jp.iter().copied().zip(jt.iter().copied()).collect();
@@ -217,7 +218,7 @@ impl BackendJob for RankArgs {
             seconds_this_invocation: secs,
             archs_per_sec: todo.len() as f64 / secs.max(1e-9),
             top10,
-            ground_truth: a.gt.ground_truth.as_ref().map(|p| p.display().to_string()),
+            ground_truth: a.gt.ground_truth.as_ref().map(|t| t.to_string()),
             gt_column: gt.as_ref().map(|t| t.value_column.clone()),
             consistency: consistency.clone(),
         };

@@ -1,33 +1,20 @@
-//! Helpers shared by the integration tests: locating `../shared`, reading the
-//! PyTorch fixtures, layout conversion and tolerant comparison.
+//! Helpers shared by the integration tests: reading the fixtures of
+//! tests/fixtures, layout conversion and tolerant comparison.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
 use safetensors::{Dtype, SafeTensors};
 
-/// The `shared/` data folder: `$PADA_SHARED`, else `../shared` beside the
-/// checkout, else `/work/shared`.
-pub fn shared_dir() -> Option<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates =
-        [std::env::var_os("PADA_SHARED").map(PathBuf::from), Some(manifest.join("../shared")), Some(PathBuf::from("/work/shared"))];
-    candidates.into_iter().flatten().find(|p| p.join("fixtures/torch/README.md").exists())
-}
-
-/// The shared folder, or `None` after saying loudly why the caller does not run.
-/// Absent data is a failure unless `PADA_SKIP_SHARED=1` asks for the skip.
-pub fn require_shared(test: &str) -> Option<PathBuf> {
-    match shared_dir() {
-        Some(d) => Some(d),
-        None if std::env::var("PADA_SKIP_SHARED").as_deref() == Ok("1") => {
-            eprintln!("SKIPPED {test}: ../shared (PyTorch fixtures, NB201 tables) not found and PADA_SKIP_SHARED=1");
-            None
-        }
-        None => panic!(
-            "{test}: the shared test data was not found (tried $PADA_SHARED, ../shared beside the checkout, /work/shared); \
-             set PADA_SHARED=/path/to/shared, or PADA_SKIP_SHARED=1 to skip the tests that need it"
-        ),
+/// The repository's test fixtures (tests/fixtures): beside the sources, or
+/// under the working directory (a test binary carried to a GPU machine runs
+/// from a copy of the repository).
+pub fn fixtures_dir() -> PathBuf {
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    if built.exists() {
+        built
+    } else {
+        PathBuf::from("tests/fixtures")
     }
 }
 
@@ -36,8 +23,9 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    pub fn open(shared: &std::path::Path, file: &str) -> Fixture {
-        Fixture::read(&shared.join("fixtures/torch").join(file))
+    /// A PyTorch fixture of tests/fixtures/torch (made by scripts/make_torch_fixtures.py).
+    pub fn torch(file: &str) -> Fixture {
+        Fixture::read(&fixtures_dir().join("torch").join(file))
     }
     pub fn read(path: &std::path::Path) -> Fixture {
         let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
