@@ -74,11 +74,13 @@ where
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 14)).draw().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    // small dots for thousands of architectures, visible ones for a few seeds
+    let radius = if series.iter().map(|s| s.points.len()).sum::<usize>() < 200 { 5 } else { 2 };
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let pts = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite());
         let anno = if scatter {
-            chart.draw_series(pts.map(|p| Circle::new(p, 2, color.mix(0.5).filled()))).map_err(|e| anyhow::anyhow!("{e:?}"))?
+            chart.draw_series(pts.map(|p| Circle::new(p, radius, color.mix(0.5).filled()))).map_err(|e| anyhow::anyhow!("{e:?}"))?
         } else {
             chart.draw_series(LineSeries::new(pts, color.stroke_width(2))).map_err(|e| anyhow::anyhow!("{e:?}"))?
         };

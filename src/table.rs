@@ -157,6 +157,11 @@ pub fn read_arch_table(path: &TableSource, arch_col: Option<&str>, value_column:
     Ok(ArchTable { archs, values, arch_column: headers[a].clone(), value_column: value_column.into() })
 }
 
+/// The column names of a table.
+pub fn columns(path: &TableSource) -> anyhow::Result<Vec<String>> {
+    Ok(read_csv(path)?.0)
+}
+
 /// Reads only the architectures of a CSV (e.g. `pada rank --archs FILE`).
 pub fn read_archs(path: &Path, arch_col: Option<&str>) -> anyhow::Result<Vec<Genotype>> {
     let path = &TableSource::File(path.to_path_buf());

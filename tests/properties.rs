@@ -78,7 +78,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.csv");
         std::fs::write(&p, &text).unwrap();
-        let _ = pada::table::read_arch_table(&p, None, "acc");
+        let _ = pada::table::read_arch_table(&pada::table::TableSource::File(p.clone()), None, "acc");
         let _ = pada::table::read_archs(&p, None);
     }
 }

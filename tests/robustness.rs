@@ -369,3 +369,65 @@ fn rank_and_groundtruth_resume_after_a_kill() {
     };
     assert_eq!(cols(&g1), cols(&g2), "the same architectures and accuracies (timings aside)");
 }
+
+#[test]
+fn sweep_resumes_after_a_kill_keeping_finished_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a small ground truth to judge against
+    let gt = tmp.path().join("gt.csv");
+    let mut text = String::from("arch,test_accuracy\n");
+    for i in 0..12usize {
+        text += &format!("{},{}\n", pada::arch::Genotype::from_index(i * 1301).unwrap(), 50 + (i * 7) % 13);
+    }
+    std::fs::write(&gt, text).unwrap();
+    let sweep = |out: &Path| -> Vec<String> {
+        [
+            "sweep",
+            "--methods",
+            "spos,pada:per-edge",
+            "--seeds",
+            "3",
+            "--ground-truth",
+            gt.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+            "--",
+            "--data",
+            "synthetic:1x16x16:512:32:4",
+            "--epochs",
+            "24",
+            "--channels",
+            "4",
+            "--cells",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let (whole, cut) = (tmp.path().join("whole"), tmp.path().join("cut"));
+    ok(&sweep(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    // kill -9 while the second run trains: after its first epoch is on disk
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pada")).args(sweep(&cut)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let second = cut.join("pada_per-edge-seed3");
+    let started = std::time::Instant::now();
+    while !second.join("metrics.jsonl").exists() {
+        assert!(started.elapsed() < Duration::from_secs(120), "the second run never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!second.join("summary.json").exists(), "the kill came too late to test a resume");
+    let first_verdict = std::fs::read(cut.join("spos-seed3/verdict.json")).unwrap();
+    ok(&sweep(&cut).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(std::fs::read(cut.join("spos-seed3/verdict.json")).unwrap(), first_verdict, "the finished run is kept as it was");
+    // the same table as an uninterrupted sweep (training times aside)
+    let rows = |d: &Path| -> Vec<String> {
+        std::fs::read_to_string(d.join("sweep.csv")).unwrap().lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
+    };
+    assert_eq!(rows(&whole), rows(&cut));
+    for f in ["supernet.safetensors", "checkpoint.safetensors"] {
+        assert_eq!(std::fs::read(whole.join("pada_per-edge-seed3").join(f)).unwrap(), std::fs::read(second.join(f)).unwrap(), "{f}");
+    }
+}

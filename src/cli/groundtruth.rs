@@ -14,6 +14,7 @@ use crate::backend::Backend;
 use crate::data::augment::AugmentChoice;
 use crate::data::DataSpec;
 use crate::eval::{evaluate, EvalSet};
+use crate::progress::Reporter;
 use crate::rank::ArchSelection;
 use crate::train::{Method, TrainConfig, Trainer};
 
@@ -116,17 +117,36 @@ impl BackendJob for GroundTruthArgs {
             be.name()
         );
         let set = EvalSet::new(be, &data.test, &data.norm, 512);
+        let mut progress = Reporter::new(a.quiet, (todo.len() * seeds.len()) as u64, "[{bar:30}] {pos}/{len} {msg}");
+        let begun = Instant::now();
         for (k, g) in todo.iter().enumerate() {
             let start = Instant::now();
             let mut runs = Vec::new();
-            for &seed in &seeds {
+            for (si, &seed) in seeds.iter().enumerate() {
                 let mut c = config.clone();
                 // each (architecture, seed)'s own seed: results do not depend on order or resumption
                 c.seed = crate::rng::derive_seed(seed, crate::rng::Purpose::Init, g.index() as u64, 1);
                 let mut t = Trainer::standalone(be, c, data.clone(), *g)?;
                 let mut last = None;
+                let (trainings, done) = (todo.len() * seeds.len(), k * seeds.len() + si);
                 while !t.done() {
-                    last = Some(t.run_epoch(&mut |_| {})?);
+                    last = Some(t.run_epoch(&mut |p| {
+                        progress.update(done as u64, trainings as u64, || {
+                            let per = begun.elapsed().as_secs_f64()
+                                / (done as f64 + (p.epoch as f64 + p.step as f64 / p.steps as f64) / a.epochs as f64).max(1e-3);
+                            format!(
+                                "architecture {}/{}, seed {seed}: epoch {}/{} step {}/{} loss {:.3}, ETA {}",
+                                k + 1,
+                                todo.len(),
+                                p.epoch + 1,
+                                a.epochs,
+                                p.step,
+                                p.steps,
+                                p.loss,
+                                crate::progress::duration(per * (trainings - done) as f64)
+                            )
+                        })
+                    })?);
                 }
                 let (test_acc, test_loss) = evaluate(be, &t.net, g, &set);
                 runs.push((test_acc, test_loss, last.map_or(f64::NAN, |m| m.accuracy)));
@@ -138,10 +158,13 @@ impl BackendJob for GroundTruthArgs {
             row.extend(runs.iter().map(|r| format!("{:.4}", r.0)));
             row.extend([format!("{test_loss:.6}"), format!("{train_acc:.4}"), a.epochs.to_string(), format!("{secs:.1}")]);
             crate::results::append(&a.out, &header, &[row])?;
-            if !a.quiet {
-                let each: Vec<String> = runs.iter().map(|r| format!("{:.2}", r.0)).collect();
-                eprintln!("[{}/{}] {test_acc:6.2}% test ({}; {train_acc:.2}% train, {secs:.0} s)  {g}", k + 1, todo.len(), each.join(", "));
-            }
+            let each: Vec<String> = runs.iter().map(|r| format!("{:.2}", r.0)).collect();
+            progress.println(&format!(
+                "[{}/{}] {test_acc:6.2}% test ({}; {train_acc:.2}% train, {secs:.0} s)  {g}",
+                k + 1,
+                todo.len(),
+                each.join(", ")
+            ));
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ pub mod plot;
 pub mod rank;
 pub mod search;
 pub mod summary;
+pub mod sweep;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Parameter count of a supernet, and of one architecture's sub-network with its FLOPs.
     Summary(summary::SummaryArgs),
+    /// Train and judge every method x seed (the paper's main table): sweep.csv and sweep.md, resumable.
+    Sweep(sweep::SweepArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -59,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plot(a) => plot::run(a),
         Command::Gradvar(a) => gradvar::run(a),
         Command::Summary(a) => summary::run(a),
+        Command::Sweep(a) => sweep::run(a),
     }
 }
 

@@ -14,11 +14,54 @@ use crate::train::run::{read_metrics, read_record};
 #[derive(Args, Debug)]
 pub struct PlotArgs {
     /// Run directories; several are drawn side by side.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "sweep")]
     pub run: Vec<PathBuf>,
-    /// Output folder [default: RUN/plots of the first run].
+    /// A `pada sweep` folder: Kendall tau per method, every seed a point, with the reference rows.
+    #[arg(long, value_name = "DIR", conflicts_with = "run")]
+    pub sweep: Option<PathBuf>,
+    /// Output folder [default: RUN/plots of the first run; the sweep folder].
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// `pada plot --sweep DIR`: DIR/kendall_tau.png and .svg.
+fn plot_sweep(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let path = dir.join("sweep.csv");
+    let mut rd = csv::Reader::from_path(&path).map_err(|e| anyhow::anyhow!("{}: {e} (has the sweep finished a run?)", path.display()))?;
+    let rows: Vec<crate::cli::sweep::SweepRow> =
+        rd.deserialize().collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    anyhow::ensure!(!rows.is_empty(), "{}: no runs yet", path.display());
+    let mut series: Vec<Series> = Vec::new();
+    for r in &rows {
+        let x = match series.iter().position(|s| s.name == r.method) {
+            Some(i) => i,
+            None => {
+                series.push(Series { name: r.method.clone(), points: Vec::new() });
+                series.len() - 1
+            }
+        };
+        series[x].points.push(((x + 1) as f64, r.kendall_tau));
+    }
+    // the reference rows of one run's verdict, to the right of the methods
+    let first = rows.iter().find_map(|r| {
+        std::fs::read(crate::cli::sweep::run_dir(dir, &r.method, r.seed).join(crate::verdict::VERDICT))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::verdict::Verdict>(&b).ok())
+    });
+    let methods = series.len();
+    for (i, r) in first.map(|v| v.references).unwrap_or_default().into_iter().enumerate() {
+        series.push(Series { name: r.name, points: vec![((methods + 1 + i) as f64, r.consistency.kendall_tau)] });
+    }
+    let files = chart(
+        &out.join("kendall_tau"),
+        "Kendall tau per method (every seed a point), then the reference rows",
+        "method (legend order)",
+        "Kendall tau",
+        &series,
+        true,
+    )?;
+    println!("{}\n{}", files[0].display(), files[1].display());
+    Ok(())
 }
 
 fn label(dir: &Path) -> anyhow::Result<String> {
@@ -27,6 +70,9 @@ fn label(dir: &Path) -> anyhow::Result<String> {
 }
 
 pub fn run(a: PlotArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &a.sweep {
+        return plot_sweep(dir, a.out.as_deref().unwrap_or(dir));
+    }
     let out = a.out.clone().unwrap_or_else(|| a.run[0].join("plots"));
     let mut written = Vec::new();
     let mut runs = Vec::new();

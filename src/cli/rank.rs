@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::device::{with_backend, BackendJob, Device};
@@ -14,6 +13,7 @@ use crate::arch::Genotype;
 use crate::backend::Backend;
 use crate::data::DataSpec;
 use crate::eval::EvalSet;
+use crate::progress::Reporter;
 use crate::rank::{load_run, score, ArchSelection, Scored};
 use crate::rankstats::Consistency;
 use crate::table::{join, read_arch_table, ArchTable, TableSource};
@@ -153,15 +153,8 @@ impl BackendJob for RankArgs {
             );
         }
         let set = EvalSet::new(be, &test, &data.norm, a.batch_size);
-        let pb = if a.quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::with_draw_target(Some(todo.len() as u64), ProgressDrawTarget::stderr())
-        };
-        pb.set_style(
-            ProgressStyle::with_template("[{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}").expect("template").progress_chars("=> "),
-        );
-        let start = Instant::now();
+        let mut progress = Reporter::new(a.quiet, todo.len() as u64, "[{bar:30}] {pos}/{len} {msg}");
+        let (start, mut scored) = (Instant::now(), 0usize);
         score(be, &net, &set, &todo, |chunk: &[Scored]| {
             let rows: Vec<Vec<String>> =
                 chunk.iter().map(|s| vec![s.arch.to_string(), format!("{:.4}", s.accuracy), format!("{:.6}", s.loss)]).collect();
@@ -169,11 +162,15 @@ impl BackendJob for RankArgs {
             for s in chunk {
                 done.insert(s.arch, (s.accuracy, s.loss));
             }
-            pb.inc(chunk.len() as u64);
-            pb.set_message(format!("{:.2} archs/s", pb.position() as f64 / start.elapsed().as_secs_f64().max(1e-9)));
+            scored += chunk.len();
+            progress.update(scored as u64, todo.len() as u64, || {
+                let rate = scored as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                let eta = crate::progress::duration((todo.len() - scored) as f64 / rate);
+                format!("ranked {scored}/{}: {rate:.2} architectures/s, ETA {eta}", todo.len())
+            });
             Ok(())
         })?;
-        pb.finish_and_clear();
+        progress.finish();
         let secs = start.elapsed().as_secs_f64();
         // the requested architectures' scores, as read back (rounded as in the file)
         let pred = ArchTable {

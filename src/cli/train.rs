@@ -4,15 +4,17 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::device::{with_backend, BackendJob, Device};
 use crate::backend::Backend;
 use crate::data::augment::AugmentChoice;
 use crate::data::DataSpec;
 use crate::optim::OffPath;
+use crate::progress::Reporter;
+use crate::table::TableSource;
 use crate::train::run::{self, Progress, RunRecord};
 use crate::train::{EpochMetrics, Method, StepProgress, TrainConfig};
+use crate::verdict::VerdictSpec;
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -22,16 +24,16 @@ pub struct TrainArgs {
     /// Data: embedded | fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | cifar100:DIR | synthetic[:CxHxW[:TRAIN[:TEST[:CLASSES]]]]
     #[arg(long)]
     pub data: Option<DataSpec>,
-    /// Epochs [default: 250 on CIFAR, 10 otherwise].
+    /// Epochs [default: 250 on CIFAR, 16 on the embedded data, 10 otherwise].
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Training batch size [default: 256].
+    /// Training batch size [default: 256; 64 on the embedded data].
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Channels of the first stage (C) [default: 16].
+    /// Channels of the first stage (C) [default: 16; 8 on the embedded data].
     #[arg(long)]
     pub channels: Option<usize>,
-    /// Search cells per stage (N) [default: 5].
+    /// Search cells per stage (N) [default: 5; 1 on the embedded data].
     #[arg(long)]
     pub cells: Option<usize>,
     /// Initial learning rate, annealed to 0 by a per-epoch cosine [default: 0.05].
@@ -86,6 +88,21 @@ pub struct TrainArgs {
     /// Run directory [default: runs/<method>-<data>-seed<seed>].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// After training, rank the architectures of this ground truth with the new weights and print
+    /// Kendall tau & co. next to the noise ceiling and the parameter-count and FLOPs predictors:
+    /// embedded | nb201:cifar10 | nb201:cifar100 | nb201:imagenet16 | CSV [default: embedded on the
+    /// embedded data, none otherwise].
+    #[arg(long, value_name = "TABLE")]
+    pub ground_truth: Option<crate::table::TableSource>,
+    /// Test images the verdict scores each architecture on (the first of the split).
+    #[arg(long, default_value_t = 2000)]
+    pub verdict_images: usize,
+    /// Architectures the verdict ranks from a large ground truth (all of a smaller one).
+    #[arg(long, default_value_t = 200)]
+    pub verdict_archs: usize,
+    /// No verdict after training.
+    #[arg(long, conflicts_with = "ground_truth")]
+    pub no_verdict: bool,
     /// Continue the interrupted run in DIR with its recorded settings.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
@@ -98,7 +115,7 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    fn config(&self) -> TrainConfig {
+    pub(crate) fn config(&self) -> TrainConfig {
         let mut c = TrainConfig::defaults(self.method.unwrap_or(Method::Pada), self.data.clone().unwrap_or(DataSpec::Embedded));
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
@@ -174,13 +191,25 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         (Some(c), None) => c.device.parse()?,
         (None, None) => run::read_record(&dir)?.train.device.parse()?,
     };
-    with_backend(&device, Job { config, dir, quiet: a.quiet })
+    let data = match &config {
+        Some(c) => c.data.clone(),
+        None => run::read_record(&dir)?.train.data,
+    };
+    let ground_truth = match (&a.ground_truth, a.no_verdict) {
+        (_, true) => None,
+        (Some(t), _) => Some(t.clone()),
+        (None, false) => (data == DataSpec::Embedded).then_some(TableSource::Embedded),
+    };
+    anyhow::ensure!(a.verdict_images > 0 && a.verdict_archs > 1, "--verdict-images must be at least 1 and --verdict-archs at least 2");
+    let verdict = ground_truth.map(|ground_truth| VerdictSpec { ground_truth, images: a.verdict_images, max_archs: a.verdict_archs });
+    with_backend(&device, Job { config, dir, quiet: a.quiet, verdict })
 }
 
 struct Job {
     config: Option<TrainConfig>,
     dir: PathBuf,
     quiet: bool,
+    verdict: Option<VerdictSpec>,
 }
 
 impl BackendJob for Job {
@@ -218,28 +247,50 @@ impl BackendJob for Job {
             summary.train_seconds,
             self.dir.display()
         );
-        eprintln!("test accuracy with the supernet's weights of {} random architectures:", summary.sample_archs.len());
-        for (arch, acc) in &summary.sample_archs {
-            eprintln!("  {acc:6.2}%  {arch}");
+        match &self.verdict {
+            Some(spec) => {
+                if !self.quiet {
+                    eprintln!("ranking the architectures of {} with the trained weights...", spec.ground_truth);
+                }
+                let start = std::time::Instant::now();
+                let v = crate::verdict::judge(be, &self.dir, spec)?;
+                print!("{}", crate::verdict::report(&v));
+                if !self.quiet {
+                    eprintln!(
+                        "ranked in {:.0} s; {} holds the scores",
+                        start.elapsed().as_secs_f64(),
+                        self.dir.join(crate::verdict::VERDICT).display()
+                    );
+                }
+            }
+            None => {
+                eprintln!("test accuracy with the supernet's weights of {} random architectures:", summary.sample_archs.len());
+                for (arch, acc) in &summary.sample_archs {
+                    eprintln!("  {acc:6.2}%  {arch}");
+                }
+            }
         }
         Ok(())
     }
 }
 
 /// The progress display: a bar per epoch and a line per finished epoch.
-struct Bar {
-    pb: Option<ProgressBar>,
+/// What `pada train` shows while it trains (also each run of `pada sweep`).
+pub(crate) struct Bar {
+    reporter: Option<Reporter>,
     quiet: bool,
     epochs: usize,
+    /// Epochs left when the run started, and when: for the ETA.
+    start: Option<(usize, std::time::Instant)>,
 }
 
 impl Bar {
-    fn new(quiet: bool) -> Self {
-        Self { pb: None, quiet, epochs: 0 }
+    pub(crate) fn new(quiet: bool) -> Self {
+        Self { reporter: None, quiet, epochs: 0, start: None }
     }
-    fn finish(&mut self) {
-        if let Some(pb) = self.pb.take() {
-            pb.finish_and_clear();
+    pub(crate) fn finish(&mut self) {
+        if let Some(r) = &mut self.reporter {
+            r.finish();
         }
     }
 }
@@ -253,6 +304,7 @@ fn fmt_prob(p: &[f64]) -> String {
 impl Progress for Bar {
     fn run_start(&mut self, r: &RunRecord, first_epoch: usize) {
         self.epochs = r.train.epochs;
+        self.reporter = Some(Reporter::new(self.quiet, 1, "{prefix} [{bar:25}] {pos}/{len} {msg} ETA {eta}"));
         if !self.quiet {
             eprintln!(
                 "pada {}: {} on {} ({} train / {} test, {}), supernet C={} N={} ({} parameters), {} epochs from epoch {}, batch {}, seed {}, {}",
@@ -274,33 +326,28 @@ impl Progress for Bar {
         }
     }
     fn step(&mut self, p: &StepProgress) {
-        if self.quiet {
-            return;
-        }
-        let pb = self.pb.get_or_insert_with(|| {
-            let pb = ProgressBar::with_draw_target(Some(p.steps as u64), ProgressDrawTarget::stderr());
-            pb.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {msg} ETA {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            pb
+        let (epochs, (left0, t0)) = (self.epochs, *self.start.get_or_insert((self.epochs - p.epoch, std::time::Instant::now())));
+        let Some(r) = &mut self.reporter else { return };
+        r.set_prefix(format!("epoch {}/{}", p.epoch + 1, epochs));
+        r.update(p.step as u64, p.steps as u64, || {
+            // steps done since the run started, and steps left, for the ETA
+            let done = (left0 - (epochs - p.epoch)) * p.steps + p.step;
+            let left = (epochs - p.epoch) * p.steps - p.step;
+            let eta = t0.elapsed().as_secs_f64() / done.max(1) as f64 * left as f64;
+            format!(
+                "epoch {}/{epochs} step {}/{}: loss {:.3} acc {:.1}% {:.0} img/s p={} ETA {}",
+                p.epoch + 1,
+                p.step,
+                p.steps,
+                p.loss,
+                p.accuracy,
+                p.images as f64 / p.seconds.max(1e-9),
+                fmt_prob(p.path_prob),
+                crate::progress::duration(eta)
+            )
         });
-        pb.set_length(p.steps as u64);
-        pb.set_prefix(format!("epoch {}/{}", p.epoch + 1, self.epochs));
-        pb.set_position(p.step as u64);
-        pb.set_message(format!(
-            "loss {:.3} acc {:.1}% {:.0} img/s p={}",
-            p.loss,
-            p.accuracy,
-            p.images as f64 / p.seconds.max(1e-9),
-            fmt_prob(p.path_prob)
-        ));
     }
     fn epoch(&mut self, m: &EpochMetrics) {
-        if self.quiet {
-            return;
-        }
         let line = format!(
             "epoch {:>3}/{}: loss {:.4} acc {:.2}% lr {:.4} {:.0} img/s {:.1}s p={} data ess {:.3} unique {:.3}",
             m.epoch + 1,
@@ -314,12 +361,8 @@ impl Progress for Bar {
             m.data.ess_fraction,
             m.data.unique_fraction
         );
-        match &self.pb {
-            Some(pb) => {
-                pb.println(line);
-                pb.reset();
-            }
-            None => eprintln!("{line}"),
+        if let Some(r) = &mut self.reporter {
+            r.println(&line);
         }
     }
 }

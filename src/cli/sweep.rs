@@ -1,0 +1,260 @@
+//! `pada sweep`: the paper's main table in one command. Trains and judges
+//! every method (or variant) x seed, each a normal run directory under the
+//! sweep's folder, and writes `sweep.csv` (one row per run) and `sweep.md`
+//! (Kendall tau & co., mean +- standard deviation per method, with the
+//! reference rows). Resumable: finished runs are kept, an interrupted one
+//! resumes from its last epoch.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser};
+use serde::{Deserialize, Serialize};
+
+use super::device::{with_backend, BackendJob, Device};
+use super::train::{Bar, TrainArgs};
+use super::SeedList;
+use crate::backend::Backend;
+use crate::fsutil::write_atomic;
+use crate::table::TableSource;
+use crate::train::run;
+use crate::verdict::{Reference, Verdict, VerdictSpec, VERDICT};
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// Methods or variants, comma-separated: a method (pada, spos, fairnas, sumnas, pa, da),
+    /// optionally followed by `:flag` or `:flag=value` train settings, e.g.
+    /// `pada,spos,pada:per-edge,pada:off-path=frozen,pada:data-importance=classifier`.
+    #[arg(long, default_value = "pada,spos,fairnas,pa,da")]
+    pub methods: String,
+    /// Seeds: 0-3, 0,2,5 or a mix.
+    #[arg(long, default_value = "0-3")]
+    pub seeds: SeedList,
+    /// The ground truth every run is judged against: embedded | nb201:cifar10 | nb201:cifar100 |
+    /// nb201:imagenet16 | CSV [default: embedded on the embedded data].
+    #[arg(long, value_name = "TABLE")]
+    pub ground_truth: Option<TableSource>,
+    /// Test images each architecture is scored on (the first of the split).
+    #[arg(long, default_value_t = 2000)]
+    pub verdict_images: usize,
+    /// Architectures ranked from a large ground truth (all of a smaller one).
+    #[arg(long, default_value_t = 200)]
+    pub verdict_archs: usize,
+    /// The sweep's folder: one run directory per method and seed, sweep.csv, sweep.md.
+    #[arg(long, default_value = "runs/sweep")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub device: Option<Device>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Train settings every run shares, after `--` (e.g. `-- --epochs 20 --data embedded`).
+    #[arg(last = true, value_name = "TRAIN FLAGS")]
+    pub train: Vec<String>,
+}
+
+/// One method or variant: its label and its train flags.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variant {
+    pub label: String,
+    pub flags: Vec<String>,
+}
+
+impl FromStr for Variant {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let mut parts = s.split(':');
+        let method = parts.next().filter(|m| !m.is_empty()).with_context(|| format!("--methods: empty method in {s:?}"))?;
+        let mut flags = vec!["--method".to_string(), method.to_string()];
+        for p in parts {
+            match p.split_once('=') {
+                Some((k, v)) => flags.extend([format!("--{k}"), v.to_string()]),
+                None => flags.push(format!("--{p}")),
+            }
+        }
+        Ok(Variant { label: s.to_string(), flags })
+    }
+}
+
+/// One row of sweep.csv.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SweepRow {
+    pub method: String,
+    pub seed: u64,
+    pub kendall_tau: f64,
+    pub spearman_rho: f64,
+    pub pearson_r: f64,
+    pub precision_top5: f64,
+    pub precision_top10: f64,
+    pub predicted_best_true_rank: usize,
+    pub archs: usize,
+    /// Test images each architecture was scored on.
+    pub images: usize,
+    pub train_seconds: f64,
+}
+
+/// The run directory of a variant and seed: the label with characters a path dislikes replaced.
+pub fn run_dir(out: &std::path::Path, label: &str, seed: u64) -> PathBuf {
+    let name: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    out.join(format!("{name}-seed{seed}"))
+}
+
+pub fn run(a: SweepArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads)?;
+    let variants: Vec<Variant> = a.methods.split(',').map(str::parse).collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(!variants.is_empty(), "--methods names no method");
+    // every run's settings, parsed as `pada train` parses them (so every train flag works, and a bad one fails now)
+    let mut plans = Vec::new();
+    for v in &variants {
+        for &seed in &a.seeds.0 {
+            let dir = run_dir(&a.out, &v.label, seed);
+            let mut argv = vec!["train".to_string()];
+            argv.extend(a.train.iter().cloned());
+            argv.extend(v.flags.iter().cloned());
+            argv.extend(["--seed".into(), seed.to_string(), "--out".into(), dir.display().to_string()]);
+            let t = TrainCli::try_parse_from(&argv).map_err(|e| anyhow::anyhow!("--methods {}: {}", v.label, e.to_string().trim()))?.train;
+            if t.resume.is_some() || t.out.as_ref() != Some(&dir) || t.seed != Some(seed) {
+                bail!("train flags after -- must not set --resume, --out or --seed: the sweep sets them per run");
+            }
+            let config = t.config();
+            config.validate().with_context(|| format!("--methods {}", v.label))?;
+            plans.push((v.clone(), seed, dir, config));
+        }
+    }
+    let data = plans[0].3.data.clone();
+    let ground_truth = match &a.ground_truth {
+        Some(t) => t.clone(),
+        None if data == crate::data::DataSpec::Embedded => TableSource::Embedded,
+        None => bail!("--ground-truth is needed on --data {data} (embedded, nb201:cifar10, ... or a CSV)"),
+    };
+    let spec = VerdictSpec { ground_truth, images: a.verdict_images, max_archs: a.verdict_archs };
+    let device = a.device.clone().map_or_else(|| plans[0].3.device.parse(), Ok)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    with_backend(&device, Job { plans, spec, out: a.out, quiet: a.quiet })
+}
+
+/// `pada train`'s flags, to parse each run's settings exactly as `pada train` does.
+#[derive(Parser, Debug)]
+struct TrainCli {
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+struct Job {
+    plans: Vec<(Variant, u64, PathBuf, crate::train::TrainConfig)>,
+    spec: VerdictSpec,
+    out: PathBuf,
+    quiet: bool,
+}
+
+impl BackendJob for Job {
+    fn run<B: Backend>(self, be: &B) -> anyhow::Result<()> {
+        let _ = ctrlc::set_handler(|| {
+            if crate::train::interrupt_requested() {
+                std::process::exit(130);
+            }
+            crate::train::request_interrupt();
+        });
+        let mut rows = Vec::new();
+        let mut references: Option<Vec<Reference>> = None;
+        for (k, (v, seed, dir, config)) in self.plans.iter().enumerate() {
+            let verdict_file = dir.join(VERDICT);
+            let summary_file = dir.join(run::SUMMARY);
+            let verdict: Verdict = if verdict_file.exists() && summary_file.exists() {
+                if !self.quiet {
+                    eprintln!("[{}/{}] {} seed {seed}: done before, kept ({})", k + 1, self.plans.len(), v.label, dir.display());
+                }
+                serde_json::from_slice(&std::fs::read(&verdict_file)?).with_context(|| format!("{}: unreadable", verdict_file.display()))?
+            } else {
+                let resume = dir.join(run::CONFIG).exists();
+                eprintln!(
+                    "[{}/{}] {} seed {seed}: {} ({})",
+                    k + 1,
+                    self.plans.len(),
+                    v.label,
+                    if resume { "resuming" } else { "training" },
+                    dir.display()
+                );
+                let mut bar = Bar::new(self.quiet);
+                let trained = run::train(be, (!resume).then(|| config.clone()), dir, &mut bar);
+                bar.finish();
+                if let Err(e) = trained {
+                    if let Some(i) = e.downcast_ref::<crate::train::Interrupted>() {
+                        eprintln!("{i}: continue the sweep with the same command; finished runs are kept and {} resumes", dir.display());
+                        std::process::exit(130);
+                    }
+                    return Err(e.context(format!("{} seed {seed}", v.label)));
+                }
+                crate::verdict::judge(be, dir, &self.spec)?
+            };
+            let summary: run::Summary = serde_json::from_slice(&std::fs::read(&summary_file)?)?;
+            let c = &verdict.supernet;
+            if !self.quiet {
+                eprintln!(
+                    "    Kendall tau {:.3}, Spearman {:.3}, predicted best has true rank {} of {}",
+                    c.kendall_tau, c.spearman_rho, c.predicted_best_true_rank, c.n
+                );
+            }
+            rows.push(SweepRow {
+                method: v.label.clone(),
+                seed: *seed,
+                kendall_tau: c.kendall_tau,
+                spearman_rho: c.spearman_rho,
+                pearson_r: c.pearson_r,
+                precision_top5: c.precision_top5,
+                precision_top10: c.precision_top10,
+                predicted_best_true_rank: c.predicted_best_true_rank,
+                archs: c.n,
+                images: verdict.images,
+                train_seconds: summary.train_seconds,
+            });
+            references.get_or_insert(verdict.references);
+            write_table(&self.out, &rows, references.as_deref().unwrap_or(&[]), &self.spec)?;
+        }
+        print!("{}", std::fs::read_to_string(self.out.join("sweep.md"))?);
+        Ok(())
+    }
+}
+
+/// Mean and sample standard deviation.
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = if v.len() > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { f64::NAN };
+    (mean, sd)
+}
+
+/// sweep.csv and sweep.md, rewritten after every run.
+fn write_table(out: &std::path::Path, rows: &[SweepRow], references: &[Reference], spec: &VerdictSpec) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)?;
+    }
+    write_atomic(&out.join("sweep.csv"), &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    let mut md = format!(
+        "Kendall tau against {} ({} architectures, scored on {} test images); mean +- sd over seeds\n\n| method | seeds | Kendall tau | Spearman | true rank of the predicted best | train s |\n|---|---|---|---|---|---|\n",
+        spec.ground_truth,
+        rows.first().map_or(0, |r| r.archs),
+        rows.first().map_or(0, |r| r.images)
+    );
+    let mut labels: Vec<&str> = Vec::new();
+    for r in rows {
+        if !labels.contains(&r.method.as_str()) {
+            labels.push(&r.method);
+        }
+    }
+    for l in labels {
+        let of = |f: fn(&SweepRow) -> f64| mean_sd(&rows.iter().filter(|r| r.method == l).map(f).collect::<Vec<_>>());
+        let n = rows.iter().filter(|r| r.method == l).count();
+        let ((t, ts), (s, ss), (b, bs), (secs, _)) =
+            (of(|r| r.kendall_tau), of(|r| r.spearman_rho), of(|r| r.predicted_best_true_rank as f64), of(|r| r.train_seconds));
+        md += &format!("| {l} | {n} | {t:.3} +- {ts:.3} | {s:.3} +- {ss:.3} | {b:.1} +- {bs:.1} | {secs:.0} |\n");
+    }
+    for r in references {
+        let c = &r.consistency;
+        md += &format!("| *{}* | | {:.3} | {:.3} | {} | |\n", r.name, c.kendall_tau, c.spearman_rho, c.predicted_best_true_rank);
+    }
+    write_atomic(&out.join("sweep.md"), md.as_bytes())
+}

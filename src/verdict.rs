@@ -1,0 +1,161 @@
+//! What a trained supernet's ranking is worth: its Kendall tau & co. against a
+//! ground truth, beside the reference rows a ranking must be read against (the
+//! ground truth's own seed-to-seed agreement, its noise ceiling, and the trivial
+//! predictors: parameter count and FLOPs).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Genotype;
+use crate::backend::Backend;
+use crate::data::Dataset;
+use crate::data::Normalization;
+use crate::eval::EvalSet;
+use crate::rank::{score, Scored};
+use crate::rankstats::Consistency;
+use crate::supernet::Supernet;
+use crate::table::{columns, read_arch_table, ArchTable, TableSource};
+
+/// A ranking's consistency with the ground truth, and the reference rows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The ground truth (`embedded`, `nb201:cifar10`, a CSV).
+    pub ground_truth: String,
+    /// Test images each architecture was scored on.
+    pub images: usize,
+    pub supernet: Consistency,
+    /// Predictors and ceilings on the same architectures.
+    pub references: Vec<Reference>,
+    /// The supernet's accuracy (%) of each ranked architecture.
+    pub scores: Vec<(String, f64)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Reference {
+    pub name: String,
+    pub consistency: Consistency,
+}
+
+/// The ground truth's architectures and accuracies: all of a small table, or
+/// `max_archs` of a large one (the first in its order of a fixed shuffle).
+pub fn truth_sample(gt: &TableSource, max_archs: usize) -> anyhow::Result<ArchTable> {
+    let mut t = read_arch_table(gt, None, gt.default_column())?;
+    if t.archs.len() > max_archs {
+        use rand::seq::SliceRandom;
+        let mut idx: Vec<usize> = (0..t.archs.len()).collect();
+        idx.shuffle(&mut crate::rng::stream(0, crate::rng::Purpose::Ranking, 1, 0));
+        idx.truncate(max_archs);
+        t.archs = idx.iter().map(|&i| t.archs[i]).collect();
+        t.values = idx.iter().map(|&i| t.values[i]).collect();
+    }
+    Ok(t)
+}
+
+/// Reference rows for the architectures of `truth`: the noise ceiling (mean
+/// Kendall tau between the ground truth's per-seed columns, when it has them),
+/// and the parameter-count and FLOPs predictors on `net`'s configuration.
+pub fn references<B: Backend>(gt: &TableSource, truth: &ArchTable, net: &Supernet<B>) -> anyhow::Result<Vec<Reference>> {
+    let names: Vec<String> = truth.archs.iter().map(|g| g.to_string()).collect();
+    let mut out = Vec::new();
+    let seed_columns: Vec<String> = columns(gt)?.into_iter().filter(|c| c.starts_with("test_accuracy_seed")).collect();
+    if seed_columns.len() >= 2 {
+        // each seed's accuracies of truth's architectures
+        let seeds: Vec<Vec<f64>> = seed_columns
+            .iter()
+            .map(|c| {
+                let t = read_arch_table(gt, None, c)?;
+                let by_arch: HashMap<Genotype, f64> = t.archs.into_iter().zip(t.values).collect();
+                Ok(truth.archs.iter().map(|g| by_arch[g]).collect())
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let mut pairs = Vec::new();
+        for i in 0..seeds.len() {
+            for j in i + 1..seeds.len() {
+                pairs.push(Consistency::of(&names, &seeds[i], &seeds[j])?);
+            }
+        }
+        // the mean over seed pairs of each correlation
+        let mean = |f: fn(&Consistency) -> f64| pairs.iter().map(f).sum::<f64>() / pairs.len() as f64;
+        let ceiling = Consistency {
+            kendall_tau: mean(|c| c.kendall_tau),
+            spearman_rho: mean(|c| c.spearman_rho),
+            pearson_r: mean(|c| c.pearson_r),
+            ..pairs[0].clone()
+        };
+        out.push(Reference { name: format!("noise ceiling (seed vs seed, {} seeds)", seeds.len()), consistency: ceiling });
+    }
+    let params: Vec<f64> = truth.archs.iter().map(|g| net.param_count(Some(g)) as f64).collect();
+    out.push(Reference { name: "parameter count".into(), consistency: Consistency::of(&names, &params, &truth.values)? });
+    let flops: Vec<f64> = truth.archs.iter().map(|g| net.forward_macs(g) as f64).collect();
+    out.push(Reference { name: "FLOPs".into(), consistency: Consistency::of(&names, &flops, &truth.values)? });
+    Ok(out)
+}
+
+/// Scores the architectures of `truth` with `net`'s weights on the first
+/// `images` images of `test`, and compares with `truth`.
+pub fn verdict<B: Backend>(
+    be: &B,
+    net: &Supernet<B>,
+    test: &Dataset,
+    norm: &Normalization,
+    images: usize,
+    gt: &TableSource,
+    truth: &ArchTable,
+) -> anyhow::Result<Verdict> {
+    let test = test.subset(&(0..images.min(test.len())).collect::<Vec<_>>());
+    let set = EvalSet::new(be, &test, norm, 512);
+    let mut scored: Vec<Scored> = Vec::new();
+    score(be, net, &set, &truth.archs, |chunk| {
+        scored.extend_from_slice(chunk);
+        Ok(())
+    })?;
+    let pred: Vec<f64> = scored.iter().map(|s| s.accuracy).collect();
+    let names: Vec<String> = truth.archs.iter().map(|g: &Genotype| g.to_string()).collect();
+    Ok(Verdict {
+        ground_truth: gt.to_string(),
+        images: test.len(),
+        supernet: Consistency::of(&names, &pred, &truth.values)?,
+        references: references(gt, truth, net)?,
+        scores: names.into_iter().zip(pred).collect(),
+    })
+}
+
+/// The verdict as a few lines for a terminal or a log.
+pub fn report(v: &Verdict) -> String {
+    let row = |name: &str, c: &Consistency| {
+        format!("  {name:<38} {:>8.3} {:>8.3}   {:>4} of {}\n", c.kendall_tau, c.spearman_rho, c.predicted_best_true_rank, c.n)
+    };
+    let mut s = format!(
+        "ranking of {} ground-truth architectures ({}), supernet scored on {} test images:\n  {:<38} {:>8} {:>8}   {}\n",
+        v.supernet.n, v.ground_truth, v.images, "", "Kendall", "Spearman", "true rank of the predicted best"
+    );
+    s += &row("this supernet", &v.supernet);
+    for r in &v.references {
+        s += &row(&r.name, &r.consistency);
+    }
+    s
+}
+
+/// What to judge a trained run against (`pada train --ground-truth`, `pada sweep`).
+#[derive(Clone, Debug)]
+pub struct VerdictSpec {
+    pub ground_truth: TableSource,
+    /// Test images to score each architecture on (the first of the split).
+    pub images: usize,
+    /// Architectures to rank from a large ground truth (all of a small one).
+    pub max_archs: usize,
+}
+
+/// Judges the run in `dir` (its final weights) and writes `verdict.json` there.
+pub fn judge<B: Backend>(be: &B, dir: &std::path::Path, spec: &VerdictSpec) -> anyhow::Result<Verdict> {
+    let (record, net) = crate::rank::load_run(be, dir)?;
+    let data = record.train.data.load()?;
+    let truth = truth_sample(&spec.ground_truth, spec.max_archs)?;
+    let v = verdict(be, &net, &data.test, &data.norm, spec.images, &spec.ground_truth, &truth)?;
+    crate::fsutil::write_atomic(&dir.join(VERDICT), serde_json::to_string_pretty(&v)?.as_bytes())?;
+    Ok(v)
+}
+
+/// The verdict's file in a run directory.
+pub const VERDICT: &str = "verdict.json";
