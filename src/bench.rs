@@ -58,6 +58,7 @@ pub struct BenchReport {
     /// PA&DA steps scoring samples by the exact per-sample gradient norms
     /// instead of the proxy (which the loss kernel computes for free).
     pub data_importance_classifier: Timing,
+    pub data_importance_batch: Timing,
     pub data_importance_full: Timing,
     /// Sum of the per-step extra parts, plus the resampling spread over an
     /// epoch of 50,000 / batch steps, as a percentage of the median SPOS step.
@@ -123,7 +124,7 @@ pub fn kernel_timings<B: Backend>(be: &B, config: &SupernetConfig, n: usize, rep
                 "conv2d_backward_weight",
                 shape,
                 flops,
-                repeat(be, reps, || be.conv2d_backward_weight(&g, &x, true, &dy, &mut dw, Some(&mut db))),
+                repeat(be, reps, || be.conv2d_backward_weight(&g, &x, true, &dy, &mut dw, Some(&mut db), None)),
             );
         }
         let shape = format!("{c}x{n}x{h}x{w}");
@@ -288,6 +289,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
         (Method::Spos, DataImportance::Proxy),
         (Method::Pada, DataImportance::Proxy),
         (Method::Pada, DataImportance::Classifier),
+        (Method::Pada, DataImportance::Batch),
         (Method::Pada, DataImportance::Full),
     ] {
         let (trainer, ep) = bench_trainer(be, &o.config, n, &data, method, importance, Some(&paths))?;
@@ -300,7 +302,9 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
     }
     let mut timings = contenders.iter().map(|c| Timing::of(c.times.clone()));
     let (spos_step, pada_step) = (timings.next().expect("SPOS"), timings.next().expect("PA&DA"));
-    let (data_importance_classifier, data_importance_full) = (timings.next().expect("classifier"), timings.next().expect("full"));
+    let data_importance_classifier = timings.next().expect("classifier");
+    let data_importance_batch = timings.next().expect("batch");
+    let data_importance_full = timings.next().expect("full");
 
     log("timing FairNAS steps");
     let (trainer, ep) = bench_trainer(be, &o.config, n, &data, Method::Fairnas, DataImportance::Proxy, None)?;
@@ -370,6 +374,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
         extra_path_sampling,
         epoch_resampling_50k,
         data_importance_classifier,
+        data_importance_batch,
         data_importance_full,
         pada_overhead_percent,
         ranking_archs_per_sec: archs.len() as f64 / t_rank,
@@ -405,12 +410,15 @@ pub fn format_report(r: &BenchReport) -> String {
     );
     s += "  PA&DA steps with exact per-sample gradient norms as data scores:\n";
     s += &row("  classifier (weight and bias)", &r.data_importance_classifier);
-    s += &row("  full (every parameter on the path)", &r.data_importance_full);
+    s += &row("  batch (each sample's part of the step)", &r.data_importance_batch);
+    s += &row("  full (every parameter, frozen BN)", &r.data_importance_full);
+    let over = |t: &Timing| 100.0 * (t.median_ms / r.spos_step.median_ms - 1.0);
     s += &format!(
-        "  i.e. over the SPOS step: proxy {:+.1}%, classifier {:+.1}%, full {:+.1}% (median steps)\n",
+        "  i.e. over the SPOS step: proxy {:+.1}%, classifier {:+.1}%, batch {:+.1}%, full {:+.1}% (median steps)\n",
         r.pada_overhead_direct_percent,
-        100.0 * (r.data_importance_classifier.median_ms / r.spos_step.median_ms - 1.0),
-        100.0 * (r.data_importance_full.median_ms / r.spos_step.median_ms - 1.0)
+        over(&r.data_importance_classifier),
+        over(&r.data_importance_batch),
+        over(&r.data_importance_full)
     );
     s += &format!("  SPOS throughput: {:.1} images/s\n", r.spos_images_per_sec);
     s += &format!("  ranking: {:.2} architectures/s on {} test images\n", r.ranking_archs_per_sec, r.ranking_images);

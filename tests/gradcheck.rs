@@ -72,7 +72,7 @@ fn check_conv_pad(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: us
     ops::conv2d_backward_data(&g, &dy, &wt, relu.then_some(&x[..]), &mut dx, false);
     let mut dw = vec![0.0; wt.len()];
     let mut db = vec![0.0; c_out];
-    ops::conv2d_backward_weight(&g, &x, relu, &dy, &mut dw, bias.then_some(&mut db[..]));
+    ops::conv2d_backward_weight(&g, &x, relu, &dy, &mut dw, bias.then_some(&mut db[..]), None);
     assert_grad(&format!("{what} dx"), &dx, &numeric_grad(&x, |x| fwd(x, &wt, &b)));
     assert_grad(&format!("{what} dw"), &dw, &numeric_grad(&wt, |wt| fwd(&x, wt, &b)));
     if bias {

@@ -87,12 +87,23 @@ pub fn conv2d<B: Backend<T = f32>>(be: &B) {
         // weight and bias gradients accumulate onto what is there
         let (dw0, db0) = (rand32(w.len(), 60 + i as u64), rand32(b.len(), 70 + i as u64));
         let (mut dwc, mut dbc) = (dw0.clone(), db0.clone());
-        cpu.conv2d_backward_weight(&g, &x, relu, &dy, &mut dwc, bias.then_some(&mut dbc));
+        cpu.conv2d_backward_weight(&g, &x, relu, &dy, &mut dwc, bias.then_some(&mut dbc), None);
         let (mut dwg, mut dbg) = (up(be, &dw0), up(be, &db0));
-        be.conv2d_backward_weight(&g, &up(be, &x), relu, &up(be, &dy), &mut dwg, bias.then_some(&mut dbg));
+        be.conv2d_backward_weight(&g, &up(be, &x), relu, &up(be, &dy), &mut dwg, bias.then_some(&mut dbg), None);
         close(&what("conv2d_backward_weight dw"), &be.download(&dwg), &dwc);
         if bias {
             close(&what("conv2d_backward_weight db"), &be.download(&dbg), &dbc);
+        }
+        // the same with each sample's squared norm of its part, fused (chunks of whole samples)
+        let sq0: CpuBuf<f32> = rand32(g.n as usize, 75 + i as u64).iter().map(|v| v.abs()).collect::<Vec<_>>().into();
+        let (mut dwc, mut dbc, mut sqc) = (dw0.clone(), db0.clone(), sq0.clone());
+        cpu.conv2d_backward_weight(&g, &x, relu, &dy, &mut dwc, bias.then_some(&mut dbc), Some(&mut sqc));
+        let (mut dwg, mut dbg, mut sqg) = (up(be, &dw0), up(be, &db0), up(be, &sq0));
+        be.conv2d_backward_weight(&g, &up(be, &x), relu, &up(be, &dy), &mut dwg, bias.then_some(&mut dbg), Some(&mut sqg));
+        close(&what("conv2d_backward_weight + sample norms: dw"), &be.download(&dwg), &dwc);
+        close(&what("conv2d_backward_weight + sample norms: norms"), &be.download(&sqg), &sqc);
+        if bias {
+            close(&what("conv2d_backward_weight + sample norms: db"), &be.download(&dbg), &dbc);
         }
     }
 }

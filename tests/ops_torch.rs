@@ -52,7 +52,7 @@ fn conv_case<T: Element>(f: &Fixture, case: &str) {
     check(&format!("{case}.dx"), &cnhw_to_nchw(&dx, n, c, hw), &f.f64(&format!("{case}.dx")));
     let mut dw = vec![T::zero(); wt.len()];
     let mut db = vec![T::zero(); ws[0]];
-    ops::conv2d_backward_weight(&g, &x, false, &dy, &mut dw, has_bias.then_some(&mut db[..]));
+    ops::conv2d_backward_weight(&g, &x, false, &dy, &mut dw, has_bias.then_some(&mut db[..]), None);
     check(&format!("{case}.dweight"), &dw, &f.f64(&format!("{case}.dweight")));
     if has_bias {
         check(&format!("{case}.dbias"), &db, &f.f64(&format!("{case}.dbias")));

@@ -44,7 +44,7 @@ fn brute(g: &Genotype, frozen: bool, classifier_only: bool) -> Vec<f64> {
         for j in 0..k {
             di[i * k + j] = dz[i * k + j] * n as f64; // gradient of loss_i itself
         }
-        net.backward_with(&be, &tape, &di, &mut Pass { frozen_bn_statistics: frozen, per_sample_sq_norms: None });
+        net.backward_with(&be, &tape, &di, &mut Pass { frozen_bn_statistics: frozen, gradients: true, per_sample_sq_norms: None });
         let sq: f64 = net
             .params
             .tensors
@@ -95,5 +95,95 @@ fn full_mode_matches_brute_force() {
         // and it bounds the classifier part from above
         let cls = scores(DataImportance::Classifier, &g);
         assert!(full.iter().zip(&cls).all(|(f, c)| *f >= *c - 1e-12), "{a}: {full:?} vs {cls:?}");
+    }
+}
+
+/// `batch` at the op level, against brute force: sample i's contribution to a
+/// conv's weight and bias gradients is the same reduction with `dy` zero
+/// outside sample i's pixels; the contributions sum to the batch gradient.
+#[test]
+fn conv_sample_contributions_match_brute_force() {
+    use pada::geometry::ConvGeom;
+    use pada::ops;
+    for (g, relu, bias) in [
+        (ConvGeom::new(3, 4, 6, 5, 5, 3, 1), true, true),
+        (ConvGeom::new(4, 3, 7, 7, 6, 3, 2), true, false),
+        (ConvGeom::new(5, 6, 4, 4, 3, 1, 1), false, true),
+    ] {
+        let (n, ohw, c_out) = (g.n as usize, (g.oh * g.ow) as usize, g.c_out as usize);
+        let x = random_vec(g.input().len(), 11);
+        let dy = random_vec(g.output().len(), 12);
+        let (mut dw, mut db, mut sq) = (vec![0.0; g.weight_len()], vec![0.0; c_out], vec![0.5; n]);
+        ops::conv2d_backward_weight(&g, &x, relu, &dy, &mut dw, bias.then_some(&mut db[..]), Some(&mut sq));
+        let (mut sum_w, mut sum_b) = (vec![0.0; g.weight_len()], vec![0.0; c_out]);
+        for i in 0..n {
+            let mut dyi = vec![0.0; dy.len()];
+            for co in 0..c_out {
+                let r = co * n * ohw + i * ohw;
+                dyi[r..r + ohw].copy_from_slice(&dy[r..r + ohw]);
+            }
+            let (mut gw, mut gb) = (vec![0.0; g.weight_len()], vec![0.0; c_out]);
+            ops::conv2d_backward_weight(&g, &x, relu, &dyi, &mut gw, bias.then_some(&mut gb[..]), None);
+            let want = 0.5 + gw.iter().chain(if bias { &gb[..] } else { &[] }).map(|v| v * v).sum::<f64>();
+            assert!((sq[i] - want).abs() <= 1e-12 * want, "{g:?} sample {i}: {} vs {want}", sq[i]);
+            sum_w.iter_mut().zip(&gw).for_each(|(s, v)| *s += v);
+            sum_b.iter_mut().zip(&gb).for_each(|(s, v)| *s += v);
+        }
+        close(&format!("{g:?}: contributions sum to dw"), &sum_w, &dw);
+        if bias {
+            close(&format!("{g:?}: contributions sum to db"), &sum_b, &db);
+        }
+    }
+}
+
+/// The classifier's per-sample split, against brute force (dy zero but for row i).
+#[test]
+fn linear_sample_contributions_match_brute_force() {
+    use pada::geometry::LinearGeom;
+    use pada::ops;
+    let (n, i_, o) = (6, 5, 4);
+    let g = LinearGeom::new(n, i_, o);
+    let (x, w, dy) = (random_vec(n * i_, 21), random_vec(o * i_, 22), random_vec(n * o, 23));
+    let mut sq = vec![0.0; n];
+    ops::linear_per_sample_sq_norms(&g, &x, &dy, &mut sq);
+    for s in 0..n {
+        let mut dys = vec![0.0; n * o];
+        dys[s * o..(s + 1) * o].copy_from_slice(&dy[s * o..(s + 1) * o]);
+        let (mut dw, mut db) = (vec![0.0; o * i_], vec![0.0; o]);
+        ops::linear_backward(&g, &x, &w, &dys, None, &mut dw, &mut db);
+        let want: f64 = dw.iter().chain(&db).map(|v| v * v).sum();
+        assert!((sq[s] - want).abs() <= 1e-12 * want, "sample {s}: {} vs {want}", sq[s]);
+    }
+}
+
+/// `batch` through whole supernets: with one sample its contribution is the
+/// whole gradient, so its score is the gradient's norm; with several, the
+/// training step's gradients are those of a plain step (the norms ride along).
+#[test]
+fn batch_mode_is_the_step_gradient_split_by_sample() {
+    for a in ARCHS {
+        let g: Genotype = a.parse().unwrap();
+        let config = SupernetConfig { channels: 3, cells: 1, classes: 4, input: "2x8x8".parse().unwrap() };
+        let be = CpuBackend::<f64>::new();
+        for n in [1usize, 5] {
+            let x: CpuBuf<f64> = random_vec(n * config.input.len(), 7).into();
+            let labels: Vec<i32> = (0..n as i32).map(|i| i % 4).collect();
+            let mut plain = Supernet::new(&be, config, 1).unwrap();
+            let mut net = Supernet::new(&be, config, 1).unwrap();
+            let mut sums = be.alloc_zeroed(3);
+            forward_backward(&be, &mut plain, &x, &labels, None, n, &g, &mut sums, DataImportance::Proxy);
+            let scores = be.download(&forward_backward(&be, &mut net, &x, &labels, None, n, &g, &mut sums, DataImportance::Batch));
+            let total: f64 = plain.params.tensors.iter().flat_map(|p| p.grad.iter()).map(|v| v * v).sum();
+            for (p, q) in plain.params.tensors.iter().zip(&net.params.tensors) {
+                close(&format!("{a} n={n} gradient {}", p.name), &q.grad, &p.grad);
+            }
+            assert!(scores.iter().all(|s| s.is_finite() && *s >= 0.0), "{a}: {scores:?}");
+            if n == 1 {
+                close(&format!("{a}: one sample's contribution is the gradient"), &scores, &[total.sqrt()]);
+            } else {
+                // the parts sum to the gradient: ||sum g_i|| <= sum ||g_i|| (triangle inequality)
+                assert!(total.sqrt() <= scores.iter().sum::<f64>() * (1.0 + 1e-12), "{a}: {} > {scores:?}", total.sqrt());
+            }
+        }
     }
 }

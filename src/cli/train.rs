@@ -68,8 +68,11 @@ pub struct TrainArgs {
     /// Importance-weighted (unbiased) loss for data importance (off in the official code).
     #[arg(long)]
     pub weighted_loss: bool,
-    /// How data importance scores a sample: proxy (||softmax - onehot||, the paper's) |
-    /// classifier (exact gradient norm of the classifier) | full (exact, every parameter on the path) [default: proxy].
+    /// How data importance scores a sample: proxy (||softmax - onehot||, the paper's; free) |
+    /// classifier (exact gradient norm of the classifier; ~free) | batch (the exact norm of the
+    /// sample's part of the step's gradient, every parameter, batch norm coupled as in the step;
+    /// fused into the weight-gradient kernels) | full (the exact norm of the sample's own loss
+    /// gradient, every parameter, batch-norm statistics held fixed; a second backward pass) [default: proxy].
     #[arg(long, value_enum)]
     pub data_importance: Option<crate::train::DataImportance>,
     /// Keep the last N training images out of training, for `pada search` [default: 0].

@@ -161,15 +161,18 @@ pub struct Pass<'a, B: Backend> {
     /// `y = (x - mean) * invstd` becomes `dx = invstd * dy`, and samples stay
     /// independent. Training uses the true gradient (false).
     pub frozen_bn_statistics: bool,
-    /// Instead of accumulating parameter gradients, add each sample's squared
-    /// gradient norm over the path's parameters into this `[batch]` buffer.
+    /// Accumulate the parameter gradients (false: only the per-sample norms).
+    pub gradients: bool,
+    /// Add each sample's squared gradient norm over the path's parameters into
+    /// this `[batch]` buffer: the norm of its part of each parameter's
+    /// reduction over the batch, fused with the gradient's when `gradients`.
     pub per_sample_sq_norms: Option<&'a mut B::Buf>,
 }
 
 impl<B: Backend> Pass<'_, B> {
     /// The training pass: true gradients, accumulated.
     pub fn gradients() -> Self {
-        Self { frozen_bn_statistics: false, per_sample_sq_norms: None }
+        Self { frozen_bn_statistics: false, gradients: true, per_sample_sq_norms: None }
     }
 }
 
@@ -353,16 +356,19 @@ impl<B: Backend> Supernet<B> {
     /// A conv's parameter gradients, or their per-sample norms.
     #[allow(clippy::too_many_arguments)]
     fn conv_weight_backward(&mut self, be: &B, pass: &mut Pass<B>, conv: &Conv, g: &ConvGeom, x: &B::Buf, relu_x: bool, dt: &B::Buf) {
-        if let Some(out) = pass.per_sample_sq_norms.as_deref_mut() {
-            be.conv2d_per_sample_sq_norms(g, x, relu_x, dt, conv.b.is_some(), out);
+        let sample_sq = pass.per_sample_sq_norms.as_deref_mut();
+        if !pass.gradients {
+            if let Some(out) = sample_sq {
+                be.conv2d_per_sample_sq_norms(g, x, relu_x, dt, conv.b.is_some(), out);
+            }
             return;
         }
         match conv.b {
             Some(b) => {
                 let (dw, db) = self.params.grads2(conv.w, b);
-                be.conv2d_backward_weight(g, x, relu_x, dt, dw, Some(db));
+                be.conv2d_backward_weight(g, x, relu_x, dt, dw, Some(db), sample_sq);
             }
-            None => be.conv2d_backward_weight(g, x, relu_x, dt, &mut self.params.get_mut(conv.w).grad, None),
+            None => be.conv2d_backward_weight(g, x, relu_x, dt, &mut self.params.get_mut(conv.w).grad, None, sample_sq),
         }
     }
 
@@ -525,7 +531,7 @@ impl<B: Backend> Supernet<B> {
     /// The backward pass of [`Pass`]'s kind; the tape stays usable.
     pub fn backward_with(&mut self, be: &B, tape: &Tape<B>, dlogits: &B::Buf, pass: &mut Pass<B>) {
         let batch = tape.batch;
-        if pass.per_sample_sq_norms.is_none() {
+        if pass.gradients {
             for id in self.path_params(&tape.genotype) {
                 let p = self.params.get_mut(id);
                 p.seen = true;
@@ -538,11 +544,14 @@ impl<B: Backend> Supernet<B> {
         let mut dpooled = live.then(|| be.alloc(batch * c_last));
         if let Some(out) = pass.per_sample_sq_norms.as_deref_mut() {
             be.linear_per_sample_sq_norms(&lg, &tape.pooled, dlogits, out);
-            let (mut dw, mut db) = (be.alloc_zeroed(c_last * self.config.classes), be.alloc_zeroed(self.config.classes));
-            be.linear_backward(&lg, &tape.pooled, self.params.value(self.classifier_w), dlogits, dpooled.as_mut(), &mut dw, &mut db);
-        } else {
+        }
+        if pass.gradients {
             let [pw, pb] = self.params.tensors.get_disjoint_mut([self.classifier_w.0, self.classifier_b.0]).expect("distinct");
             be.linear_backward(&lg, &tape.pooled, &pw.value, dlogits, dpooled.as_mut(), &mut pw.grad, &mut pb.grad);
+        } else {
+            // the input gradient only; the weight gradients go to scratch
+            let (mut dw, mut db) = (be.alloc_zeroed(c_last * self.config.classes), be.alloc_zeroed(self.config.classes));
+            be.linear_backward(&lg, &tape.pooled, self.params.value(self.classifier_w), dlogits, dpooled.as_mut(), &mut dw, &mut db);
         }
         let Some(dpooled) = dpooled else { return };
         let (hl, wl) = self.config.stage_hw(2);

@@ -65,6 +65,13 @@ impl Method {
 }
 
 /// How PA&DA's data sampler scores a sample: the norm of its loss gradient.
+///
+/// Which to use: `proxy` is the paper's and free; `batch` measures what each
+/// sample actually contributes to the step SGD takes (batch-norm coupling
+/// included), over every parameter, at a small fraction of a step; `full` is
+/// the norm of the sample's own loss gradient, as if it were alone in the
+/// batch (the textbook importance-sampling weight), at most of a step's cost;
+/// `classifier` is `full` restricted to the last layer, nearly free.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum DataImportance {
@@ -74,6 +81,13 @@ pub enum DataImportance {
     /// The exact norm of sample i's gradient of the classifier's weight and
     /// bias, `||dz_i|| * sqrt(||h_i||^2 + 1)`: almost free.
     Classifier,
+    /// The exact norm of sample i's contribution g_i to the mini-batch
+    /// gradient SGD applies (sum_i g_i = that gradient; batch-norm coupling
+    /// included, as in the step), over every parameter on the path: each
+    /// parameter's reduction over the batch split at sample boundaries, its
+    /// per-sample parts' norms taken inside the training step's own backward
+    /// pass (fused into the weight-gradient kernels).
+    Batch,
     /// The exact norm of sample i's gradient over every parameter on the path,
     /// with the batch-norm statistics held fixed (they couple the samples of a
     /// batch; held fixed, each sample's gradient is its own): one extra

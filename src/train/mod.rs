@@ -506,26 +506,35 @@ pub fn forward_backward<B: Backend>(
     let (mut loss, mut dlogits, mut proxy) = (be.alloc(n), be.alloc(n * k), be.alloc(n));
     be.softmax_cross_entropy(n, k, &tape.logits, labels, weights, &mut loss, &mut dlogits, &mut proxy);
     be.batch_metrics(n, k, &tape.logits, labels, &loss, sums);
-    let scores = match importance {
-        DataImportance::Proxy => proxy,
+    let mut sq = be.alloc_zeroed(n);
+    let mut pass = Pass::gradients();
+    match importance {
+        DataImportance::Proxy => sq = proxy,
+        // the training step's own backward pass below measures each sample's part of every reduction
+        DataImportance::Batch => pass.per_sample_sq_norms = Some(&mut sq),
         DataImportance::Classifier | DataImportance::Full => {
             // each sample's own loss gradient at the logits: softmax - onehot
             let mut dz = be.alloc(n * k);
             let mut scratch = (be.alloc(n), be.alloc(n));
             be.softmax_cross_entropy(n, k, &tape.logits, labels, None, &mut scratch.0, &mut dz, &mut scratch.1);
             be.scale(&mut dz, n as f64);
-            let mut sq = be.alloc_zeroed(n);
             if importance == DataImportance::Classifier {
                 net.classifier_per_sample_sq_norms(be, &tape, &dz, &mut sq);
             } else {
-                net.backward_with(be, &tape, &dz, &mut Pass { frozen_bn_statistics: true, per_sample_sq_norms: Some(&mut sq) });
+                net.backward_with(
+                    be,
+                    &tape,
+                    &dz,
+                    &mut Pass { frozen_bn_statistics: true, gradients: false, per_sample_sq_norms: Some(&mut sq) },
+                );
             }
-            be.elementwise_sqrt(&mut sq);
-            sq
         }
-    };
-    net.backward(be, tape, &dlogits);
-    scores
+    }
+    net.backward_with(be, &tape, &dlogits, &mut pass);
+    if importance != DataImportance::Proxy {
+        be.elementwise_sqrt(&mut sq);
+    }
+    sq
 }
 
 /// Which parameter tensors are on any of `paths`.

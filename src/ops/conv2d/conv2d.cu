@@ -178,9 +178,14 @@ __device__ __forceinline__ void weight_grad_tile(const ConvGeom& g, const float*
 // partial[chunk][co][r] = the weight gradient over the chunk's output pixels:
 // the pixel reduction split into chunks (blockIdx.z), summed by
 // conv2d_reduce_weight_grad in a fixed order.
+//
+// With sample_sq, chunks hold whole samples, and the block reduces them one at
+// a time: each sample's partial tile stays in registers while its squared norm
+// goes to sample_sq[sample][tile] (a block sum, so in a fixed order) and the
+// tile joins the chunk's sum; conv2d_per_sample_finish adds up the tiles.
 template <int TM>
-__device__ __forceinline__ void weight_grad_partial(const ConvGeom& g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
-                                                    float* __restrict__ partial, int chunk_pixels) {
+__device__ __forceinline__ void weight_grad_partial(const ConvGeom& g, int chunk_pixels, const float* __restrict__ x, int relu_x,
+                                                    const float* __restrict__ dy, float* __restrict__ partial, float* __restrict__ sample_sq) {
     constexpr int TN = 4096 / TM, TX = TN / 4;
     const int K = g.c_in * g.k * g.k;
     const int npix = g.n * g.oh * g.ow;
@@ -188,7 +193,25 @@ __device__ __forceinline__ void weight_grad_partial(const ConvGeom& g, const flo
     const int r0 = blockIdx.x * TN, m0 = blockIdx.y * TM;
     const int pb = blockIdx.z * chunk_pixels, pe = min(npix, pb + chunk_pixels);
     float acc[4][4];
-    weight_grad_tile<TM>(g, x, relu_x, dy, pb, pe, m0, r0, acc);
+    if (!sample_sq) {
+        weight_grad_tile<TM>(g, x, relu_x, dy, pb, pe, m0, r0, acc);
+    } else {
+        const int ohw = g.oh * g.ow, tiles = gridDim.x * gridDim.y, tile = blockIdx.y * gridDim.x + blockIdx.x;
+        for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+        for (int p = pb; p < pe; p += ohw) {
+            float s[4][4];
+            weight_grad_tile<TM>(g, x, relu_x, dy, p, p + ohw, m0, r0, s);
+            double sq = 0.0;
+            for (int i = 0; i < 4; ++i)
+                for (int j = 0; j < 4; ++j) {
+                    sq += (double)s[i][j] * (double)s[i][j];  // 0 outside the weight: the tile is zero-padded
+                    acc[i][j] += s[i][j];
+                }
+            sq = block_sum(sq);
+            if (threadIdx.x == 0) sample_sq[(long long)(p / ohw) * tiles + tile] = (float)sq;
+        }
+    }
     float* out = partial + (long long)blockIdx.z * g.c_out * K;
     for (int i = 0; i < 4; ++i) {
         int m = m0 + ty * 4 + i;
@@ -201,14 +224,14 @@ __device__ __forceinline__ void weight_grad_partial(const ConvGeom& g, const flo
 }
 
 KERNEL void conv2d_backward_weight(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
-                                   float* __restrict__ partial) {
-    weight_grad_partial<64>(g, x, relu_x, dy, partial, chunk_pixels);
+                                   float* __restrict__ partial, float* __restrict__ sample_sq) {
+    weight_grad_partial<64>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
 }
 PADA_KERNEL(conv2d_backward_weight)
 
 KERNEL void conv2d_backward_weight_narrow(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
-                                          float* __restrict__ partial) {
-    weight_grad_partial<16>(g, x, relu_x, dy, partial, chunk_pixels);
+                                          float* __restrict__ partial, float* __restrict__ sample_sq) {
+    weight_grad_partial<16>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
 }
 PADA_KERNEL(conv2d_backward_weight_narrow)
 

@@ -89,26 +89,42 @@ impl<D: Device> Conv2dOps for GpuBackend<D> {
         dy: &GpuBuf<D>,
         dw: &mut GpuBuf<D>,
         db: Option<&mut GpuBuf<D>>,
+        sample_sq: Option<&mut GpuBuf<D>>,
     ) {
         assert!(x.len == g.input().len() && dy.len == g.output().len() && dw.len == g.weight_len(), "conv2d_backward_weight: sizes");
-        let (k, c_out, npix) = (g.col_rows(), g.c_out as usize, g.output().per_channel());
+        let (k, c_out, npix, ohw, n) = (g.col_rows(), g.c_out as usize, g.output().per_channel(), (g.oh * g.ow) as usize, g.n as usize);
         // a weight gradient is c_out x k: 16-row tiles only when k fills their 256 columns
         let tile = if k > 64 { ConvTile::for_channels(c_out) } else { ConvTile::WIDE };
         let tiles = k.div_ceil(tile.cols) * c_out.div_ceil(tile.rows);
-        // split the pixel reduction so that the grid has a few hundred blocks
+        // split the pixel reduction so that the grid has a few hundred blocks;
+        // per-sample norms need chunks of whole samples
         let chunks = npix.div_ceil(1024).clamp(1, (512 / tiles).max(1));
-        let chunk_pixels = npix.div_ceil(chunks).div_ceil(16) * 16;
+        let chunk_pixels = match sample_sq {
+            Some(_) => n.div_ceil(chunks) * ohw,
+            None => npix.div_ceil(chunks).div_ceil(16) * 16,
+        };
         let chunks = npix.div_ceil(chunk_pixels);
         let partial = self.raw_alloc(chunks * c_out * k);
+        let sample_part = sample_sq.is_some().then(|| self.raw_alloc(n * tiles));
         self.launch(
             tile.weight_kernel(),
             [k.div_ceil(tile.cols) as u32, c_out.div_ceil(tile.rows) as u32, chunks as u32],
             [THREADS, 1, 1],
             0,
-            Args::default().push(g).i32(chunk_pixels as i32).buf(x).i32(relu_x as i32).buf(dy).buf(&partial),
+            Args::default().push(g).i32(chunk_pixels as i32).buf(x).i32(relu_x as i32).buf(dy).buf(&partial).opt(sample_part.as_ref()),
         );
         let len = c_out * k;
         self.launch1d(Kernel::Conv2dReduceWeightGrad, len, Args::default().i32(chunks as i32).i64(len as i64).buf(&partial).buf(dw));
+        if let (Some(out), Some(part)) = (sample_sq, &sample_part) {
+            assert_eq!(out.len, n, "conv2d_backward_weight: sample_sq");
+            self.launch(
+                Kernel::Conv2dPerSampleFinish,
+                [n as u32, 1, 1],
+                [THREADS, 1, 1],
+                0,
+                Args::default().push(g).i32(tiles as i32).buf(part).buf(dy).i32(db.is_some() as i32).buf(out),
+            );
+        }
         if let Some(db) = db {
             assert_eq!(db.len, c_out, "conv2d_backward_weight: db");
             let split = ChannelSplit::new(c_out, npix);

@@ -293,25 +293,45 @@ pub fn conv2d_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_ma
 
 /// `dw += dy (x) im2col(relu?(x))`, `db += sum(dy)`: weight and bias gradients,
 /// accumulated (FairNAS sums the gradients of several paths).
-pub fn conv2d_backward_weight<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, dy: &[T], dw: &mut [T], db: Option<&mut [T]>) {
+///
+/// With `sample_sq`, also `sample_sq[i] += ||g_i||^2` where `g_i` is sample
+/// i's contribution to these gradients (its pixels' part of the reduction,
+/// weight and bias), so that `sum_i g_i` is the gradient: the reduction runs
+/// in tiles of one image, whose partial gradient is `g_i`; its squared norm
+/// is taken before the tile joins the sum, and no `g_i` outlives its tile.
+pub fn conv2d_backward_weight<T: Element>(
+    g: &ConvGeom,
+    x: &[T],
+    relu_x: bool,
+    dy: &[T],
+    dw: &mut [T],
+    db: Option<&mut [T]>,
+    sample_sq: Option<&mut [T]>,
+) {
     assert_eq!(x.len(), g.input().len(), "conv2d_backward_weight: x");
     assert_eq!(dy.len(), g.output().len(), "conv2d_backward_weight: dy");
     assert_eq!(dw.len(), g.weight_len(), "conv2d_backward_weight: dw");
-    let (imgs, tiles) = tiling(g);
     let (n, ohw, kk, c_out) = (g.n as usize, (g.oh * g.ow) as usize, g.col_rows(), g.c_out as usize);
+    let per_sample = sample_sq.is_some();
+    let (imgs, tiles) = if per_sample { (1, n) } else { tiling(g) };
     let row_len = n * ohw;
     let wl = g.weight_len();
+    // each tile's squared norm (used with `sample_sq`, where a tile is a sample)
+    let mut tile_sq = vec![0f64; tiles];
     // One partial gradient per tile, summed in tile order below. Each is computed
     // transposed, `col [kk x cols] * dy^T [cols x c_out]`: the GEMM is several
     // times faster in that orientation (its packing reads both operands along rows).
     with_scratch::<T, _>(tiles * wl, |partial| {
-        partial.par_chunks_mut(wl).enumerate().for_each(|(t, part)| {
+        partial.par_chunks_mut(wl).zip(tile_sq.par_iter_mut()).enumerate().for_each(|(t, (part, sq))| {
             let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
             let cols = (n1 - n0) * ohw;
             with_scratch::<T, _>(kk * cols, |col| {
                 im2col(g, x, relu_x, n0, n1, col);
                 gemm(kk, c_out, cols, Mat::rows(col, cols), Mat::transposed(&dy[n0 * ohw..], row_len), part, c_out, false);
             });
+            if per_sample {
+                *sq = reduce::sum_map(part, |v| v * v);
+            }
         });
         for part in partial.chunks(wl) {
             // part is [kk x c_out]; dw is [c_out x kk]
@@ -322,12 +342,27 @@ pub fn conv2d_backward_weight<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, d
             }
         }
     });
+    let bias = db.is_some();
     if let Some(db) = db {
         assert_eq!(db.len(), c_out, "conv2d_backward_weight: db");
         db.par_iter_mut().enumerate().for_each(|(co, d)| {
             *d += T::from_f64(reduce::sum(&dy[co * row_len..(co + 1) * row_len]));
         });
     }
+    if let Some(out) = sample_sq {
+        assert_eq!(out.len(), n, "conv2d_backward_weight: sample_sq");
+        out.par_iter_mut().zip(&tile_sq).enumerate().for_each(|(i, (o, &w))| *o += T::from_f64(w + sample_bias_sq(g, dy, bias, i)));
+    }
+}
+
+/// `||sum over sample i's pixels of dy||^2` over the output channels (its bias
+/// gradient's squared norm), or 0 without a bias.
+fn sample_bias_sq<T: Element>(g: &ConvGeom, dy: &[T], bias: bool, i: usize) -> f64 {
+    let (ohw, row_len) = ((g.oh * g.ow) as usize, g.output().per_channel());
+    if !bias {
+        return 0.0;
+    }
+    (0..g.c_out as usize).map(|co| reduce::sum(&dy[co * row_len + i * ohw..co * row_len + (i + 1) * ohw]).powi(2)).sum()
 }
 
 /// `out[i] += ||dy_i (x) im2col(relu?(x_i))||^2 (+ ||sum_p dy_i||^2 with a bias)`:
@@ -340,19 +375,13 @@ pub fn conv2d_per_sample_sq_norms<T: Element>(g: &ConvGeom, x: &[T], relu_x: boo
     let (n, ohw, kk, c_out) = (g.n as usize, (g.oh * g.ow) as usize, g.col_rows(), g.c_out as usize);
     let row_len = n * ohw;
     out.par_iter_mut().enumerate().for_each(|(i, o)| {
-        let mut sq = with_scratch::<T, _>(kk * ohw + kk * c_out, |buf| {
+        let sq = with_scratch::<T, _>(kk * ohw + kk * c_out, |buf| {
             let (col, gw) = buf.split_at_mut(kk * ohw);
             im2col(g, x, relu_x, i, i + 1, col);
             gemm(kk, c_out, ohw, Mat::rows(col, ohw), Mat::transposed(&dy[i * ohw..], row_len), gw, c_out, false);
             reduce::sum_map(gw, |v| v * v)
         });
-        if bias {
-            for co in 0..c_out {
-                let b = reduce::sum(&dy[co * row_len + i * ohw..co * row_len + (i + 1) * ohw]);
-                sq += b * b;
-            }
-        }
-        *o += T::from_f64(sq);
+        *o += T::from_f64(sq + sample_bias_sq(g, dy, bias, i));
     });
 }
 
@@ -369,6 +398,9 @@ pub trait Conv2dOps: Memory {
         dx: &mut Self::Buf,
         accumulate: bool,
     );
+    /// With `sample_sq`, also each sample's squared norm of its contribution
+    /// to `dw` and `db`, added into `sample_sq[n]`, in the same pass.
+    #[allow(clippy::too_many_arguments)]
     fn conv2d_backward_weight(
         &self,
         g: &ConvGeom,
@@ -377,6 +409,7 @@ pub trait Conv2dOps: Memory {
         dy: &Self::Buf,
         dw: &mut Self::Buf,
         db: Option<&mut Self::Buf>,
+        sample_sq: Option<&mut Self::Buf>,
     );
     /// Per-sample squared norms of the weight (and bias) gradient, added into `out[n]`.
     fn conv2d_per_sample_sq_norms(&self, g: &ConvGeom, x: &Self::Buf, relu_x: bool, dy: &Self::Buf, bias: bool, out: &mut Self::Buf);
@@ -405,8 +438,9 @@ impl<T: Element> Conv2dOps for CpuBackend<T> {
         dy: &CpuBuf<T>,
         dw: &mut CpuBuf<T>,
         db: Option<&mut CpuBuf<T>>,
+        sample_sq: Option<&mut CpuBuf<T>>,
     ) {
-        conv2d_backward_weight(g, x, relu_x, dy, dw, db.map(|b| b.as_mut_slice()))
+        conv2d_backward_weight(g, x, relu_x, dy, dw, db.map(|b| b.as_mut_slice()), sample_sq.map(|s| s.as_mut_slice()))
     }
     fn conv2d_per_sample_sq_norms(&self, g: &ConvGeom, x: &CpuBuf<T>, relu_x: bool, dy: &CpuBuf<T>, bias: bool, out: &mut CpuBuf<T>) {
         conv2d_per_sample_sq_norms(g, x, relu_x, dy, bias, out)
