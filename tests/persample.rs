@@ -116,7 +116,7 @@ fn conv_sample_contributions_match_brute_force() {
         let (mut dw, mut db, mut sq) = (vec![0.0; g.weight_len()], vec![0.0; c_out], vec![0.5; n]);
         ops::conv2d_backward_weight(&g, &x, relu, &dy, &mut dw, bias.then_some(&mut db[..]), Some(&mut sq));
         let (mut sum_w, mut sum_b) = (vec![0.0; g.weight_len()], vec![0.0; c_out]);
-        for i in 0..n {
+        for (i, &got) in sq.iter().enumerate() {
             let mut dyi = vec![0.0; dy.len()];
             for co in 0..c_out {
                 let r = co * n * ohw + i * ohw;
@@ -125,7 +125,7 @@ fn conv_sample_contributions_match_brute_force() {
             let (mut gw, mut gb) = (vec![0.0; g.weight_len()], vec![0.0; c_out]);
             ops::conv2d_backward_weight(&g, &x, relu, &dyi, &mut gw, bias.then_some(&mut gb[..]), None);
             let want = 0.5 + gw.iter().chain(if bias { &gb[..] } else { &[] }).map(|v| v * v).sum::<f64>();
-            assert!((sq[i] - want).abs() <= 1e-12 * want, "{g:?} sample {i}: {} vs {want}", sq[i]);
+            assert!((got - want).abs() <= 1e-12 * want, "{g:?} sample {i}: {got} vs {want}");
             sum_w.iter_mut().zip(&gw).for_each(|(s, v)| *s += v);
             sum_b.iter_mut().zip(&gb).for_each(|(s, v)| *s += v);
         }
