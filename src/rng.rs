@@ -33,6 +33,7 @@ pub enum Purpose {
     Ranking = 6,
     Search = 7,
     GradVar = 8,
+    MomentumSplit = 9,
 }
 
 /// A seed for `purpose` at (`a`, `b`) (e.g. epoch and step) of a run seeded `seed`.

@@ -78,13 +78,20 @@ pub fn one_step<B: Backend<T = f32>>(be: &B) {
     }
 }
 
-pub fn pada_training<B: Backend<T = f32>>(be: &B) {
+/// 12 PA&DA steps on both backends; `extras` adds CaLR, momentum separation
+/// and the fused per-sample (`batch`) data scores.
+pub fn pada_training<B: Backend<T = f32>>(be: &B, extras: bool) {
     let cpu = CpuBackend::<f32>::new();
     let mut config = TrainConfig::defaults(Method::Pada, "synthetic:1x8x8:96:16:4".parse().unwrap());
     config.epochs = 4; // 3 steps an epoch: 12 steps, data resampled 3 times, paths re-weighted 3 times
     config.batch_size = 32;
     config.channels = 3;
     config.cells = 1;
+    if extras {
+        config.lr_schedule = pada::train::LrSchedule::Calr;
+        config.momentum_groups = 5;
+        config.data_importance = pada::train::DataImportance::Batch;
+    }
     let data = Arc::new(config.data.load().unwrap());
     let mut tc = Trainer::new(&cpu, config.clone(), data.clone()).unwrap();
     let mut tg = Trainer::new(be, config, data).unwrap();
@@ -114,7 +121,11 @@ mod emulated {
     }
     #[test]
     fn pada_training_matches_cpu() {
-        super::pada_training(&be())
+        super::pada_training(&be(), false)
+    }
+    #[test]
+    fn pada_training_with_calr_momentum_groups_and_batch_scores_matches_cpu() {
+        super::pada_training(&be(), true)
     }
 }
 
@@ -131,6 +142,11 @@ mod gpu {
     #[test]
     #[ignore]
     fn pada_training_matches_cpu() {
-        super::pada_training(&be())
+        super::pada_training(&be(), false)
+    }
+    #[test]
+    #[ignore]
+    fn pada_training_with_calr_momentum_groups_and_batch_scores_matches_cpu() {
+        super::pada_training(&be(), true)
     }
 }

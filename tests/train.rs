@@ -101,11 +101,17 @@ impl Progress for Snapshot<'_> {
 #[test]
 fn resume_reaches_the_same_final_result_as_an_uninterrupted_run() {
     let be = CpuBackend::<f32>::new();
-    for method in [Method::Pada, Method::Sumnas] {
+    let subnet_aware = |method| {
+        let mut c = tiny(method, 4);
+        (c.lr_schedule, c.momentum_groups) = (pada::train::LrSchedule::Calr, 5);
+        c
+    };
+    for config in [tiny(Method::Pada, 4), tiny(Method::Sumnas, 4), subnet_aware(Method::Pada), subnet_aware(Method::Fairnas)] {
+        let method = config.method;
         let full = tempfile::tempdir().unwrap();
-        run::train(&be, Some(tiny(method, 4)), full.path(), &mut Quiet).unwrap();
+        run::train(&be, Some(config.clone()), full.path(), &mut Quiet).unwrap();
         let cut = tempfile::tempdir().unwrap();
-        run::train(&be, Some(tiny(method, 4)), cut.path(), &mut Snapshot { dir: cut.path(), at: 2 }).unwrap();
+        run::train(&be, Some(config), cut.path(), &mut Snapshot { dir: cut.path(), at: 2 }).unwrap();
         // "kill" after epoch 2: the checkpoint of epoch 2, and weights/metrics ahead of it
         std::fs::rename(cut.path().join("saved.ck"), cut.path().join(run::CHECKPOINT)).unwrap();
         std::fs::remove_file(cut.path().join(run::SUMMARY)).unwrap();
@@ -194,4 +200,80 @@ fn gradient_variance_is_logged_without_disturbing_training() {
         assert!(same, "{f} differs when the gradient variance is measured");
     }
     assert!(run::read_metrics(plain.path()).unwrap().iter().all(|e| e.gradvar.is_none()));
+}
+
+#[test]
+fn calr_complexity_and_schedule_are_the_released_codes() {
+    let be = CpuBackend::<f32>::new();
+    let net = Supernet::uninit(&be, SupernetConfig::nb201()).unwrap();
+    // 72,752 + 26,880 n1 + 241,920 n3 at C=16, N=5 (the released code's table)
+    for (arch, n1, n3) in [
+        ("|none~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|skip_connect~1|avg_pool_3x3~2|", 0, 0),
+        ("|nor_conv_1x1~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|nor_conv_1x1~1|nor_conv_3x3~2|", 2, 2),
+        ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|", 0, 6),
+    ] {
+        let g: Genotype = arch.parse().unwrap();
+        assert_eq!(net.complexity(&g), 72_752 + 26_880 * n1 + 241_920 * n3, "{arch}");
+    }
+    let (lo, hi) = (72_752.0, 72_752.0 + 6.0 * 241_920.0);
+    // t = T/2: the smallest path gets gamma 4, the largest 1/4, the geometric middle 1
+    let lr = |c: f64| pada::train::calr_lr(0.05, 50, 100, c, (lo, hi), 4.0);
+    assert!((lr(lo) - 0.05 * 0.5f64.powi(4)).abs() < 1e-15);
+    assert!((lr(hi) - 0.05 * 0.5f64.powf(0.25)).abs() < 1e-15);
+    assert!((lr((lo * hi).sqrt()) - 0.025).abs() < 1e-15);
+    assert_eq!(pada::train::calr_lr(0.05, 0, 100, lo, (lo, hi), 4.0), 0.05, "every path starts at lr0");
+    assert_eq!(pada::train::calr_lr(0.05, 100, 100, hi, (lo, hi), 4.0), 0.0, "and ends at 0");
+}
+
+/// Momentum separation: each group's buffer carries only the steps that used
+/// it. Steps on groups 2, 4, 2 of a tensor with constant gradient g: step 2
+/// starts from a fresh buffer, step 3 continues step 1's.
+#[test]
+fn momentum_groups_keep_separate_buffers() {
+    let be = CpuBackend::<f64>::new();
+    let cfg = SupernetConfig { channels: 2, cells: 1, classes: 3, input: "1x8x8".parse().unwrap() };
+    let mut net = Supernet::new(&be, cfg, 1).unwrap();
+    net.params.set_momentum_groups(&be, 5);
+    let id = net.params.id("classifier.bias").unwrap();
+    let on: Vec<bool> = (0..net.params.len()).map(|i| i == id.0).collect();
+    let h = SgdStep { lr: 0.1, momentum: 0.9, weight_decay: 0.0 };
+    let g = vec![0.5, -1.0, 2.0];
+    let p0 = net.params.get(id).value.to_vec();
+    let mut p = p0.clone();
+    let (mut m2, mut m4) = (vec![0.0; 3], vec![0.0; 3]);
+    for group in [2usize, 4, 2] {
+        net.params.activate_momentum_group(group);
+        be.upload_into(&g, &mut net.params.get_mut(id).grad);
+        net.params.get_mut(id).seen = true;
+        clip_and_step(&be, &mut net.params, &on, &h, None, OffPath::Frozen, None);
+        let m = if group == 2 { &mut m2 } else { &mut m4 };
+        for k in 0..3 {
+            m[k] = 0.9 * m[k] + g[k];
+            p[k] -= 0.1 * m[k];
+        }
+        assert_eq!(net.params.get(id).value.to_vec(), p, "after a step on group {group}");
+    }
+    // the groups hold what they carried; group 0 never moved
+    assert_eq!(net.params.momentum_of(id.0, 2).to_vec(), m2);
+    assert_eq!(net.params.momentum_of(id.0, 4).to_vec(), m4);
+    assert!(net.params.momentum_of(id.0, 0).iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn the_trainer_selects_the_group_of_the_split_edges_op() {
+    let be = CpuBackend::<f32>::new();
+    let mut config = tiny(Method::Spos, 1);
+    config.momentum_groups = 5;
+    let data = std::sync::Arc::new(config.data.load().unwrap());
+    let mut t = pada::train::Trainer::new(&be, config, data).unwrap();
+    t.trace = true;
+    let e = t.momentum_split_edge;
+    let mut ops = Vec::new();
+    t.run_epoch(&mut |p| ops.push(p.trace.unwrap().paths[0].0[e].index())).unwrap();
+    // each op seen on the split edge has a non-zero buffer for the classifier, the others none
+    let id = t.net.params.id("classifier.weight").unwrap();
+    for group in 0..5 {
+        let moved = t.net.params.momentum_of(id.0, group).iter().any(|&v| v != 0.0);
+        assert_eq!(moved, ops.contains(&group), "group {group}, ops on edge {e}: {ops:?}");
+    }
 }

@@ -75,6 +75,20 @@ pub struct TrainArgs {
     /// gradient, every parameter, batch-norm statistics held fixed; a second backward pass) [default: proxy].
     #[arg(long, value_enum)]
     pub data_importance: Option<crate::train::DataImportance>,
+    /// Learning-rate schedule: cosine (per epoch, the official code) | calr (complexity-aware,
+    /// per step: lr (1 - t/T)^gamma with gamma from --calr-gamma-max for the smallest sampled
+    /// sub-network to its inverse for the largest; Jeon et al., CVPR 2025) [default: cosine].
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<crate::train::LrSchedule>,
+    /// CaLR's largest exponent [default: 4].
+    #[arg(long)]
+    pub calr_gamma_max: Option<f64>,
+    /// Momentum separation (Jeon et al., CVPR 2025): 5 = one momentum buffer per op of one
+    /// split edge (chosen from --seed); each step uses and updates the buffer of the op its path
+    /// puts there (weight decay included; with --off-path momentum, the off-path parameters move
+    /// with that buffer too); FairNAS uses its first path's. 1 = plain SGD [default: 1].
+    #[arg(long)]
+    pub momentum_groups: Option<usize>,
     /// Keep the last N training images out of training, for `pada search` [default: 0].
     #[arg(long)]
     pub holdout: Option<usize>,
@@ -139,7 +153,10 @@ impl TrainArgs {
             data_importance,
             gradvar_every,
             gradvar_batches,
-            on_nan
+            on_nan,
+            lr_schedule,
+            calr_gamma_max,
+            momentum_groups
         );
         if let Some(d) = &self.device {
             c.device = d.to_string();
@@ -168,6 +185,9 @@ impl TrainArgs {
             || self.gradvar_every.is_some()
             || self.gradvar_batches.is_some()
             || self.on_nan.is_some()
+            || self.lr_schedule.is_some()
+            || self.calr_gamma_max.is_some()
+            || self.momentum_groups.is_some()
             || self.per_edge
             || self.weighted_loss
             || self.out.is_some()

@@ -268,6 +268,14 @@ impl<B: Backend> Supernet<B> {
             .collect()
     }
 
+    /// The complexity CaLR (Jeon et al., 2025) schedules by: the weights (not
+    /// the biases) of the sub-network `g`'s convolutions and classifier. At
+    /// C=16, N=5 it is 72,752 + 26,880 n1 + 241,920 n3 for n1 conv1x1 and n3
+    /// conv3x3 edges, as in the released code.
+    pub fn complexity(&self, g: &Genotype) -> usize {
+        self.path_params(g).iter().map(|&id| self.params.get(id)).filter(|p| p.name.ends_with(".weight")).map(|p| p.len()).sum()
+    }
+
     /// Number of scalars of the sub-network `g` (or the whole supernet for `None`).
     pub fn param_count(&self, g: Option<&Genotype>) -> usize {
         match g {

@@ -22,7 +22,12 @@ pub struct Param<B: Backend> {
     pub fan_in: usize,
     pub value: B::Buf,
     pub grad: B::Buf,
+    /// The SGD momentum buffer of the active momentum group (the only one
+    /// without `--momentum-groups`).
     pub momentum: B::Buf,
+    /// With momentum groups, the other groups' buffers; `None` at the active
+    /// group's index (its buffer is `momentum`).
+    pub parked: Vec<Option<B::Buf>>,
     /// Whether the tensor has ever had a gradient (PyTorch: `p.grad is not None`).
     pub seen: bool,
     /// Whether `grad` may be non-zero (written since the last [`ParamStore::zero_grads`]).
@@ -41,11 +46,13 @@ impl<B: Backend> Param<B> {
 pub struct ParamStore<B: Backend> {
     pub tensors: Vec<Param<B>>,
     by_name: HashMap<String, ParamId>,
+    /// The momentum group whose buffers are in `Param::momentum`.
+    active_group: usize,
 }
 
 impl<B: Backend> Default for ParamStore<B> {
     fn default() -> Self {
-        Self { tensors: Vec::new(), by_name: HashMap::new() }
+        Self { tensors: Vec::new(), by_name: HashMap::new(), active_group: 0 }
     }
 }
 
@@ -62,6 +69,7 @@ impl<B: Backend> ParamStore<B> {
             value: be.alloc_zeroed(len),
             grad: be.alloc_zeroed(len),
             momentum: be.alloc_zeroed(len),
+            parked: Vec::new(),
             seen: false,
             dirty: false,
         });
@@ -110,6 +118,55 @@ impl<B: Backend> ParamStore<B> {
             be.fill(&mut p.grad, B::T::zero());
             p.seen = false;
             p.dirty = false;
+        }
+    }
+
+    /// Momentum separation (Jeon et al., CVPR 2025): `k` momentum buffers per
+    /// tensor, all zero, of which one is active at a time (group 0 now).
+    pub fn set_momentum_groups(&mut self, be: &B, k: usize) {
+        self.active_group = 0;
+        for p in &mut self.tensors {
+            be.fill(&mut p.momentum, B::T::zero());
+            p.parked = (0..k).map(|g| (g > 0).then(|| be.alloc_zeroed(p.len()))).collect();
+        }
+    }
+
+    /// Number of momentum groups (1 without momentum separation).
+    pub fn momentum_groups(&self) -> usize {
+        self.tensors.first().map_or(1, |p| p.parked.len().max(1))
+    }
+
+    /// Makes group `g`'s buffers the ones SGD uses (a swap of buffers, no copy).
+    pub fn activate_momentum_group(&mut self, g: usize) {
+        if g == self.active_group {
+            return;
+        }
+        let old = self.active_group;
+        for p in &mut self.tensors {
+            let next = p.parked[g].take().expect("a parked group");
+            p.parked[old] = Some(std::mem::replace(&mut p.momentum, next));
+        }
+        self.active_group = g;
+    }
+
+    /// Tensor `i`'s momentum buffer of group `g`.
+    pub fn momentum_of(&self, i: usize, g: usize) -> &B::Buf {
+        let p = &self.tensors[i];
+        if g == self.active_group {
+            &p.momentum
+        } else {
+            p.parked[g].as_ref().expect("a parked group")
+        }
+    }
+
+    /// Tensor `i`'s momentum buffer of group `g`, to restore it.
+    pub fn momentum_of_mut(&mut self, i: usize, g: usize) -> &mut B::Buf {
+        let active = self.active_group;
+        let p = &mut self.tensors[i];
+        if g == active {
+            &mut p.momentum
+        } else {
+            p.parked[g].as_mut().expect("a parked group")
         }
     }
 

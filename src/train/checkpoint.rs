@@ -133,14 +133,28 @@ pub fn load_weights<B: Backend>(be: &B, bytes: &[u8], what: &str) -> anyhow::Res
     Ok(net)
 }
 
+/// The checkpoint name of momentum group `g`: `momentum` (the only one
+/// without momentum separation), then `momentum1`, `momentum2`, ...
+fn momentum_name(g: usize) -> String {
+    if g == 0 {
+        "momentum".into()
+    } else {
+        format!("momentum{g}")
+    }
+}
+
 /// Everything to continue training: weights, momentum, which tensors have had
 /// gradients, the samplers' state and the number of epochs done.
 pub fn checkpoint_bytes<B: Backend>(t: &Trainer<B>) -> anyhow::Result<Vec<u8>> {
     let be = t.be;
     let mut tensors = Vec::new();
-    for p in &t.net.params.tensors {
+    let groups = t.net.params.momentum_groups();
+    for (i, p) in t.net.params.tensors.iter().enumerate() {
         tensors.push((format!("param.{}", p.name), f32_tensor(p.shape.clone(), &be.download(&p.value))));
-        tensors.push((format!("momentum.{}", p.name), f32_tensor(p.shape.clone(), &be.download(&p.momentum))));
+        for g in 0..groups {
+            let m = be.download(t.net.params.momentum_of(i, g));
+            tensors.push((format!("{}.{}", momentum_name(g), p.name), f32_tensor(p.shape.clone(), &m)));
+        }
     }
     let prob = t.paths.distribution();
     tensors.push((
@@ -183,16 +197,28 @@ pub fn restore_checkpoint<B: Backend>(t: &mut Trainer<B>, bytes: &[u8], what: &s
         None | Some("") => Vec::new(),
         Some(s) => s.split(',').map(|v| v.parse()).collect::<Result<_, _>>().with_context(|| format!("{what}: bad 'seen' list"))?,
     };
-    for (i, p) in t.net.params.tensors.iter_mut().enumerate() {
-        for (prefix, buf) in [("param.", &mut p.value), ("momentum.", &mut p.momentum)] {
-            let v = read_f32(&st, &format!("{prefix}{}", p.name), &p.shape, what)?;
-            let host: Vec<B::T> = v.into_iter().map(|x| B::T::from_f64(x as f64)).collect();
-            be.upload_into(&host, buf);
+    let groups = t.net.params.momentum_groups();
+    let upload = |name: String, shape: &[usize], buf: &mut B::Buf| -> anyhow::Result<()> {
+        let v = read_f32(&st, &name, shape, what)?;
+        let host: Vec<B::T> = v.into_iter().map(|x| B::T::from_f64(x as f64)).collect();
+        be.upload_into(&host, buf);
+        Ok(())
+    };
+    for i in 0..t.net.params.len() {
+        let (name, shape) = (t.net.params.tensors[i].name.clone(), t.net.params.tensors[i].shape.clone());
+        upload(format!("param.{name}"), &shape, &mut t.net.params.tensors[i].value)?;
+        for g in 0..groups {
+            upload(format!("{}.{name}", momentum_name(g)), &shape, t.net.params.momentum_of_mut(i, g))?;
         }
+        let p = &mut t.net.params.tensors[i];
         p.seen = seen.contains(&i);
         be.fill(&mut p.grad, B::T::from_f64(0.0));
         p.dirty = false;
     }
+    ensure!(
+        st.tensor(&format!("{}.{}", momentum_name(groups), t.net.params.tensors[0].name)).is_err(),
+        "{what}: the checkpoint has more momentum groups than the run's --momentum-groups {groups}"
+    );
     let prob = st.tensor("sampler.path_prob").map_err(|_| anyhow::anyhow!("{what}: no sampler.path_prob"))?;
     t.paths.set_distribution(prob.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect())?;
     let next =

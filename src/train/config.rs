@@ -95,6 +95,21 @@ pub enum DataImportance {
     Full,
 }
 
+/// The learning-rate schedule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    /// Cosine annealing to 0, stepped once per epoch (the official code).
+    #[default]
+    Cosine,
+    /// Complexity-aware learning rate (Jeon et al., CVPR 2025): per step,
+    /// `lr0 (1 - t/T)^gamma` over global steps t of T, with gamma log-linear in
+    /// the log of the sampled path's complexity, from `gamma_max` for the
+    /// smallest sub-network to `1/gamma_max` for the largest: small paths'
+    /// rate decays fast, large ones' slowly.
+    Calr,
+}
+
 /// What happens when a step's gradients are not finite (NaN or Inf).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -159,6 +174,15 @@ pub struct TrainConfig {
     pub gradvar_batches: usize,
     #[serde(default)]
     pub on_nan: OnNan,
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// CaLR's largest exponent (`--calr-gamma-max`).
+    #[serde(default = "default_calr_gamma_max")]
+    pub calr_gamma_max: f64,
+    /// Momentum separation: this many momentum buffers per parameter, one per
+    /// op of one split edge chosen from the seed (1: plain SGD).
+    #[serde(default = "default_momentum_groups")]
+    pub momentum_groups: usize,
     pub sumnas: SumnasConfig,
 }
 
@@ -193,6 +217,9 @@ impl TrainConfig {
             gradvar_every: 0,
             gradvar_batches: default_gradvar_batches(),
             on_nan: OnNan::Stop,
+            lr_schedule: LrSchedule::Cosine,
+            calr_gamma_max: default_calr_gamma_max(),
+            momentum_groups: default_momentum_groups(),
             sumnas: SumnasConfig::default(),
         }
     }
@@ -209,6 +236,16 @@ impl TrainConfig {
         ensure!(self.weight_decay >= 0.0 && self.weight_decay.is_finite(), "--weight-decay must be >= 0 (got {})", self.weight_decay);
         ensure!(self.clip > 0.0, "--clip must be positive (got {})", self.clip);
         ensure!(self.gradvar_batches >= 2, "--gradvar-batches must be at least 2 (got {})", self.gradvar_batches);
+        ensure!(
+            self.calr_gamma_max >= 1.0 && self.calr_gamma_max.is_finite(),
+            "--calr-gamma-max must be at least 1 (got {})",
+            self.calr_gamma_max
+        );
+        ensure!(
+            matches!(self.momentum_groups, 1 | 5),
+            "--momentum-groups must be 1 (plain SGD) or 5 (one buffer per op of the split edge), got {}",
+            self.momentum_groups
+        );
         ensure!(
             !self.per_edge || matches!(self.method, Method::Pada | Method::Pa),
             "--per-edge applies to path importance (--method pada or pa), not to --method {}",
@@ -230,6 +267,22 @@ impl TrainConfig {
 
 fn default_gradvar_batches() -> usize {
     8
+}
+
+fn default_calr_gamma_max() -> f64 {
+    4.0
+}
+
+fn default_momentum_groups() -> usize {
+    1
+}
+
+/// CaLR's learning rate at global step `t` of `total` for a path of
+/// `complexity` between the search space's smallest and largest, `c_range`.
+pub fn calr_lr(lr0: f64, t: usize, total: usize, complexity: f64, c_range: (f64, f64), gamma_max: f64) -> f64 {
+    let x = ((complexity.ln() - c_range.0.ln()) / (c_range.1.ln() - c_range.0.ln())).clamp(0.0, 1.0);
+    let gamma = gamma_max.powf(1.0 - 2.0 * x);
+    lr0 * (1.0 - t as f64 / total as f64).max(0.0).powf(gamma)
 }
 
 /// The learning rate of epoch `epoch`: cosine annealing from `lr` to 0 over

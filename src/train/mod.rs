@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-pub use config::{cosine_lr, DataImportance, Method, SumnasConfig, TrainConfig};
+pub use config::{calr_lr, cosine_lr, DataImportance, LrSchedule, Method, SumnasConfig, TrainConfig};
 
 use crate::arch::Genotype;
 use crate::backend::{Backend, SgdSlot};
@@ -92,6 +92,8 @@ pub struct EpochRun<B: Backend> {
     /// The epoch's sample order.
     pub order: Vec<u32>,
     pub images: usize,
+    /// Sum of the steps' learning rates.
+    lr_sum: f64,
     /// Running mean loss and accuracy (%), refreshed every 16 steps.
     pub loss: f64,
     pub accuracy: f64,
@@ -163,6 +165,10 @@ pub struct Trainer<'a, B: Backend> {
     pub epoch: usize,
     /// Record every step in detail ([`StepTrace`]); slow, for tests.
     pub trace: bool,
+    /// Momentum separation's split edge (chosen from the seed).
+    pub momentum_split_edge: usize,
+    /// CaLR: the complexities of the smallest and the largest path.
+    complexity_range: (f64, f64),
     sumnas: Option<SumnasState<B>>,
 }
 
@@ -189,7 +195,17 @@ impl<'a, B: Backend> Trainer<'a, B> {
             snapshot: net.params.tensors.iter().map(|p| be.alloc(p.len())).collect(),
             delta: net.params.tensors.iter().map(|p| be.alloc(p.len())).collect(),
         });
-        Ok(Self { be, config, data, net, paths, samples, epoch: 0, trace: false, sumnas })
+        let mut net = net;
+        if config.momentum_groups > 1 {
+            net.params.set_momentum_groups(be, config.momentum_groups);
+        }
+        let momentum_split_edge = {
+            use rand::Rng;
+            crate::rng::stream(config.seed, crate::rng::Purpose::MomentumSplit, 0, 0).random_range(0..crate::arch::NUM_EDGES)
+        };
+        let extreme = |op| net.complexity(&Genotype([op; crate::arch::NUM_EDGES])) as f64;
+        let complexity_range = (extreme(crate::arch::Op::SkipConnect), extreme(crate::arch::Op::NorConv3x3));
+        Ok(Self { be, config, data, net, paths, samples, epoch: 0, trace: false, momentum_split_edge, complexity_range, sumnas })
     }
 
     pub fn done(&self) -> bool {
@@ -233,8 +249,10 @@ impl<'a, B: Backend> Trainer<'a, B> {
     pub fn begin_epoch(&mut self) -> anyhow::Result<EpochRun<B>> {
         let (be, e, epochs, seed) = (self.be, self.epoch, self.config.epochs, self.config.seed);
         // cosine annealing, stepped once per epoch (SUMNAS anneals its outer optimiser)
-        let schedule = cosine_lr(1.0, e, epochs);
-        let lr = schedule * if self.config.method == Method::Sumnas { self.config.sumnas.outer_lr } else { self.config.lr };
+        let lr = match self.config.lr_schedule {
+            LrSchedule::Cosine => cosine_lr(self.base_lr(), e, epochs),
+            LrSchedule::Calr => self.base_lr(), // per step, from the path (`step_lr`)
+        };
         let path_prob = self.paths.distribution().to_vec();
         let order = self.samples.begin_epoch(be, seed, e)?;
         let steps = order.len().div_ceil(self.config.batch_size);
@@ -251,6 +269,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             // recorded) on the device; such steps change nothing.
             guard: Guard { buf: be.alloc_zeroed(3), tensors: Vec::new() },
             images: 0,
+            lr_sum: 0.0,
             start: Instant::now(),
             loss: f64::NAN,
             accuracy: f64::NAN,
@@ -263,7 +282,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let be = self.be;
         let step = ep.step;
         let loss_before = self.trace.then(|| be.download(&ep.sums)[0].as_f64());
-        let detail = self.step(batch, ep.lr, &mut ep.sums, &mut ep.guard, step)?;
+        let global = (ep.epoch * ep.steps + step, self.config.epochs * ep.steps);
+        let (detail, lr) = self.step(batch, ep.lr, global, &mut ep.sums, &mut ep.guard, step)?;
+        ep.lr_sum += lr;
         ep.step += 1;
         ep.images += batch.n;
         // Reading the sums waits for the device: every 16 steps is enough
@@ -302,7 +323,11 @@ impl<'a, B: Backend> Trainer<'a, B> {
             epoch: e,
             loss: ep.loss,
             accuracy: ep.accuracy,
-            lr: ep.lr,
+            // the epoch's rate; CaLR's mean over the epoch's steps
+            lr: match self.config.lr_schedule {
+                LrSchedule::Cosine => ep.lr,
+                LrSchedule::Calr => ep.lr_sum / ep.steps as f64,
+            },
             path_prob: ep.path_prob,
             data,
             steps: ep.steps,
@@ -337,18 +362,42 @@ impl<'a, B: Backend> Trainer<'a, B> {
         )
     }
 
-    /// One training step on `batch` at learning rate `lr` (SUMNAS: the outer
-    /// one). When tracing: the paths, the gradient norm before clipping and the
-    /// per-sample scores.
+    /// The learning rate the schedule starts from (SUMNAS: its outer one).
+    fn base_lr(&self) -> f64 {
+        if self.config.method == Method::Sumnas {
+            self.config.sumnas.outer_lr
+        } else {
+            self.config.lr
+        }
+    }
+
+    /// The learning rate of a step on `paths`: the epoch's (cosine), or CaLR's
+    /// for the paths' mean complexity at global step `t` of `total` (FairNAS's
+    /// five paths together cover every op once, so their mean is the same
+    /// every step).
+    fn step_lr(&self, epoch_lr: f64, paths: &[Genotype], (t, total): (usize, usize)) -> f64 {
+        match self.config.lr_schedule {
+            LrSchedule::Cosine => epoch_lr,
+            LrSchedule::Calr => {
+                let c = paths.iter().map(|g| self.net.complexity(g) as f64).sum::<f64>() / paths.len() as f64;
+                calr_lr(self.base_lr(), t, total, c, self.complexity_range, self.config.calr_gamma_max)
+            }
+        }
+    }
+
+    /// One training step on `batch` (global step `global.0` of `global.1`).
+    /// Returns the learning rate it used and, when tracing, the paths, the
+    /// gradient norm before clipping and the per-sample scores.
     #[allow(clippy::type_complexity)]
     fn step(
         &mut self,
         batch: &Batch,
-        lr: f64,
+        epoch_lr: f64,
+        global: (usize, usize),
         sums: &mut B::Buf,
         guard: &mut Guard<B>,
         step: usize,
-    ) -> anyhow::Result<Option<(Vec<Genotype>, f64, Vec<f64>)>> {
+    ) -> anyhow::Result<(Option<(Vec<Genotype>, f64, Vec<f64>)>, f64)> {
         let be = self.be;
         let n = batch.n;
         let x = match fault_nan_step() {
@@ -359,6 +408,11 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let labels = be.upload_i32(&batch.labels);
         let weights = (self.config.weighted_loss).then(|| be.upload_f64(&self.samples.loss_weights(&batch.indices)));
         let paths = self.paths.next_paths()?;
+        let lr = self.step_lr(epoch_lr, &paths, global);
+        if self.config.momentum_groups > 1 {
+            // momentum separation: the buffers of the op the (first) path puts on the split edge
+            self.net.params.activate_momentum_group(paths[0].0[self.momentum_split_edge].index());
+        }
         let h = SgdStep { lr, momentum: self.config.momentum, weight_decay: self.config.weight_decay };
         let mut detail = None;
         match self.config.method {
@@ -380,7 +434,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 }
             }
         }
-        Ok(detail)
+        Ok((detail, lr))
     }
 
     /// `clip_grad_norm_` and SGD on the tensors with gradients after `paths`,
