@@ -191,6 +191,32 @@ def supernet_outputs(cfg, t):
     return out
 
 
+def proxy_outputs(cfg, t):
+    """Zero-cost proxies of each architecture (src/proxies.rs): grad-norm and
+    snip on the batch, synflow with |theta| on one all-ones image."""
+    c, n, in_ch, h, classes, batch, _, archs = cfg
+    out = {"grad_norm": [], "snip": [], "synflow": []}
+    for arch in archs:
+        model = Supernet(c, n, in_ch, classes).double()
+        names = model.pada_names()
+        with torch.no_grad():
+            for name, p in names.items():
+                p.copy_(t[f"param.{name}"])
+        F.cross_entropy(model(t["x"], arch), t["y"].to(torch.int64)).backward()
+        on = [p for p in model.parameters() if p.grad is not None]
+        with torch.no_grad():
+            out["grad_norm"].append(float(torch.sqrt(sum((p.grad ** 2).sum() for p in on))))
+            out["snip"].append(float(sum((p * p.grad).abs().sum() for p in on)))
+        model.zero_grad()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.abs_()
+        model(torch.ones(1, in_ch, h, h), arch).sum().backward()
+        with torch.no_grad():
+            out["synflow"].append(float(sum((p * p.grad).sum() for p in model.parameters() if p.grad is not None)))
+    return out
+
+
 def supernet_inputs(cfg):
     c, n, in_ch, h, classes, batch, seed, _ = cfg
     torch.manual_seed(seed)  # PyTorch's default initialisation, from the seed
@@ -227,6 +253,9 @@ def make(out_dir):
     meta["param_counts"] = [
         {"C": c, "N": n, "input": f"{i}x{h}x{h}", "classes": k, "params": sum(p.numel() for p in Supernet(c, n, i, k).parameters())} for c, n, i, h, k in PARAM_COUNTS
     ]
+    cfg = SUPERNETS["supernet_c4_n2_3x16"]
+    t, _ = supernet_inputs(cfg)
+    meta["proxies_supernet_c4_n2_3x16"] = proxy_outputs(cfg, t)
     meta["torch"] = torch.__version__
     with open(os.path.join(out_dir, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)

@@ -20,6 +20,7 @@ pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod progress;
+pub mod proxies;
 pub mod rank;
 pub mod rankstats;
 pub mod results;

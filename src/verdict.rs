@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::Genotype;
 use crate::backend::Backend;
-use crate::data::Dataset;
-use crate::data::Normalization;
+use crate::data::{Data, Dataset, Normalization};
 use crate::eval::EvalSet;
 use crate::rank::{score, Scored};
 use crate::rankstats::Consistency;
@@ -54,8 +53,17 @@ pub fn truth_sample(gt: &TableSource, max_archs: usize) -> anyhow::Result<ArchTa
 
 /// Reference rows for the architectures of `truth`: the noise ceiling (mean
 /// Kendall tau between the ground truth's per-seed columns, when it has them),
-/// and the parameter-count and FLOPs predictors on `net`'s configuration.
-pub fn references<B: Backend>(gt: &TableSource, truth: &ArchTable, net: &Supernet<B>) -> anyhow::Result<Vec<Reference>> {
+/// and the predictors that need no training on `net`'s configuration:
+/// parameter count, FLOPs, and the zero-cost proxies at initialisation on the
+/// first 64 images of `train` ([`crate::proxies`]).
+pub fn references<B: Backend>(
+    be: &B,
+    gt: &TableSource,
+    truth: &ArchTable,
+    net: &Supernet<B>,
+    train: &Dataset,
+    norm: &Normalization,
+) -> anyhow::Result<Vec<Reference>> {
     let names: Vec<String> = truth.archs.iter().map(|g| g.to_string()).collect();
     let mut out = Vec::new();
     let seed_columns: Vec<String> = columns(gt)?.into_iter().filter(|c| c.starts_with("test_accuracy_seed")).collect();
@@ -85,26 +93,28 @@ pub fn references<B: Backend>(gt: &TableSource, truth: &ArchTable, net: &Superne
         };
         out.push(Reference { name: format!("noise ceiling (seed vs seed, {} seeds)", seeds.len()), consistency: ceiling });
     }
-    let params: Vec<f64> = truth.archs.iter().map(|g| net.param_count(Some(g)) as f64).collect();
-    out.push(Reference { name: "parameter count".into(), consistency: Consistency::of(&names, &params, &truth.values)? });
-    let flops: Vec<f64> = truth.archs.iter().map(|g| net.forward_macs(g) as f64).collect();
-    out.push(Reference { name: "FLOPs".into(), consistency: Consistency::of(&names, &flops, &truth.values)? });
+    let proxies = crate::proxies::for_archs(be, net.config, train, norm, 64, 0, &truth.archs, |_, _| {})?;
+    for (k, name) in
+        ["parameter count", "FLOPs", "grad-norm (zero-cost)", "snip (zero-cost)", "synflow (zero-cost)"].into_iter().enumerate()
+    {
+        let pred: Vec<f64> = proxies.iter().map(|p| p.values()[k]).collect();
+        out.push(Reference { name: name.into(), consistency: Consistency::of(&names, &pred, &truth.values)? });
+    }
     Ok(out)
 }
 
 /// Scores the architectures of `truth` with `net`'s weights on the first
-/// `images` images of `test`, and compares with `truth`.
+/// `images` images of `data`'s test split, and compares with `truth`.
 pub fn verdict<B: Backend>(
     be: &B,
     net: &Supernet<B>,
-    test: &Dataset,
-    norm: &Normalization,
+    data: &Data,
     images: usize,
     gt: &TableSource,
     truth: &ArchTable,
 ) -> anyhow::Result<Verdict> {
-    let test = test.subset(&(0..images.min(test.len())).collect::<Vec<_>>());
-    let set = EvalSet::new(be, &test, norm, 512);
+    let test = data.test.subset(&(0..images.min(data.test.len())).collect::<Vec<_>>());
+    let set = EvalSet::new(be, &test, &data.norm, 512);
     let mut scored: Vec<Scored> = Vec::new();
     score(be, net, &set, &truth.archs, |chunk| {
         scored.extend_from_slice(chunk);
@@ -116,7 +126,7 @@ pub fn verdict<B: Backend>(
         ground_truth: gt.to_string(),
         images: test.len(),
         supernet: Consistency::of(&names, &pred, &truth.values)?,
-        references: references(gt, truth, net)?,
+        references: references(be, gt, truth, net, &data.train, &data.norm)?,
         scores: names.into_iter().zip(pred).collect(),
     })
 }
@@ -152,7 +162,7 @@ pub fn judge<B: Backend>(be: &B, dir: &std::path::Path, spec: &VerdictSpec) -> a
     let (record, net) = crate::rank::load_run(be, dir)?;
     let data = record.train.data.load()?;
     let truth = truth_sample(&spec.ground_truth, spec.max_archs)?;
-    let v = verdict(be, &net, &data.test, &data.norm, spec.images, &spec.ground_truth, &truth)?;
+    let v = verdict(be, &net, &data, spec.images, &spec.ground_truth, &truth)?;
     crate::fsutil::write_atomic(&dir.join(VERDICT), serde_json::to_string_pretty(&v)?.as_bytes())?;
     Ok(v)
 }

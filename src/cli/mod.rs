@@ -6,6 +6,7 @@ pub mod device;
 pub mod gradvar;
 pub mod groundtruth;
 pub mod plot;
+pub mod proxies;
 pub mod rank;
 pub mod search;
 pub mod summary;
@@ -47,6 +48,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Parameter count of a supernet, and of one architecture's sub-network with its FLOPs.
     Summary(summary::SummaryArgs),
+    /// Parameter count, FLOPs and zero-cost proxies (grad-norm, snip, synflow) of architectures at initialisation.
+    Proxies(proxies::ProxiesArgs),
     /// Train and judge every method x seed (the paper's main table): sweep.csv and sweep.md, resumable.
     Sweep(sweep::SweepArgs),
 }
@@ -62,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plot(a) => plot::run(a),
         Command::Gradvar(a) => gradvar::run(a),
         Command::Summary(a) => summary::run(a),
+        Command::Proxies(a) => proxies::run(a),
         Command::Sweep(a) => sweep::run(a),
     }
 }

@@ -1,0 +1,99 @@
+//! `pada proxies`: parameter count, FLOPs and zero-cost proxies (grad-norm,
+//! snip, synflow) of architectures at initialisation, as a CSV that `compare`,
+//! `rank --ground-truth` and the sweep's reference rows read.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::device::{with_backend, BackendJob, Device};
+use crate::arch::Genotype;
+use crate::backend::Backend;
+use crate::data::DataSpec;
+use crate::progress::Reporter;
+use crate::proxies::{for_archs, COLUMNS};
+use crate::rank::ArchSelection;
+use crate::supernet::SupernetConfig;
+
+#[derive(Args, Debug)]
+pub struct ProxiesArgs {
+    /// Architectures: FILE (a CSV with an arch column, e.g. a ground truth) | N (N random ones) | all.
+    #[arg(long)]
+    pub archs: ArchSelection,
+    #[arg(long, value_name = "NAME")]
+    pub arch_column: Option<String>,
+    /// Data: its first --batch-size training images are the batch.
+    #[arg(long, default_value = "embedded")]
+    pub data: DataSpec,
+    /// Channels of the first stage (C) [default: 8 on the embedded data, else 16].
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Search cells per stage (N) [default: 1 on the embedded data, else 5].
+    #[arg(long)]
+    pub cells: Option<usize>,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Seed of the initial weights (and of N random architectures).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output CSV (arch,params,flops,grad_norm,snip,synflow); architectures already in it are kept.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(a: ProxiesArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads)?;
+    anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
+    with_backend(&a.device.clone(), a)
+}
+
+impl BackendJob for ProxiesArgs {
+    fn run<B: Backend>(self, be: &B) -> anyhow::Result<()> {
+        let a = self;
+        let data = a.data.load()?;
+        let defaults = crate::train::TrainConfig::defaults(crate::train::Method::Spos, a.data.clone());
+        let config = SupernetConfig {
+            channels: a.channels.unwrap_or(defaults.channels),
+            cells: a.cells.unwrap_or(defaults.cells),
+            classes: data.classes(),
+            input: data.shape(),
+        };
+        config.validate()?;
+        let archs = a.archs.resolve(a.seed, a.arch_column.as_deref(), false)?;
+        let header: Vec<&str> = std::iter::once("arch").chain(COLUMNS).collect();
+        let done: HashSet<Genotype> = crate::results::read_done(&a.out, &header)?.iter().filter_map(|r| r[0].parse().ok()).collect();
+        let todo: Vec<Genotype> = archs.into_iter().filter(|g| !done.contains(g)).collect();
+        if !a.quiet {
+            eprintln!(
+                "zero-cost proxies of {} architectures ({} already in {}) at C={} N={} on {} images of {}, {}",
+                todo.len() + done.len(),
+                done.len(),
+                a.out.display(),
+                config.channels,
+                config.cells,
+                a.batch_size.min(data.train.len()),
+                data.name,
+                be.name()
+            );
+        }
+        let mut progress = Reporter::new(a.quiet, todo.len() as u64, "[{bar:30}] {pos}/{len} {msg}");
+        let mut failed = None;
+        for_archs(be, config, &data.train, &data.norm, a.batch_size, a.seed, &todo, |k, p| {
+            let mut row = vec![todo[k].to_string()];
+            row.extend(p.values().iter().map(|v| format!("{v:.8e}")));
+            if let Err(e) = crate::results::append(&a.out, &header, &[row]) {
+                failed.get_or_insert(e);
+            }
+            progress.update(k as u64 + 1, todo.len() as u64, || format!("{}/{} architectures", k + 1, todo.len()));
+        })?;
+        progress.finish();
+        failed.map_or(Ok(()), Err)
+    }
+}
