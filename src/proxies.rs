@@ -78,20 +78,19 @@ pub fn proxies<B: Backend>(be: &B, net: &mut Supernet<B>, g: &Genotype, x: &B::B
 }
 
 /// The proxies of each of `archs` on a supernet of `config` freshly initialised
-/// from `seed`, with the first `batch` images of `train` (no augmentation).
+/// from `seed`, with the first `batch` training images of `data` (no augmentation).
 pub fn for_archs<B: Backend>(
     be: &B,
     config: crate::supernet::SupernetConfig,
-    train: &crate::data::Dataset,
-    norm: &crate::data::Normalization,
+    data: &crate::data::Data,
     batch: usize,
     seed: u64,
     archs: &[Genotype],
     mut each: impl FnMut(usize, &Proxies),
 ) -> anyhow::Result<Vec<Proxies>> {
     let mut net = Supernet::new(be, config, crate::rng::derive_seed(seed, crate::rng::Purpose::Init, 0, 0))?;
-    let idx: Vec<u32> = (0..batch.min(train.len()) as u32).collect();
-    let b = crate::data::loader::make_batch(train, norm, &idx, None);
+    let idx: Vec<u32> = (0..batch.min(data.train.len()) as u32).collect();
+    let b = crate::data::loader::make_batch(&data.train, &data.norm, &idx, None);
     let (x, labels) = (be.upload_f64(&b.x), be.upload_i32(&b.labels));
     Ok(archs
         .iter()

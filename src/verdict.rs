@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::Genotype;
 use crate::backend::Backend;
-use crate::data::{Data, Dataset, Normalization};
+use crate::data::Data;
 use crate::eval::EvalSet;
 use crate::rank::{score, Scored};
 use crate::rankstats::Consistency;
@@ -55,15 +55,8 @@ pub fn truth_sample(gt: &TableSource, max_archs: usize) -> anyhow::Result<ArchTa
 /// Kendall tau between the ground truth's per-seed columns, when it has them),
 /// and the predictors that need no training on `net`'s configuration:
 /// parameter count, FLOPs, and the zero-cost proxies at initialisation on the
-/// first 64 images of `train` ([`crate::proxies`]).
-pub fn references<B: Backend>(
-    be: &B,
-    gt: &TableSource,
-    truth: &ArchTable,
-    net: &Supernet<B>,
-    train: &Dataset,
-    norm: &Normalization,
-) -> anyhow::Result<Vec<Reference>> {
+/// first 64 training images of `data` ([`crate::proxies`]).
+pub fn references<B: Backend>(be: &B, gt: &TableSource, truth: &ArchTable, net: &Supernet<B>, data: &Data) -> anyhow::Result<Vec<Reference>> {
     let names: Vec<String> = truth.archs.iter().map(|g| g.to_string()).collect();
     let mut out = Vec::new();
     let seed_columns: Vec<String> = columns(gt)?.into_iter().filter(|c| c.starts_with("test_accuracy_seed")).collect();
@@ -93,7 +86,7 @@ pub fn references<B: Backend>(
         };
         out.push(Reference { name: format!("noise ceiling (seed vs seed, {} seeds)", seeds.len()), consistency: ceiling });
     }
-    let proxies = crate::proxies::for_archs(be, net.config, train, norm, 64, 0, &truth.archs, |_, _| {})?;
+    let proxies = crate::proxies::for_archs(be, net.config, data, 64, 0, &truth.archs, |_, _| {})?;
     for (k, name) in
         ["parameter count", "FLOPs", "grad-norm (zero-cost)", "snip (zero-cost)", "synflow (zero-cost)"].into_iter().enumerate()
     {
@@ -126,7 +119,7 @@ pub fn verdict<B: Backend>(
         ground_truth: gt.to_string(),
         images: test.len(),
         supernet: Consistency::of(&names, &pred, &truth.values)?,
-        references: references(be, gt, truth, net, &data.train, &data.norm)?,
+        references: references(be, gt, truth, net, data)?,
         scores: names.into_iter().zip(pred).collect(),
     })
 }

@@ -85,7 +85,7 @@ impl BackendJob for ProxiesArgs {
         }
         let mut progress = Reporter::new(a.quiet, todo.len() as u64, "[{bar:30}] {pos}/{len} {msg}");
         let mut failed = None;
-        for_archs(be, config, &data.train, &data.norm, a.batch_size, a.seed, &todo, |k, p| {
+        for_archs(be, config, &data, a.batch_size, a.seed, &todo, |k, p| {
             let mut row = vec![todo[k].to_string()];
             row.extend(p.values().iter().map(|v| format!("{v:.8e}")));
             if let Err(e) = crate::results::append(&a.out, &header, &[row]) {
