@@ -56,7 +56,13 @@ pub fn truth_sample(gt: &TableSource, max_archs: usize) -> anyhow::Result<ArchTa
 /// and the predictors that need no training on `net`'s configuration:
 /// parameter count, FLOPs, and the zero-cost proxies at initialisation on the
 /// first 64 training images of `data` ([`crate::proxies`]).
-pub fn references<B: Backend>(be: &B, gt: &TableSource, truth: &ArchTable, net: &Supernet<B>, data: &Data) -> anyhow::Result<Vec<Reference>> {
+pub fn references<B: Backend>(
+    be: &B,
+    gt: &TableSource,
+    truth: &ArchTable,
+    net: &Supernet<B>,
+    data: &Data,
+) -> anyhow::Result<Vec<Reference>> {
     let names: Vec<String> = truth.archs.iter().map(|g| g.to_string()).collect();
     let mut out = Vec::new();
     let seed_columns: Vec<String> = columns(gt)?.into_iter().filter(|c| c.starts_with("test_accuracy_seed")).collect();

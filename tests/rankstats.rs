@@ -3,6 +3,8 @@
 
 mod common;
 
+use approx::assert_abs_diff_eq;
+
 use pada::rankstats::{kendall_tau_b, pearson_r, precision_at_top, spearman_rho, Consistency};
 use pada::table::{join, read_arch_table, TableSource};
 
@@ -34,9 +36,9 @@ fn metrics_match_scipy_with_ties() {
     ];
     for (name, tau, rho, r) in expected {
         let (x, y) = case(name);
-        assert!((kendall_tau_b(&x, &y) - tau).abs() < 1e-12, "{name}: tau {} vs scipy {tau}", kendall_tau_b(&x, &y));
-        assert!((spearman_rho(&x, &y) - rho).abs() < 1e-12, "{name}: rho {} vs scipy {rho}", spearman_rho(&x, &y));
-        assert!((pearson_r(&x, &y) - r).abs() < 1e-12, "{name}: r {} vs scipy {r}", pearson_r(&x, &y));
+        assert_abs_diff_eq!(kendall_tau_b(&x, &y), tau, epsilon = 1e-12);
+        assert_abs_diff_eq!(spearman_rho(&x, &y), rho, epsilon = 1e-12);
+        assert_abs_diff_eq!(pearson_r(&x, &y), r, epsilon = 1e-12);
     }
 }
 
@@ -97,7 +99,7 @@ fn built_in_nb201_table_is_the_benchmark() {
     assert_eq!((c10.archs.len(), c10.arch_column.as_str()), (15625, "arch"));
     // facts of NATS-Bench's 200-epoch results (data/nb201/README.md)
     let best = c10.values.iter().fold(0.0f64, |m, &v| m.max(v));
-    assert!((best - 94.3733).abs() < 1e-4, "best CIFAR-10 {best}");
+    assert_abs_diff_eq!(best, 94.3733, epsilon = 1e-4);
     assert_eq!(c10.values.iter().filter(|&&v| v == 10.0).count(), 341, "no path from input to output");
     let resnet: pada::arch::Genotype = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|".parse().unwrap();
     let at = |t: &pada::table::ArchTable| t.values[t.archs.iter().position(|g| *g == resnet).unwrap()];
@@ -107,9 +109,10 @@ fn built_in_nb201_table_is_the_benchmark() {
     let names: Vec<String> = c10.archs.iter().map(|g| g.to_string()).collect();
     let (_, p, t) = join(&c10, &c100, false);
     let c = Consistency::of(&names, &p, &t).unwrap();
-    assert!((c.kendall_tau - 0.881_956_88).abs() < 1e-8 && (c.spearman_rho - 0.980_172_16).abs() < 1e-8, "{c:?}");
+    assert_abs_diff_eq!(c.kendall_tau, 0.881_956_88, epsilon = 1e-8);
+    assert_abs_diff_eq!(c.spearman_rho, 0.980_172_16, epsilon = 1e-8);
     let (_, p, t) = join(&c10, &im, false);
-    assert!((Consistency::of(&names, &p, &t).unwrap().kendall_tau - 0.839_599_01).abs() < 1e-8);
+    assert_abs_diff_eq!(Consistency::of(&names, &p, &t).unwrap().kendall_tau, 0.839_599_01, epsilon = 1e-8);
     assert_eq!(join(&c10, &c100, true).0.len(), 6466, "isomorphism classes");
 }
 

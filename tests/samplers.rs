@@ -3,6 +3,8 @@
 
 mod common;
 
+use approx::{assert_abs_diff_eq, assert_relative_eq};
+
 use pada::arch::{Genotype, Op, NUM_EDGES};
 use pada::backend::cpu::CpuBackend;
 use pada::backend::prelude::*;
@@ -26,7 +28,7 @@ fn philox_matches_random123_known_answers() {
     let u: Vec<f64> = (0..1000).map(|i| uniform01(7, i)).collect();
     assert!(u.iter().all(|&v| (0.0..1.0).contains(&v)));
     let mean = u.iter().sum::<f64>() / 1000.0;
-    assert!((mean - 0.5).abs() < 0.03, "mean {mean}");
+    assert_abs_diff_eq!(mean, 0.5, epsilon = 0.03);
 }
 
 #[test]
@@ -110,21 +112,21 @@ fn pada_path_distribution_follows_the_formulas() {
     let (epoch, epochs) = (3, 10);
     let got = s.importance(&be);
     for k in 0..5 {
-        assert!((got[k] - gk[k]).abs() < 1e-12 * gk[k].max(1.0), "G[{k}] = {} want {}", got[k], gk[k]);
+        assert_relative_eq!(got[k], gk[k], epsilon = 1e-12, max_relative = 1e-12);
     }
     s.end_epoch(&be, epoch, epochs);
     let tau = 0.3;
     let total: f64 = gk.iter().sum();
     for (k, g) in gk.iter().enumerate() {
         let want = tau * g / total + (1.0 - tau) / 5.0;
-        assert!((s.distribution()[k] - want).abs() < 1e-12, "p[{k}] = {} want {want}", s.distribution()[k]);
+        assert_abs_diff_eq!(s.distribution()[k], want, epsilon = 1e-12);
     }
     // parameter-free ops keep importance 0: p = (1 - tau) / 5
-    assert!((s.distribution()[1] - 0.14).abs() < 1e-12);
+    assert_abs_diff_eq!(s.distribution()[1], 0.14, epsilon = 1e-12);
     // G restarts at zero each epoch: an epoch without conv steps leaves p uniform
     s.begin_epoch(&be, 0, 4, 0);
     s.end_epoch(&be, 4, epochs);
-    assert!(s.distribution().iter().all(|&p| (p - 0.2).abs() < 1e-12));
+    assert_abs_diff_eq!(s.distribution(), &[0.2; 5][..], epsilon = 1e-12);
 }
 
 #[test]
@@ -144,11 +146,11 @@ fn per_edge_path_importance_has_its_own_distributions() {
     s.end_epoch(&be, 1, 2);
     let p = s.distribution();
     // edge 0: only conv3x3 has importance -> 0.5 * 1 + 0.5 / 5
-    assert!((p[3] - 0.6).abs() < 1e-12 && (p[0] - 0.1).abs() < 1e-12, "{:?}", &p[..5]);
+    assert_abs_diff_eq!(&p[..5], &[0.1, 0.1, 0.1, 0.6, 0.1][..], epsilon = 1e-12);
     // edge 1: conv1x1
-    assert!((p[5 + 2] - 0.6).abs() < 1e-12);
+    assert_abs_diff_eq!(p[5 + 2], 0.6, epsilon = 1e-12);
     // edge 5 saw no conv: uniform
-    assert!(p[25..30].iter().all(|&v| (v - 0.2).abs() < 1e-12));
+    assert_abs_diff_eq!(&p[25..30], &[0.2; 5][..], epsilon = 1e-12);
     let mut counts = [[0usize; 5]; 6];
     let mut s2 = PathSampler::<CpuBackend<f64>>::new(PathSamplerKind::Importance { per_edge: true });
     s2.set_distribution(s.distribution().to_vec()).unwrap();

@@ -4,6 +4,8 @@
 
 mod common;
 
+use approx::assert_abs_diff_eq;
+
 use std::path::Path;
 
 use pada::arch::Genotype;
@@ -54,7 +56,7 @@ fn every_method_trains_end_to_end_and_writes_the_run_directory() {
         if matches!(method, Method::Pada | Method::Pa) {
             // the path distribution moved away from uniform after epoch 1 (tau = 1/3)
             assert!(metrics[2].path_prob.iter().any(|&p| (p - 0.2).abs() > 1e-3), "{method:?}: {:?}", metrics[2].path_prob);
-            assert!((metrics[1].path_prob[0] - 0.2).abs() < 1e-12, "tau = 0 after epoch 0 keeps p uniform");
+            assert_abs_diff_eq!(metrics[1].path_prob[0], 0.2, epsilon = 1e-12); // tau = 0 after epoch 0 keeps p uniform
         } else {
             assert!(metrics.iter().all(|m| m.path_prob.iter().all(|&p| (p - 0.2).abs() < 1e-12)));
         }
@@ -218,9 +220,9 @@ fn calr_complexity_and_schedule_are_the_released_codes() {
     let (lo, hi) = (72_752.0, 72_752.0 + 6.0 * 241_920.0);
     // t = T/2: the smallest path gets gamma 4, the largest 1/4, the geometric middle 1
     let lr = |c: f64| pada::train::calr_lr(0.05, 50, 100, c, (lo, hi), 4.0);
-    assert!((lr(lo) - 0.05 * 0.5f64.powi(4)).abs() < 1e-15);
-    assert!((lr(hi) - 0.05 * 0.5f64.powf(0.25)).abs() < 1e-15);
-    assert!((lr((lo * hi).sqrt()) - 0.025).abs() < 1e-15);
+    assert_abs_diff_eq!(lr(lo), 0.05 * 0.5f64.powi(4), epsilon = 1e-15);
+    assert_abs_diff_eq!(lr(hi), 0.05 * 0.5f64.powf(0.25), epsilon = 1e-15);
+    assert_abs_diff_eq!(lr((lo * hi).sqrt()), 0.025, epsilon = 1e-15);
     assert_eq!(pada::train::calr_lr(0.05, 0, 100, lo, (lo, hi), 4.0), 0.05, "every path starts at lr0");
     assert_eq!(pada::train::calr_lr(0.05, 100, 100, hi, (lo, hi), 4.0), 0.0, "and ends at 0");
 }
