@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PADA_REQUIRE_KERNELS=1
 cargo build --release --features cuda --bin pada
-tests=$(cargo test --release --features cuda --no-run --test kernels --test gpu_training --test replay --message-format=json 2>/dev/null |
+tests=$(cargo test --release --features cuda --no-run --test kernels --test gpu_training --test replay --test proxies --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
@@ -22,8 +22,8 @@ rm -rf gpu-pack
 mkdir -p gpu-pack
 cp target/release/pada gpu-pack/pada
 while read -r name exe; do cp "$exe" "gpu-pack/$name"; done <<<"$tests"
-strip gpu-pack/pada gpu-pack/kernels gpu-pack/gpu_training gpu-pack/replay
-cp scripts/gpu-run.sh scripts/torch_step_bench.py gpu-pack/
+strip gpu-pack/pada gpu-pack/kernels gpu-pack/gpu_training gpu-pack/replay gpu-pack/proxies
+cp scripts/gpu-run.sh scripts/torch_step_bench.py scripts/nb201_torch.py gpu-pack/
 du -sh gpu-pack
 ls -la gpu-pack
 echo "on the GPU machine: bash gpu-pack/gpu-run.sh"

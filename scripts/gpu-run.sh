@@ -21,6 +21,7 @@ cat "$OUT/nvidia-smi.txt"
 run tests-kernels 60 "$P/kernels" --ignored --test-threads 1
 run tests-training 90 "$P/gpu_training" --ignored --test-threads 1
 run tests-replay 60 "$P/replay" --ignored --test-threads 1
+run tests-proxies 30 "$P/proxies" --ignored --test-threads 1
 run bench 100 "$P/pada" bench --device cuda --config nb201 --batch-size 256 --steps 40 --warmup 5 --kernels --rank-archs 16 --json "$OUT/bench.json"
 run train 60 "$P/pada" train --device cuda --method pada --data synthetic:3x32x32:25600:10000:10 --epochs 3 --batch-size 256 --out /tmp/pada-gpu-run -q
 run rank 50 "$P/pada" rank --device cuda --run /tmp/pada-gpu-run --archs 100 -q

@@ -56,3 +56,10 @@ fn zero_cost_proxies_match_pytorch() {
 fn zero_cost_proxies_on_emulated_kernels_match_pytorch() {
     check(&pada::backend::gpu::emu::EmuBackend::poisoned(pada::backend::gpu::emu::EmuDevice::new()), 1e-4);
 }
+
+#[cfg(feature = "cuda")]
+#[test]
+#[ignore]
+fn zero_cost_proxies_on_the_gpu_match_pytorch() {
+    check(&pada::backend::gpu::cuda::CudaBackend::open(0).expect("a CUDA GPU (this test is for GPU machines)"), 1e-4);
+}
