@@ -162,10 +162,13 @@ impl<B: Backend> PathSampler<B> {
         be.clipped_group_norms(&norms.sq_norms, &norms.clip_coef, &members, &groups, log);
     }
 
-    /// PA&DA's importance G so far this epoch (5 entries, or 30 per edge):
-    /// downloads the log (a synchronisation; the training loop calls it once
-    /// per epoch, through [`PathSampler::end_epoch`]).
+    /// PA&DA's importance G so far this epoch (5 entries, or 30 per edge;
+    /// none for the other samplers): downloads the log (a synchronisation; the
+    /// training loop calls it once per epoch, through [`PathSampler::end_epoch`]).
     pub fn importance(&self, be: &B) -> Vec<f64> {
+        if !self.learns() {
+            return Vec::new();
+        }
         let log: Vec<f64> = self.log.as_ref().map(|l| be.download(l).into_iter().map(|v| v.as_f64()).collect()).unwrap_or_default();
         let per_edge = matches!(self.kind, PathSamplerKind::Importance { per_edge: true });
         fold_importance(&self.drawn, &log, per_edge)
