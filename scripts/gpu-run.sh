@@ -3,34 +3,43 @@
 # scripts/gpu-check.sh packed gpu-pack/ elsewhere: the ignored GPU tests (which
 # fail, never skip, without a GPU), PA&DA training on the GPU for a few hundred
 # steps, the step and per-kernel timings, ranking throughput, and PyTorch's
-# step at the same configuration on the same GPU. Logs go to $OUT (or gpu-out/).
+# step at the same configuration on the same GPU. The logs are packed, after
+# every step, into $OUT/gpu-logs.tar.gz (or gpu-out/), so that a run cut short
+# still returns what it did (the device tool returns at most 8 files).
 set -uo pipefail
 P=gpu-pack
 OUT=${OUT:-gpu-out}
+LOGS=$(mktemp -d)
 mkdir -p "$OUT"
 status=0
 run() { # name, seconds, command... (each step is capped: device time is scarce)
     local name=$1 LIMIT=$2
     shift 2
-    echo "== $name: $*" | tee -a "$OUT/summary.txt"
-    if timeout "$LIMIT" "$@" >"$OUT/$name.log" 2>&1; then echo "   ok" | tee -a "$OUT/summary.txt"; else echo "   FAILED (exit $?)" | tee -a "$OUT/summary.txt"; status=1; fi
-    tail -n 25 "$OUT/$name.log"
+    echo "== $name: $*" | tee -a "$LOGS/summary.txt"
+    local t0=$SECONDS
+    if timeout "$LIMIT" "$@" >"$LOGS/$name.log" 2>&1; then echo "   ok ($((SECONDS - t0)) s)" | tee -a "$LOGS/summary.txt"; else echo "   FAILED (exit $?, $((SECONDS - t0)) s)" | tee -a "$LOGS/summary.txt"; status=1; fi
+    tail -n 25 "$LOGS/$name.log"
+    tar czf "$OUT/gpu-logs.tar.gz" -C "$LOGS" .
 }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$OUT/nvidia-smi.txt" 2>&1
-cat "$OUT/nvidia-smi.txt"
-run tests-kernels 60 "$P/kernels" --ignored --test-threads 1
-run tests-training 90 "$P/gpu_training" --ignored --test-threads 1
-run tests-replay 60 "$P/replay" --ignored --test-threads 1
-run tests-proxies 30 "$P/proxies" --ignored --test-threads 1
-run bench 100 "$P/pada" bench --device cuda --config nb201 --batch-size 256 --steps 40 --warmup 5 --kernels --rank-archs 16 --json "$OUT/bench.json"
-run train 60 "$P/pada" train --device cuda --method pada --data synthetic:3x32x32:25600:10000:10 --epochs 3 --batch-size 256 --out /tmp/pada-gpu-run -q
-run rank 50 "$P/pada" rank --device cuda --run /tmp/pada-gpu-run --archs 100 -q
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$LOGS/nvidia-smi.txt" 2>&1
+cat "$LOGS/nvidia-smi.txt"
+run tests-kernels 50 "$P/kernels" --ignored --test-threads 1
+run tests-training 70 "$P/gpu_training" --ignored --test-threads 1
+run tests-replay 40 "$P/replay" --ignored --test-threads 1
+run tests-proxies 25 "$P/proxies" --ignored --test-threads 1
+run bench 70 "$P/pada" bench --device cuda --config nb201 --batch-size 256 --steps 40 --warmup 5 --kernels --rank-archs 16 --json "$LOGS/bench.json"
+run first-command 45 "$P/pada" train --device cuda --out /tmp/pada-gpu-first
+run train 30 "$P/pada" train --device cuda --method pada --data synthetic:3x32x32:25600:10000:10 --epochs 3 --batch-size 256 --out /tmp/pada-gpu-run -q
+run rank 20 "$P/pada" rank --device cuda --run /tmp/pada-gpu-run --archs 100 -q
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-    run torch 60 python3 "$P/torch_step_bench.py" --device cuda --batch-size 256 --steps 40 --warmup 5
+    run torch 40 python3 "$P/torch_step_bench.py" --device cuda --batch-size 256 --steps 40 --warmup 5
 fi
-echo "== summary"
-grep -E "SPOS step|PA&DA step|overhead|throughput|ranking:|device memory" "$OUT/bench.log" || true
-grep -E "median step" "$OUT/torch.log" 2>/dev/null || true
-grep -E "architectures scored" "$OUT/rank.log" || true
-grep -E "test result" "$OUT"/tests-*.log || true
+{
+    echo "== summary"
+    grep -E "step|overhead|throughput|ranking:|device memory" "$LOGS/bench.log" || true
+    grep -E "median step" "$LOGS/torch.log" 2>/dev/null || true
+    grep -E "architectures scored" "$LOGS/rank.log" || true
+    grep -E "test result" "$LOGS"/tests-*.log || true
+} | tee -a "$LOGS/summary.txt"
+tar czf "$OUT/gpu-logs.tar.gz" -C "$LOGS" .
 exit $status

@@ -84,8 +84,15 @@ impl BackendJob for SearchArgs {
         let set = EvalSet::new(be, &val, &data.norm, a.batch_size);
         let eval_many = |archs: &[Genotype]| -> anyhow::Result<Vec<f64>> {
             let mut out = Vec::with_capacity(archs.len());
+            let mut progress = crate::progress::Reporter::new(false, archs.len() as u64, "[{bar:30}] {pos}/{len} {msg}");
+            let start = std::time::Instant::now();
             score(be, &net, &set, archs, |chunk| {
                 out.extend(chunk.iter().map(|s| s.accuracy));
+                progress.update(out.len() as u64, archs.len() as u64, || {
+                    let rate = out.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                    let eta = crate::progress::duration((archs.len() - out.len()) as f64 / rate);
+                    format!("scored {}/{}: {rate:.2} architectures/s, ETA {eta}", out.len(), archs.len())
+                });
                 Ok(())
             })?;
             Ok(out)
