@@ -27,18 +27,23 @@ run tests-kernels 50 "$P/kernels" --ignored --test-threads 1
 run tests-training 70 "$P/gpu_training" --ignored --test-threads 1
 run tests-replay 40 "$P/replay" --ignored --test-threads 1
 run tests-proxies 25 "$P/proxies" --ignored --test-threads 1
-run bench 70 "$P/pada" bench --device cuda --config nb201 --batch-size 256 --steps 40 --warmup 5 --kernels --rank-archs 16 --json "$LOGS/bench.json"
+for prec in fp32 tf32; do
+    run bench-$prec 70 "$P/pada" bench --device cuda --precision $prec --config nb201 --batch-size 256 --steps 40 --warmup 5 --kernels --rank-archs 16 --json "$LOGS/bench-$prec.json"
+done
 run first-command 45 "$P/pada" train --device cuda --out /tmp/pada-gpu-first
 run train 30 "$P/pada" train --device cuda --method pada --data synthetic:3x32x32:25600:10000:10 --epochs 3 --batch-size 256 --out /tmp/pada-gpu-run -q
-run rank 20 "$P/pada" rank --device cuda --run /tmp/pada-gpu-run --archs 100 -q
+for prec in fp32 tf32; do
+    run rank-$prec 40 "$P/pada" rank --device cuda --precision $prec --run /tmp/pada-gpu-run --archs 64 --out "$LOGS/rank-$prec.csv"
+done
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     run torch 40 python3 "$P/torch_step_bench.py" --device cuda --batch-size 256 --steps 40 --warmup 5
+    run torch-best 60 python3 "$P/torch_step_bench.py" --device cuda --batch-size 256 --steps 40 --warmup 5 --best
 fi
 {
     echo "== summary"
-    grep -E "step|overhead|throughput|ranking:|device memory" "$LOGS/bench.log" || true
-    grep -E "median step" "$LOGS/torch.log" 2>/dev/null || true
-    grep -E "architectures scored" "$LOGS/rank.log" || true
+    grep -E "pada bench|step|overhead|throughput|ranking:|device memory" "$LOGS"/bench-*.log || true
+    grep -E "median step" "$LOGS"/torch*.log 2>/dev/null || true
+    grep -E "architectures|scored" "$LOGS"/rank-*.log || true
     grep -E "test result" "$LOGS"/tests-*.log || true
 } | tee -a "$LOGS/summary.txt"
 tar czf "$OUT/gpu-logs.tar.gz" -C "$LOGS" .

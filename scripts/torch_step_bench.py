@@ -9,7 +9,7 @@ SGD over the same sequence of uniformly sampled paths as `pada bench`
 edge 0 first).
 
 Usage: python3 scripts/torch_step_bench.py [--config nb201|mini] [--batch-size 64]
-       [--steps 64] [--warmup 8] [--threads 2]
+       [--steps 64] [--warmup 8] [--threads 2] [--device cuda [--best]]
 Prints the median step time and images per second.
 """
 import argparse
@@ -31,7 +31,13 @@ def main():
     ap.add_argument("--warmup", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--best", action="store_true", help="cudnn.benchmark on and TF32 for matmuls too (PyTorch at its fastest)")
     a = ap.parse_args()
+    if a.best:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    print(f"cudnn.benchmark={torch.backends.cudnn.benchmark} cudnn.allow_tf32={torch.backends.cudnn.allow_tf32} "
+          f"matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     c, n, shape = (16, 5, (3, 32, 32)) if a.config == "nb201" else (8, 1, (1, 28, 28))

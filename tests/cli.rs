@@ -124,3 +124,22 @@ fn compare_built_in_tables_by_keyword() {
     let bad = err(&["compare", "nb201:cifar11", "embedded"]);
     assert!(bad.contains("NAS-Bench-201 has no set 'cifar11'"), "{bad}");
 }
+
+#[test]
+fn precision_is_recorded_and_reduced_precision_needs_a_gpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = err(&["train", "--precision", "tf32", "--data", DATA, "--epochs", "1", "--out", tmp.path().join("x").to_str().unwrap()]);
+    assert!(e.contains("--precision tf32") && e.contains("--device cuda"), "{e}");
+    let cpu = tmp.path().join("cpu");
+    train_tiny(&cpu, "spos");
+    let config = std::fs::read_to_string(cpu.join("config.json")).unwrap();
+    assert!(config.contains("\"precision\": \"fp32\""), "{config}");
+    // the emulated GPU defaults to TF32 convolutions (tensor cores' twin) and records it
+    if cfg!(feature = "cuda-emu") {
+        let emu = tmp.path().join("emu");
+        let d = emu.to_str().unwrap();
+        ok(&["train", "--device", "cuda-emu", "--data", DATA, "--epochs", "1", "--batch-size", "32", "--channels", "2", "--cells", "1", "--out", d, "-q"]);
+        let config = std::fs::read_to_string(emu.join("config.json")).unwrap();
+        assert!(config.contains("\"precision\": \"tf32\""), "{config}");
+    }
+}

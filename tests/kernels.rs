@@ -108,6 +108,90 @@ pub fn conv2d<B: Backend<T = f32>>(be: &B) {
     }
 }
 
+/// `v` rounded to TF32 as the kernels round it (to nearest, ties away from
+/// zero, 10 mantissa bits: cvt.rna.tf32.f32), in f64.
+fn tf32(v: f32) -> f64 {
+    f32::from_bits((v.to_bits() + 0x1000) & 0xffff_e000) as f64
+}
+
+/// The TF32 convolutions (tensor cores, `Precision::Tf32`; in the emulator
+/// the portable twin of mma.sync) against the CPU reference in f64 on the
+/// TF32-rounded operands. Their products are exact in FP32, so what is left
+/// is FP32 summation in the hardware's order: |gpu - ref| <= (K + 2) 2^-23
+/// sum_k |a_k b_k| (+ the bias added in FP32), with K the terms of the sum and
+/// sum |a b| the same conv of |operands|, computed on the CPU. Operands that
+/// were not rounded would miss by ~2^-11 of it, a wrong fragment index by
+/// O(1). The forward result (sums of at most a few hundred terms) must also
+/// differ from the exact FP32 conv somewhere by more than FP32 summation
+/// does, or the tensor-core path was not taken.
+pub fn conv2d_tf32<B: Backend<T = f32>>(be: &B) {
+    let cpu = CpuBackend::<f64>::new();
+    let to64 = |v: &[f32], f: &dyn Fn(f32) -> f64| -> CpuBuf<f64> { v.iter().map(|&x| f(x)).collect::<Vec<_>>().into() };
+    let check = |what: &str, got: &[f32], reference: &[f64], abs_sum: &[f64], exact: &[f64], terms: usize| {
+        let unit = (terms + 2) as f64 * 2f64.powi(-23);
+        let mut off_exact = 0.0f64;
+        for (i, ((&g, &r), (&a, &e))) in got.iter().zip(reference).zip(abs_sum.iter().zip(exact)).enumerate() {
+            let bound = unit * a + 2f64.powi(-23) * r.abs();
+            assert!((g as f64 - r).abs() <= bound, "{what}[{i}]: {g} vs TF32 reference {r} (bound {bound:.3e})");
+            off_exact = off_exact.max((g as f64 - e).abs() / (unit * a).max(1e-30));
+        }
+        off_exact
+    };
+    for (i, (g, relu, bias)) in conv_cases().into_iter().enumerate() {
+        let x = rand32(g.input().len(), 110 + i as u64);
+        let w = rand32(g.weight_len(), 120 + i as u64);
+        let b = rand32(g.c_out as usize, 130 + i as u64);
+        let what = |op: &str| format!("{op} (tf32) {g:?}");
+        let conv = |x: &CpuBuf<f64>, w: &CpuBuf<f64>, bias: Option<&CpuBuf<f64>>| {
+            let mut y: CpuBuf<f64> = vec![f64::NAN; g.output().len()].into();
+            cpu.conv2d_forward(&g, x, relu, w, bias, &mut y);
+            y
+        };
+        let b64 = to64(&b, &|v| v as f64);
+        let reference = conv(&to64(&x, &tf32), &to64(&w, &tf32), bias.then_some(&b64));
+        let abs_sum = conv(&to64(&x, &|v| if relu { v.max(0.0) as f64 } else { v.abs() as f64 }), &to64(&w, &|v| v.abs() as f64), None);
+        let exact = conv(&to64(&x, &|v| v as f64), &to64(&w, &|v| v as f64), bias.then_some(&b64));
+        let mut yg = nan(be, g.output().len());
+        be.conv2d_forward(&g, &up(be, &x), relu, &up(be, &w), bias.then(|| up(be, &b)).as_ref(), &mut yg);
+        let off_exact = check(&what("conv2d_forward"), &be.download(&yg), &reference, &abs_sum, &exact, g.col_rows());
+        assert!(off_exact > 1.0, "{}: equals the exact FP32 conv to FP32 summation error: TF32 rounding not applied", what("conv2d_forward"));
+        if g.is_same_stride1() {
+            // the input gradient runs through the same kernel (flipped weights, the ReLU mask in its epilogue)
+            let dy = rand32(g.output().len(), 140 + i as u64);
+            let grad = |dy: &CpuBuf<f64>, w: &CpuBuf<f64>| {
+                let mut dx: CpuBuf<f64> = vec![f64::NAN; g.input().len()].into();
+                cpu.conv2d_backward_data(&g, dy, w, relu.then(|| to64(&x, &|v| v as f64)).as_ref(), &mut dx, false);
+                dx
+            };
+            let reference = grad(&to64(&dy, &tf32), &to64(&w, &tf32));
+            let abs_sum = grad(&to64(&dy, &|v| v.abs() as f64), &to64(&w, &|v| v.abs() as f64));
+            let exact = grad(&to64(&dy, &|v| v as f64), &to64(&w, &|v| v as f64));
+            let mut dg = nan(be, g.input().len());
+            be.conv2d_backward_data(&g, &up(be, &dy), &up(be, &w), relu.then(|| up(be, &x)).as_ref(), &mut dg, false);
+            let terms = g.c_out as usize * (g.k * g.k) as usize;
+            check(&what("conv2d_backward_data"), &be.download(&dg), &reference, &abs_sum, &exact, terms);
+        }
+        // the weight gradient, accumulated onto what is there: a reduction over every output pixel
+        let dy = rand32(g.output().len(), 150 + i as u64);
+        let dw0 = rand32(w.len(), 160 + i as u64);
+        let wgrad = |x: &CpuBuf<f64>, dy: &CpuBuf<f64>, with_dw0: bool, sq: Option<&mut CpuBuf<f64>>| {
+            let mut dw: CpuBuf<f64> = if with_dw0 { to64(&dw0, &|v| v as f64) } else { vec![0.0; w.len()].into() };
+            cpu.conv2d_backward_weight(&g, x, relu, dy, &mut dw, None, sq);
+            dw
+        };
+        let mut sq_ref: CpuBuf<f64> = vec![0.0; g.n as usize].into();
+        let reference = wgrad(&to64(&x, &tf32), &to64(&dy, &tf32), true, Some(&mut sq_ref));
+        let abs_sum = wgrad(&to64(&x, &|v| v.abs() as f64), &to64(&dy, &|v| v.abs() as f64), false, None);
+        let exact = wgrad(&to64(&x, &|v| v as f64), &to64(&dy, &|v| v as f64), true, None);
+        let (mut dwg, mut sqg) = (up(be, &dw0), up(be, &vec![0.0f32; g.n as usize]));
+        be.conv2d_backward_weight(&g, &up(be, &x), relu, &up(be, &dy), &mut dwg, None, Some(&mut sqg));
+        check(&what("conv2d_backward_weight"), &be.download(&dwg), &reference, &abs_sum, &exact, g.output().per_channel());
+        // each sample's squared norm, from the same TF32 tiles: within the entries' bounds, far below 1e-3
+        let sq: Vec<f64> = be.download(&sqg).iter().map(|&v| v as f64).collect();
+        assert_close(&what("conv2d_backward_weight sample norms"), &sq, &sq_ref, 0.0, 1e-3);
+    }
+}
+
 pub fn batchnorm<B: Backend<T = f32>>(be: &B) {
     let cpu = CpuBackend::<f32>::new();
     // the last has 2,331 values a channel: sums split in 3 chunks of 777
@@ -373,6 +457,7 @@ macro_rules! kernel_tests {
             $(#[$attr])* #[test] fn linear_and_loss() { super::linear_and_loss(&$make) }
             $(#[$attr])* #[test] fn optimiser() { super::optimiser(&$make) }
             $(#[$attr])* #[test] fn per_sample_norms() { super::per_sample_norms(&$make) }
+            $(#[$attr])* #[test] fn conv2d_tf32() { super::conv2d_tf32(&$make.with_precision(pada::backend::Precision::Tf32)) }
         }
     };
 }

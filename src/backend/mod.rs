@@ -32,6 +32,28 @@ pub mod prelude {
     pub use super::{Backend, BatchnormOps, Conv2dOps, ElementwiseOps, LinearOps, Memory, OptimOps, PoolOps, SgdSlot, SoftmaxCeOps};
 }
 
+/// The arithmetic of the GPU's convolutions (`--precision`). The CPU engine
+/// always computes exactly in its element type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// FP32 CUDA cores: the CPU reference's arithmetic, up to the order of the sums.
+    #[default]
+    Fp32,
+    /// Tensor cores (sm_80+): convolution operands rounded to TF32 (10 mantissa
+    /// bits), FP32 sums; PyTorch's default for convolutions on NVIDIA GPUs.
+    Tf32,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+        })
+    }
+}
+
 /// One parameter tensor as the multi-tensor SGD sees it.
 pub struct SgdSlot<'a, B: Memory + ?Sized> {
     pub value: &'a mut B::Buf,

@@ -23,6 +23,9 @@ pub struct BenchArgs {
     /// Device: cpu | cuda | cuda:N | cuda-emu.
     #[arg(long, default_value = "cpu")]
     pub device: Device,
+    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::backend::Precision>,
     #[arg(long, value_enum, default_value = "nb201")]
     pub config: BenchConfig,
     #[arg(long, default_value_t = 64)]
@@ -71,7 +74,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         rank_archs: a.rank_archs,
         kernels: a.kernels,
     };
-    with_backend(&a.device, Job { o, json: a.json })
+    with_backend(&a.device, a.precision, Job { o, json: a.json })
 }
 
 struct Job {

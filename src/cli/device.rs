@@ -6,7 +6,7 @@ use std::str::FromStr;
 use anyhow::bail;
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::Backend;
+use crate::backend::{Backend, Precision};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Device {
@@ -42,24 +42,44 @@ impl FromStr for Device {
     }
 }
 
+impl Device {
+    /// The arithmetic without `--precision`: exact FP32 on the CPU; on the GPU
+    /// (and its emulator) TF32 convolutions, as PyTorch does by default.
+    pub fn default_precision(&self) -> Precision {
+        match self {
+            Device::Cpu => Precision::Fp32,
+            Device::Cuda(_) | Device::CudaEmu => Precision::Tf32,
+        }
+    }
+}
+
 /// Work to run on whichever backend `--device` selects.
 pub trait BackendJob {
     fn run<B: Backend>(self, be: &B) -> anyhow::Result<()>;
 }
 
-pub fn with_backend(device: &Device, job: impl BackendJob) -> anyhow::Result<()> {
+/// Runs `job` on `device` with `precision` (`None`: the device's default).
+pub fn with_backend(device: &Device, precision: Option<Precision>, job: impl BackendJob) -> anyhow::Result<()> {
+    let precision = precision.unwrap_or_else(|| device.default_precision());
+    if *device == Device::Cpu && precision != Precision::Fp32 {
+        bail!("--precision {precision}: the CPU engine computes in exact FP32; reduced precision is for --device cuda");
+    }
+    let _ = precision; // unused without a GPU backend
     match device {
         Device::Cpu => job.run(&CpuBackend::<f32>::new()),
         #[cfg(feature = "cuda")]
         Device::Cuda(n) => {
-            let be = crate::backend::gpu::cuda::CudaBackend::open(*n)?;
+            let be = crate::backend::gpu::cuda::CudaBackend::open(*n)?.with_precision(precision);
+            if precision == Precision::Tf32 && be.device().compute_capability() < (8, 0) {
+                bail!("--precision tf32 needs TF32 tensor cores (sm_80 or newer); {} has none: use --precision fp32", crate::backend::Memory::name(&be));
+            }
             eprintln!("device: {}", crate::backend::Memory::name(&be));
             job.run(&be)
         }
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => bail!("--device {device}: this pada was built without the CUDA backend (cargo build --release --features cuda)"),
         #[cfg(feature = "cuda-emu")]
-        Device::CudaEmu => job.run(&crate::backend::gpu::emu::EmuBackend::new(crate::backend::gpu::emu::EmuDevice::new())),
+        Device::CudaEmu => job.run(&crate::backend::gpu::emu::EmuBackend::new(crate::backend::gpu::emu::EmuDevice::new()).with_precision(precision)),
         #[cfg(not(feature = "cuda-emu"))]
         Device::CudaEmu => {
             bail!("--device cuda-emu: this pada was built without the CUDA emulator (cargo build --release --features cuda-emu)")

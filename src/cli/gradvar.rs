@@ -33,6 +33,9 @@ pub struct GradVarArgs {
     pub json: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     pub device: Device,
+    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::backend::Precision>,
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -40,7 +43,7 @@ pub struct GradVarArgs {
 pub fn run(a: GradVarArgs) -> anyhow::Result<()> {
     super::set_threads(a.threads)?;
     anyhow::ensure!(a.batches >= 2, "--batches must be at least 2");
-    with_backend(&a.device.clone(), a)
+    with_backend(&a.device.clone(), a.precision, a)
 }
 
 impl BackendJob for GradVarArgs {

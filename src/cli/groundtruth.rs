@@ -70,6 +70,9 @@ pub struct GroundTruthArgs {
     pub seeds: Option<super::SeedList>,
     #[arg(long, default_value = "cpu")]
     pub device: Device,
+    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::backend::Precision>,
     #[arg(long)]
     pub threads: Option<usize>,
     #[arg(long, short)]
@@ -78,7 +81,7 @@ pub struct GroundTruthArgs {
 
 pub fn run(a: GroundTruthArgs) -> anyhow::Result<()> {
     super::set_threads(a.threads)?;
-    with_backend(&a.device.clone(), a)
+    with_backend(&a.device.clone(), a.precision, a)
 }
 
 impl BackendJob for GroundTruthArgs {

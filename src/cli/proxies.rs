@@ -42,6 +42,9 @@ pub struct ProxiesArgs {
     pub out: PathBuf,
     #[arg(long, default_value = "cpu")]
     pub device: Device,
+    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::backend::Precision>,
     #[arg(long)]
     pub threads: Option<usize>,
     #[arg(long, short)]
@@ -51,7 +54,7 @@ pub struct ProxiesArgs {
 pub fn run(a: ProxiesArgs) -> anyhow::Result<()> {
     super::set_threads(a.threads)?;
     anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
-    with_backend(&a.device.clone(), a)
+    with_backend(&a.device.clone(), a.precision, a)
 }
 
 impl BackendJob for ProxiesArgs {

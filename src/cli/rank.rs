@@ -76,6 +76,9 @@ pub struct RankArgs {
     pub out: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     pub device: Device,
+    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::backend::Precision>,
     #[arg(long)]
     pub threads: Option<usize>,
     #[arg(long, short)]
@@ -105,7 +108,7 @@ pub fn summary_path(out: &Path) -> PathBuf {
 pub fn run(a: RankArgs) -> anyhow::Result<()> {
     super::set_threads(a.threads)?;
     anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
-    with_backend(&a.device.clone(), a)
+    with_backend(&a.device.clone(), a.precision, a)
 }
 
 impl BackendJob for RankArgs {

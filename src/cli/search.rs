@@ -57,6 +57,9 @@ pub struct SearchArgs {
     pub out: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     pub device: Device,
+    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::backend::Precision>,
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -64,7 +67,7 @@ pub struct SearchArgs {
 pub fn run(a: SearchArgs) -> anyhow::Result<()> {
     super::set_threads(a.threads)?;
     anyhow::ensure!(a.top > 0, "--top must be at least 1");
-    with_backend(&a.device.clone(), a)
+    with_backend(&a.device.clone(), a.precision, a)
 }
 
 impl BackendJob for SearchArgs {

@@ -111,6 +111,9 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         for &seed in &a.seeds.0 {
             let dir = run_dir(&a.out, &v.label, seed);
             let mut argv = vec!["train".to_string()];
+            if let Some(d) = &a.device {
+                argv.extend(["--device".into(), d.to_string()]);
+            }
             argv.extend(a.train.iter().cloned());
             argv.extend(v.flags.iter().cloned());
             argv.extend(["--seed".into(), seed.to_string(), "--out".into(), dir.display().to_string()]);
@@ -130,9 +133,14 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         None => bail!("--ground-truth is needed on --data {data} (embedded, nb201:cifar10, ... or a CSV)"),
     };
     let spec = VerdictSpec { ground_truth, images: a.verdict_images, max_archs: a.verdict_archs };
-    let device = a.device.clone().map_or_else(|| plans[0].3.device.parse(), Ok)?;
+    // one backend serves every run
+    let (device, precision) = (plans[0].3.device.clone(), plans[0].3.precision);
+    if let Some((v, ..)) = plans.iter().find(|p| p.3.device != device || p.3.precision != precision) {
+        bail!("--methods {}: every run of a sweep runs on one device with one precision ({device}, {precision})", v.label);
+    }
+    let device: Device = device.parse()?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    with_backend(&device, Job { plans, spec, out: a.out, quiet: a.quiet })
+    with_backend(&device, Some(precision), Job { plans, spec, out: a.out, quiet: a.quiet })
 }
 
 /// `pada train`'s flags, to parse each run's settings exactly as `pada train` does.

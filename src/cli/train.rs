@@ -54,6 +54,9 @@ pub struct TrainArgs {
     /// Device: cpu | cuda | cuda:N | cuda-emu.
     #[arg(long)]
     pub device: Option<Device>,
+    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::backend::Precision>,
     /// What happens to parameters off the sampled path: momentum (PyTorch 1.7, the
     /// official code: moved by momentum and decay once they have had a gradient)
     /// or frozen (PyTorch 2: not updated) [default: momentum].
@@ -160,6 +163,10 @@ impl TrainArgs {
         );
         if let Some(d) = &self.device {
             c.device = d.to_string();
+            c.precision = d.default_precision();
+        }
+        if let Some(p) = self.precision {
+            c.precision = p;
         }
         c.per_edge = self.per_edge;
         c.weighted_loss = self.weighted_loss;
@@ -209,10 +216,13 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             (Some(c), dir)
         }
     };
-    let device: Device = match (&config, &a.device) {
-        (_, Some(d)) => d.clone(),
-        (Some(c), None) => c.device.parse()?,
-        (None, None) => run::read_record(&dir)?.train.device.parse()?,
+    let (device, precision): (Device, _) = match (&config, &a.device) {
+        (Some(c), _) => (c.device.parse()?, c.precision),
+        (None, Some(d)) => (d.clone(), a.precision.unwrap_or_else(|| d.default_precision())),
+        (None, None) => {
+            let t = run::read_record(&dir)?.train;
+            (t.device.parse()?, a.precision.unwrap_or(t.precision))
+        }
     };
     let data = match &config {
         Some(c) => c.data.clone(),
@@ -225,7 +235,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     };
     anyhow::ensure!(a.verdict_images > 0 && a.verdict_archs > 1, "--verdict-images must be at least 1 and --verdict-archs at least 2");
     let verdict = ground_truth.map(|ground_truth| VerdictSpec { ground_truth, images: a.verdict_images, max_archs: a.verdict_archs });
-    with_backend(&device, Job { config, dir, quiet: a.quiet, verdict })
+    with_backend(&device, Some(precision), Job { config, dir, quiet: a.quiet, verdict })
 }
 
 struct Job {

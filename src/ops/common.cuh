@@ -105,3 +105,64 @@ __device__ __forceinline__ double parts_total(const float* __restrict__ part, in
 __device__ __forceinline__ float channel_mean(const float* __restrict__ sum_parts, int c, int parts, long long L) {
     return (float)(parts_total(sum_parts, c, parts) / (double)L);
 }
+
+// ---- TF32 tensor cores (sm_80+) -------------------------------------------
+
+__device__ __forceinline__ uint32_t float_bits(float v) {
+#ifdef PADA_CUDA_EMU
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    return u;
+#else
+    return __float_as_uint(v);
+#endif
+}
+__device__ __forceinline__ float bits_float(uint32_t u) {
+#ifdef PADA_CUDA_EMU
+    float v;
+    std::memcpy(&v, &u, 4);
+    return v;
+#else
+    return __uint_as_float(u);
+#endif
+}
+
+// to_tf32: v rounded to TF32 (10 explicit mantissa bits), to nearest with
+// ties away from zero, as cvt.rna.tf32.f32 does; returned as a float whose
+// low 13 bits are zero. The emulator does the same on the bit pattern.
+__device__ __forceinline__ float to_tf32(float v) {
+#if defined(PADA_CUDA_EMU) || __CUDA_ARCH__ < 800
+    uint32_t u = float_bits(v);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;  // inf and NaN pass through
+    return bits_float(u);
+#else
+    uint32_t u;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(v));
+    return __uint_as_float(u & 0xffffe000u);
+#endif
+}
+
+// d += A B for one warp: A 16x8 (row major), B 8x8 (column major), D 16x8,
+// TF32 inputs (already rounded by to_tf32) and FP32 accumulation: the
+// per-lane fragments of mma.sync.aligned.m16n8k8 (PTX ISA, "Matrix fragments
+// for mma.m16n8k8", .tf32). Lane l, g = l / 4, t = l % 4, holds
+//   a = {A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]},  b = {B[t][g], B[t+4][g]},
+//   d = {D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]}.
+// On the GPU one tensor-core instruction; in the emulator its twin
+// (cuda_emu.h), the same product from the same fragments. The products of
+// TF32 values are exact in FP32; only the order of the additions may differ
+// from the hardware's, which the tests' tolerances allow for. Called by whole
+// warps of a block whose threads are laid out along x.
+__device__ __forceinline__ void mma_tf32_16x8x8(float d[4], const float a[4], const float b[2]) {
+#if defined(PADA_CUDA_EMU)
+    emu::mma_tf32_16x8x8(d, a, b);
+#elif __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(__float_as_uint(a[0])), "r"(__float_as_uint(a[1])), "r"(__float_as_uint(a[2])), "r"(__float_as_uint(a[3])),
+          "r"(__float_as_uint(b[0])), "r"(__float_as_uint(b[1])));
+#else
+    __trap();  // no TF32 tensor cores before sm_80: the host refuses --precision tf32 there
+#endif
+}

@@ -145,6 +145,34 @@ T shuffle(T v, unsigned (*src_lane_of)(unsigned, unsigned, unsigned), unsigned a
 inline unsigned lane_down(unsigned lane, unsigned width, unsigned d) { return lane + d < width ? lane + d : 1000u; }
 inline unsigned lane_xor(unsigned lane, unsigned, unsigned m) { return lane ^ m; }
 
+// mma.sync.aligned.m16n8k8 with TF32 inputs and FP32 accumulation, for one
+// warp, from the lanes' fragments in the PTX ISA's per-lane layout (see
+// mma_tf32_16x8x8 in common.cuh): every lane posts its fragments, then
+// computes its four outputs from the fragments of the lanes that the layout
+// says hold its row of A and its columns of B. A wrong fragment index in a
+// kernel therefore fails here as it would on a GPU. Sums run in k order
+// (the hardware's order is unspecified; the tests allow for any).
+inline std::vector<float> mma_slots;
+inline void mma_tf32_16x8x8(float d[4], const float a[4], const float b[2]) {
+    unsigned tid = current->linear, warp = tid / 32, lane = tid % 32;
+    if (mma_slots.size() < (std::size_t)block_threads() * 6) mma_slots.resize((std::size_t)block_threads() * 6);
+    std::memcpy(&mma_slots[tid * 6], a, 4 * sizeof(float));
+    std::memcpy(&mma_slots[tid * 6 + 4], b, 2 * sizeof(float));
+    wait(AT_WARP_BARRIER);
+    const float* f = &mma_slots[warp * 32 * 6];
+    const unsigned g = lane / 4, t = lane % 4;
+    for (unsigned k = 0; k < 8; ++k) {
+        const unsigned r = k / 4, q = k % 4;  // register and lane-in-group holding column (A) or row (B) k
+        float a_lo = f[(g * 4 + q) * 6 + 2 * r], a_hi = f[(g * 4 + q) * 6 + 2 * r + 1];
+        float b_0 = f[((2 * t) * 4 + q) * 6 + 4 + r], b_1 = f[((2 * t + 1) * 4 + q) * 6 + 4 + r];
+        d[0] = fmaf(a_lo, b_0, d[0]);
+        d[1] = fmaf(a_lo, b_1, d[1]);
+        d[2] = fmaf(a_hi, b_0, d[2]);
+        d[3] = fmaf(a_hi, b_1, d[3]);
+    }
+    wait(AT_WARP_BARRIER);
+}
+
 template <typename T>
 std::remove_cv_t<std::remove_reference_t<T>>& arg(void* p) {
     return *static_cast<std::remove_cv_t<std::remove_reference_t<T>>*>(p);

@@ -153,6 +153,9 @@ pub struct TrainConfig {
     pub clip: f64,
     pub seed: u64,
     pub device: String,
+    /// The GPU convolutions' arithmetic (fp32 for the CPU; records before it was recorded ran fp32).
+    #[serde(default)]
+    pub precision: crate::backend::Precision,
     pub off_path: OffPath,
     pub augment: AugmentChoice,
     /// PA&DA path importance with one distribution per edge instead of one shared.
@@ -208,6 +211,7 @@ impl TrainConfig {
             clip: 5.0,
             seed: 0,
             device: "cpu".into(),
+            precision: crate::backend::Precision::Fp32,
             off_path: OffPath::Momentum,
             augment: AugmentChoice::Auto,
             per_edge: false,

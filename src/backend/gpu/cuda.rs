@@ -21,6 +21,7 @@ pub struct CudaDevice {
     stream: sys::CUstream,
     functions: HashMap<Kernel, sys::CUfunction>,
     description: String,
+    compute_capability: (i32, i32),
 }
 
 // SAFETY: the context and stream handles are used from any thread after
@@ -89,7 +90,12 @@ impl CudaDevice {
             functions.insert(k, f);
         }
         let description = format!("cuda:{ordinal} {name} (sm_{major}{minor}, driver {}.{})", driver / 1000, (driver % 1000) / 10);
-        Ok(Self { ordinal, ctx, stream, functions, description })
+        Ok(Self { ordinal, ctx, stream, functions, description, compute_capability: (major, minor) })
+    }
+
+    /// (major, minor): TF32 tensor cores from (8, 0).
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.compute_capability
     }
 
     fn bind(&self) {

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use bytemuck::Pod;
 
-use super::{ElementwiseOps, Memory};
+use super::{ElementwiseOps, Memory, Precision};
 
 // `Kernel`: every kernel of src/ops/*/*.cu (their PADA_KERNEL lines), by build.rs.
 include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
@@ -147,12 +147,25 @@ pub struct GpuBackend<D: Device> {
     dev: Arc<D>,
     pool: Arc<Pool<D>>,
     poison: bool,
+    precision: Precision,
 }
 
 impl<D: Device> GpuBackend<D> {
     pub fn new(dev: D) -> Self {
         let dev = Arc::new(dev);
-        Self { pool: Arc::new(Pool { dev: dev.clone(), free: Mutex::new(HashMap::new()), held: AtomicUsize::new(0) }), dev, poison: false }
+        Self {
+            pool: Arc::new(Pool { dev: dev.clone(), free: Mutex::new(HashMap::new()), held: AtomicUsize::new(0) }),
+            dev,
+            poison: false,
+            precision: Precision::Fp32,
+        }
+    }
+    /// The convolutions' arithmetic (FP32 unless set).
+    pub fn with_precision(self, precision: Precision) -> Self {
+        Self { precision, ..self }
+    }
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
     /// Fresh buffers filled with NaN (for tests).
     pub fn poisoned(dev: D) -> Self {
@@ -236,7 +249,7 @@ impl<D: Device> Memory for GpuBackend<D> {
     type IBuf = GpuBuf<D>;
 
     fn name(&self) -> String {
-        self.dev.name()
+        format!("{}, {} convolutions", self.dev.name(), self.precision)
     }
     fn alloc(&self, len: usize) -> GpuBuf<D> {
         let mut b = self.raw_alloc(len);

@@ -1,14 +1,17 @@
 // conv2d on CNHW activations; the GPU twin of src/ops/conv2d.rs.
 //
 // conv2d_forward is a shared-memory tiled implicit GEMM: a block computes
-// TM output channels x 4096/TM output pixels (4 x 4 per thread), reducing over
+// TM output channels x 4096/TM output pixels (4 x 4 per thread; the _tf32
+// kernels on tensor cores, 16 x 32 per warp), reducing over
 // c_in*k*k in slices of 16, with the im2col values (ReLU fused) gathered
 // straight from the input. Its epilogue adds the bias, applies an optional
 // ReLU mask and accumulates, so that the input gradient of a same stride-1
 // conv (the same conv of dy with flipped, transposed weights) runs through it
 // too. TM is 64, or 16 for the `_narrow` kernels that the wrapper picks for
 // 16 channels or fewer (the first stage of the supernet), where a 64-channel
-// tile would spend three quarters of its work on padding.
+// tile would spend three quarters of its work on padding. The weight gradient
+// is the same tiled product, reduced over output pixels. The `_tf32` kernels
+// of both run it on tensor cores (Tile, below; `--precision tf32`).
 #include "common.cuh"
 
 #define TILE_K 16
@@ -26,69 +29,116 @@ __device__ __forceinline__ float im2col_value(const ConvGeom& g, const float* __
     return (relu_x && !(v > 0.f)) ? 0.f : v;
 }
 
+// The product at the heart of the tiled kernels: a block's TM x TN output
+// tile (TN = 4096 / TM) gains A^T B over one slice of TILE_K, A = as[k][row]
+// and B = bs[k][column] in shared memory. FP32: each thread owns 4 x 4
+// outputs, plain FMAs. TF32: operands are rounded to TF32 as they enter
+// shared memory (operand), and warp w owns 16 rows x 32 columns, four 16x8
+// tensor-core tiles (common.cuh, mma_tf32_16x8x8); rows of TM + 8 / TN + 8
+// floats put a fragment's 4 k-rows x 8 columns in 32 distinct banks.
+// acc[i][j] is output (row(i, j), col(i, j)) of the tile.
+template <int TM, bool TF32>
+struct Tile {
+    static constexpr int TN = 4096 / TM, TX = TN / 4, PAD = TF32 ? 8 : 0, AS = TM + PAD, BS = TN + PAD;
+    static __device__ __forceinline__ float operand(float v) { return TF32 ? to_tf32(v) : v; }
+    static __device__ __forceinline__ int lane() { return threadIdx.x % 32; }
+    static __device__ __forceinline__ int warp_row() { return (threadIdx.x / 32 % (TM / 16)) * 16; }
+    static __device__ __forceinline__ int warp_col() { return (threadIdx.x / 32 / (TM / 16)) * 32; }
+    static __device__ __forceinline__ int row(int i, int j) {
+        return TF32 ? warp_row() + lane() / 4 + (j / 2) * 8 : (threadIdx.x / TX) * 4 + i;  // TF32: acc[i] is mma tile i's d
+    }
+    static __device__ __forceinline__ int col(int i, int j) { return TF32 ? warp_col() + i * 8 + (lane() % 4) * 2 + j % 2 : (threadIdx.x % TX) * 4 + j; }
+    static __device__ __forceinline__ void zero(float acc[4][4]) {
+        for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+    }
+    static __device__ __forceinline__ void product(const float (*as)[AS], const float (*bs)[BS], float acc[4][4]) {
+        if constexpr (TF32) {
+            const int grp = lane() / 4, tig = lane() % 4, wr = warp_row() + grp, wc = warp_col() + grp;
+            for (int ks = 0; ks < TILE_K; ks += 8) {
+                const float a[4] = {as[ks + tig][wr], as[ks + tig][wr + 8], as[ks + tig + 4][wr], as[ks + tig + 4][wr + 8]};
+                for (int j = 0; j < 4; ++j) {
+                    const float b[2] = {bs[ks + tig][wc + j * 8], bs[ks + tig + 4][wc + j * 8]};
+                    mma_tf32_16x8x8(acc[j], a, b);
+                }
+            }
+        } else {
+            const int ty = threadIdx.x / TX, tx = threadIdx.x % TX;
+            for (int kk = 0; kk < TILE_K; ++kk) {
+                float a[4], b[4];
+                for (int i = 0; i < 4; ++i) {
+                    a[i] = as[kk][ty * 4 + i];
+                    b[i] = bs[kk][tx * 4 + i];
+                }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
+            }
+        }
+    }
+};
+
 // y = (accumulate ? y : 0) + [mask > 0] * (conv(relu?(x), w) + bias); bias and mask may be null.
-template <int TM>
+template <int TM, bool TF32>
 __device__ __forceinline__ void conv_forward_tile(const ConvGeom& g, const float* __restrict__ x, int relu_x, const float* __restrict__ w,
                                                   const float* __restrict__ bias, float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
-    constexpr int TN = 4096 / TM, TX = TN / 4;
-    __shared__ float ws[TILE_K][TM];
-    __shared__ float xs[TILE_K][TN];
+    using T = Tile<TM, TF32>;
+    __shared__ float ws[TILE_K][T::AS];
+    __shared__ float xs[TILE_K][T::BS];
     const int K = g.c_in * g.k * g.k;
     const int npix = g.n * g.oh * g.ow;
-    const int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
-    const int p0 = blockIdx.x * TN, m0 = blockIdx.y * TM;
+    const int tid = threadIdx.x;
+    const int p0 = blockIdx.x * T::TN, m0 = blockIdx.y * TM;
     float acc[4][4];
-    for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+    T::zero(acc);
     for (int k0 = 0; k0 < K; k0 += TILE_K) {
         for (int i = tid; i < TILE_K * TM; i += CONV_THREADS) {
             int kk = i % TILE_K, mm = i / TILE_K;
             int m = m0 + mm, k = k0 + kk;
-            ws[kk][mm] = (m < g.c_out && k < K) ? w[(long long)m * K + k] : 0.f;
+            ws[kk][mm] = T::operand((m < g.c_out && k < K) ? w[(long long)m * K + k] : 0.f);
         }
-        for (int i = tid; i < TILE_K * TN; i += CONV_THREADS) {
-            int nn = i % TN, kk = i / TN;
+        for (int i = tid; i < TILE_K * T::TN; i += CONV_THREADS) {
+            int nn = i % T::TN, kk = i / T::TN;
             int p = p0 + nn, k = k0 + kk;
-            xs[kk][nn] = (p < npix && k < K) ? im2col_value(g, x, relu_x, k, p) : 0.f;
+            xs[kk][nn] = T::operand((p < npix && k < K) ? im2col_value(g, x, relu_x, k, p) : 0.f);
         }
         __syncthreads();
-        for (int kk = 0; kk < TILE_K; ++kk) {
-            float a[4], b[4];
-            for (int i = 0; i < 4; ++i) {
-                a[i] = ws[kk][ty * 4 + i];
-                b[i] = xs[kk][tx * 4 + i];
-            }
-            for (int i = 0; i < 4; ++i)
-                for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
-        }
+        T::product(ws, xs, acc);
         __syncthreads();
     }
-    for (int i = 0; i < 4; ++i) {
-        int m = m0 + ty * 4 + i;
-        if (m >= g.c_out) continue;
-        float bv = bias ? bias[m] : 0.f;
+    for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j) {
-            int p = p0 + tx * 4 + j;
-            if (p >= npix) continue;
+            int m = m0 + T::row(i, j), p = p0 + T::col(i, j);
+            if (m >= g.c_out || p >= npix) continue;
             long long o = (long long)m * npix + p;
-            float v = acc[i][j] + bv;
+            float v = acc[i][j] + (bias ? bias[m] : 0.f);
             if (mask && !(mask[o] > 0.f)) v = 0.f;
             y[o] = accumulate ? y[o] + v : v;
         }
-    }
 }
 
 KERNEL void conv2d_forward(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
                            float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
-    conv_forward_tile<64>(g, x, relu_x, w, bias, y, mask, accumulate);
+    conv_forward_tile<64, false>(g, x, relu_x, w, bias, y, mask, accumulate);
 }
 PADA_KERNEL(conv2d_forward)
 
 KERNEL void conv2d_forward_narrow(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
                                   float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
-    conv_forward_tile<16>(g, x, relu_x, w, bias, y, mask, accumulate);
+    conv_forward_tile<16, false>(g, x, relu_x, w, bias, y, mask, accumulate);
 }
 PADA_KERNEL(conv2d_forward_narrow)
+
+KERNEL void conv2d_forward_tf32(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
+                                float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
+    conv_forward_tile<64, true>(g, x, relu_x, w, bias, y, mask, accumulate);
+}
+PADA_KERNEL(conv2d_forward_tf32)
+
+KERNEL void conv2d_forward_tf32_narrow(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
+                                       float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
+    conv_forward_tile<16, true>(g, x, relu_x, w, bias, y, mask, accumulate);
+}
+PADA_KERNEL(conv2d_forward_tf32_narrow)
 
 // wf[ci][co][k*k-1-t] = w[co][ci][t]: the weights of the input-gradient conv.
 KERNEL void conv2d_flip_weights(ConvGeom g, const float* __restrict__ w, float* __restrict__ wf) {
@@ -138,39 +188,30 @@ KERNEL void conv2d_backward_data(ConvGeom g, const float* __restrict__ dy, const
 PADA_KERNEL(conv2d_backward_data)
 
 // acc = the tile (m0.., r0..) of sum over output pixels pb..pe of dy[co][p] * im2col[r][p]:
-// a TM x 4096/TM block of a weight gradient, 4 x 4 per thread.
-template <int TM>
+// a TM x 4096/TM block of a weight gradient (Tile's layout).
+template <int TM, bool TF32>
 __device__ __forceinline__ void weight_grad_tile(const ConvGeom& g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, int pb, int pe,
                                                  int m0, int r0, float acc[4][4]) {
-    constexpr int TN = 4096 / TM, TX = TN / 4;
-    __shared__ float ds[TILE_K][TM];
-    __shared__ float cs[TILE_K][TN];
+    using T = Tile<TM, TF32>;
+    __shared__ float ds[TILE_K][T::AS];
+    __shared__ float cs[TILE_K][T::BS];
     const int K = g.c_in * g.k * g.k;
     const int npix = g.n * g.oh * g.ow;
-    const int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
-    for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+    const int tid = threadIdx.x;
+    T::zero(acc);
     for (int q0 = pb; q0 < pe; q0 += TILE_K) {
         for (int i = tid; i < TILE_K * TM; i += CONV_THREADS) {
             int kk = i % TILE_K, mm = i / TILE_K;
             int m = m0 + mm, p = q0 + kk;
-            ds[kk][mm] = (m < g.c_out && p < pe) ? dy[(long long)m * npix + p] : 0.f;
+            ds[kk][mm] = T::operand((m < g.c_out && p < pe) ? dy[(long long)m * npix + p] : 0.f);
         }
-        for (int i = tid; i < TILE_K * TN; i += CONV_THREADS) {
+        for (int i = tid; i < TILE_K * T::TN; i += CONV_THREADS) {
             int kk = i % TILE_K, nn = i / TILE_K;
             int r = r0 + nn, p = q0 + kk;
-            cs[kk][nn] = (r < K && p < pe) ? im2col_value(g, x, relu_x, r, p) : 0.f;
+            cs[kk][nn] = T::operand((r < K && p < pe) ? im2col_value(g, x, relu_x, r, p) : 0.f);
         }
         __syncthreads();
-        for (int kk = 0; kk < TILE_K; ++kk) {
-            float a[4], b[4];
-            for (int i = 0; i < 4; ++i) {
-                a[i] = ds[kk][ty * 4 + i];
-                b[i] = cs[kk][tx * 4 + i];
-            }
-            for (int i = 0; i < 4; ++i)
-                for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
-        }
+        T::product(ds, cs, acc);
         __syncthreads();
     }
 }
@@ -183,25 +224,23 @@ __device__ __forceinline__ void weight_grad_tile(const ConvGeom& g, const float*
 // a time: each sample's partial tile stays in registers while its squared norm
 // goes to sample_sq[sample][tile] (a block sum, so in a fixed order) and the
 // tile joins the chunk's sum; conv2d_per_sample_finish adds up the tiles.
-template <int TM>
+template <int TM, bool TF32>
 __device__ __forceinline__ void weight_grad_partial(const ConvGeom& g, int chunk_pixels, const float* __restrict__ x, int relu_x,
                                                     const float* __restrict__ dy, float* __restrict__ partial, float* __restrict__ sample_sq) {
-    constexpr int TN = 4096 / TM, TX = TN / 4;
+    using T = Tile<TM, TF32>;
     const int K = g.c_in * g.k * g.k;
     const int npix = g.n * g.oh * g.ow;
-    const int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
-    const int r0 = blockIdx.x * TN, m0 = blockIdx.y * TM;
+    const int r0 = blockIdx.x * T::TN, m0 = blockIdx.y * TM;
     const int pb = blockIdx.z * chunk_pixels, pe = min(npix, pb + chunk_pixels);
     float acc[4][4];
     if (!sample_sq) {
-        weight_grad_tile<TM>(g, x, relu_x, dy, pb, pe, m0, r0, acc);
+        weight_grad_tile<TM, TF32>(g, x, relu_x, dy, pb, pe, m0, r0, acc);
     } else {
         const int ohw = g.oh * g.ow, tiles = gridDim.x * gridDim.y, tile = blockIdx.y * gridDim.x + blockIdx.x;
-        for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+        T::zero(acc);
         for (int p = pb; p < pe; p += ohw) {
             float s[4][4];
-            weight_grad_tile<TM>(g, x, relu_x, dy, p, p + ohw, m0, r0, s);
+            weight_grad_tile<TM, TF32>(g, x, relu_x, dy, p, p + ohw, m0, r0, s);
             double sq = 0.0;
             for (int i = 0; i < 4; ++i)
                 for (int j = 0; j < 4; ++j) {
@@ -213,42 +252,51 @@ __device__ __forceinline__ void weight_grad_partial(const ConvGeom& g, int chunk
         }
     }
     float* out = partial + (long long)blockIdx.z * g.c_out * K;
-    for (int i = 0; i < 4; ++i) {
-        int m = m0 + ty * 4 + i;
-        if (m >= g.c_out) continue;
+    for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j) {
-            int r = r0 + tx * 4 + j;
-            if (r < K) out[(long long)m * K + r] = acc[i][j];
+            int m = m0 + T::row(i, j), r = r0 + T::col(i, j);
+            if (m < g.c_out && r < K) out[(long long)m * K + r] = acc[i][j];
         }
-    }
 }
 
 KERNEL void conv2d_backward_weight(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
                                    float* __restrict__ partial, float* __restrict__ sample_sq) {
-    weight_grad_partial<64>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
+    weight_grad_partial<64, false>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
 }
 PADA_KERNEL(conv2d_backward_weight)
 
 KERNEL void conv2d_backward_weight_narrow(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
                                           float* __restrict__ partial, float* __restrict__ sample_sq) {
-    weight_grad_partial<16>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
+    weight_grad_partial<16, false>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
 }
 PADA_KERNEL(conv2d_backward_weight_narrow)
+
+KERNEL void conv2d_backward_weight_tf32(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
+                                        float* __restrict__ partial, float* __restrict__ sample_sq) {
+    weight_grad_partial<64, true>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
+}
+PADA_KERNEL(conv2d_backward_weight_tf32)
+
+KERNEL void conv2d_backward_weight_tf32_narrow(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
+                                               float* __restrict__ partial, float* __restrict__ sample_sq) {
+    weight_grad_partial<16, true>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
+}
+PADA_KERNEL(conv2d_backward_weight_tf32_narrow)
 
 // partial[n][tile] = squared norm of tile (blockIdx.x, blockIdx.y) of sample
 // n's (blockIdx.z) weight gradient: the per-sample gradient stays in registers.
 KERNEL void conv2d_per_sample_weight_sq(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, float* __restrict__ partial) {
     const int K = g.c_in * g.k * g.k;
     const int ohw = g.oh * g.ow;
-    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    using T = Tile<64, false>;
     const int r0 = blockIdx.x * 64, m0 = blockIdx.y * 64;
     const int pb = blockIdx.z * ohw;
     float acc[4][4];
-    weight_grad_tile<64>(g, x, relu_x, dy, pb, pb + ohw, m0, r0, acc);
+    weight_grad_tile<64, false>(g, x, relu_x, dy, pb, pb + ohw, m0, r0, acc);
     double sq = 0.0;
     for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j)
-            if (m0 + ty * 4 + i < g.c_out && r0 + tx * 4 + j < K) sq += (double)acc[i][j] * (double)acc[i][j];
+            if (m0 + T::row(i, j) < g.c_out && r0 + T::col(i, j) < K) sq += (double)acc[i][j] * (double)acc[i][j];
     sq = block_sum(sq);
     if (threadIdx.x == 0) partial[(long long)blockIdx.z * gridDim.x * gridDim.y + blockIdx.y * gridDim.x + blockIdx.x] = (float)sq;
 }

@@ -1,6 +1,7 @@
 //! GPU launches of `conv2d.cu`: grid, block and arguments of each kernel.
 
 use super::Conv2dOps;
+use crate::backend::Precision;
 use crate::backend::gpu::{Args, ChannelSplit, Device, GpuBackend, GpuBuf, Kernel, THREADS};
 use crate::geometry::ConvGeom;
 
@@ -26,18 +27,20 @@ impl ConvTile {
     fn narrow(self) -> bool {
         self.rows == 16
     }
-    fn forward_kernel(self) -> Kernel {
-        if self.narrow() {
-            Kernel::Conv2dForwardNarrow
-        } else {
-            Kernel::Conv2dForward
+    fn forward_kernel(self, precision: Precision) -> Kernel {
+        match (precision, self.narrow()) {
+            (Precision::Fp32, false) => Kernel::Conv2dForward,
+            (Precision::Fp32, true) => Kernel::Conv2dForwardNarrow,
+            (Precision::Tf32, false) => Kernel::Conv2dForwardTf32,
+            (Precision::Tf32, true) => Kernel::Conv2dForwardTf32Narrow,
         }
     }
-    fn weight_kernel(self) -> Kernel {
-        if self.narrow() {
-            Kernel::Conv2dBackwardWeightNarrow
-        } else {
-            Kernel::Conv2dBackwardWeight
+    fn weight_kernel(self, precision: Precision) -> Kernel {
+        match (precision, self.narrow()) {
+            (Precision::Fp32, false) => Kernel::Conv2dBackwardWeight,
+            (Precision::Fp32, true) => Kernel::Conv2dBackwardWeightNarrow,
+            (Precision::Tf32, false) => Kernel::Conv2dBackwardWeightTf32,
+            (Precision::Tf32, true) => Kernel::Conv2dBackwardWeightTf32Narrow,
         }
     }
 }
@@ -107,7 +110,7 @@ impl<D: Device> Conv2dOps for GpuBackend<D> {
         let partial = self.raw_alloc(chunks * c_out * k);
         let sample_part = sample_sq.is_some().then(|| self.raw_alloc(n * tiles));
         self.launch(
-            tile.weight_kernel(),
+            tile.weight_kernel(self.precision()),
             [k.div_ceil(tile.cols) as u32, c_out.div_ceil(tile.rows) as u32, chunks as u32],
             [THREADS, 1, 1],
             0,
@@ -154,7 +157,9 @@ impl<D: Device> Conv2dOps for GpuBackend<D> {
 }
 
 impl<D: Device> GpuBackend<D> {
-    /// conv2d_forward's kernel with its full epilogue (mask, accumulate).
+    /// conv2d_forward's kernel with its full epilogue (mask, accumulate), in
+    /// the backend's precision: the forward conv, and the input gradient of a
+    /// same stride-1 conv (the strided convs' input gradient stays FP32).
     #[allow(clippy::too_many_arguments)]
     fn conv_tiled(
         &self,
@@ -170,7 +175,7 @@ impl<D: Device> GpuBackend<D> {
         let npix = g.output().per_channel();
         let tile = ConvTile::for_channels(g.c_out as usize);
         self.launch(
-            tile.forward_kernel(),
+            tile.forward_kernel(self.precision()),
             [npix.div_ceil(tile.cols) as u32, (g.c_out as usize).div_ceil(tile.rows) as u32, 1],
             [THREADS, 1, 1],
             0,
