@@ -41,6 +41,16 @@ impl FromStr for ArchSelection {
     }
 }
 
+impl std::fmt::Display for ArchSelection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArchSelection::All => f.write_str("all"),
+            ArchSelection::File(p) => write!(f, "{}", p.display()),
+            ArchSelection::Random(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 impl ArchSelection {
     /// The architectures, in a fixed order; `seed` picks the random ones.
     /// With `unique`, only the first architecture of each isomorphism class

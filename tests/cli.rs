@@ -138,8 +138,62 @@ fn precision_is_recorded_and_reduced_precision_needs_a_gpu() {
     if cfg!(feature = "cuda-emu") {
         let emu = tmp.path().join("emu");
         let d = emu.to_str().unwrap();
-        ok(&["train", "--device", "cuda-emu", "--data", DATA, "--epochs", "1", "--batch-size", "32", "--channels", "2", "--cells", "1", "--out", d, "-q"]);
+        ok(&[
+            "train",
+            "--device",
+            "cuda-emu",
+            "--data",
+            DATA,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--channels",
+            "2",
+            "--cells",
+            "1",
+            "--out",
+            d,
+            "-q",
+        ]);
         let config = std::fs::read_to_string(emu.join("config.json")).unwrap();
         assert!(config.contains("\"precision\": \"tf32\""), "{config}");
     }
+}
+
+#[test]
+fn rank_shards_merge_to_the_unsharded_ranking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    train_tiny(&run, "spos");
+    let r = run.to_str().unwrap();
+    let whole = run.join("whole.csv");
+    ok(&["rank", "--run", r, "--archs", "20", "--out", whole.to_str().unwrap(), "-q"]);
+    for i in 0..3 {
+        ok(&["rank", "--run", r, "--archs", "20", "--shard", &format!("{i}/3"), "-q"]);
+    }
+    let rows = |p: &Path| {
+        let mut v: Vec<String> = std::fs::read_to_string(p).unwrap().lines().skip(1).map(String::from).collect();
+        v.sort();
+        v
+    };
+    // shard 1 of 3 holds architectures 1, 4, ..., 19 of the selection: 7 of 20
+    assert_eq!(rows(&run.join("rank.shard-1-of-3.csv")).len(), 7);
+    let out = ok(&["rank", "--run", r, "--archs", "20", "--merge"]);
+    assert!(out.contains("20 architectures"), "{out}");
+    assert_eq!(rows(&run.join("rank.csv")), rows(&whole));
+    // what --merge refuses: a missing shard, the same shard twice, an unfinished one, another ranking
+    let shard = |i: usize| run.join(format!("rank.shard-{i}-of-3.csv")).to_str().unwrap().to_string();
+    let e = err(&["rank", "--run", r, "--merge", &shard(0), &shard(2)]);
+    assert!(e.contains("1/3 missing"), "{e}");
+    let e = err(&["rank", "--run", r, "--merge", &shard(0), &shard(0), &shard(1), &shard(2)]);
+    assert!(e.contains("both shard 0/3"), "{e}");
+    ok(&["rank", "--run", r, "--archs", "12", "--shard", "0/2", "-q"]);
+    let e = err(&["rank", "--run", r, "--merge", &shard(0), &shard(1), &run.join("rank.shard-0-of-2.csv").to_str().unwrap().to_string()]);
+    assert!(e.contains("rank differently"), "{e}");
+    std::fs::remove_file(run.join("rank.shard-2-of-3.summary.json")).unwrap();
+    let e = err(&["rank", "--run", r, "--merge", &shard(0), &shard(1), &shard(2)]);
+    assert!(e.contains("has that shard finished"), "{e}");
+    let e = err(&["rank", "--run", r, "--shard", "3/3"]);
+    assert!(e.contains("--shard") && e.contains("0 <= I < N"), "{e}");
 }

@@ -154,7 +154,11 @@ pub fn conv2d_tf32<B: Backend<T = f32>>(be: &B) {
         let mut yg = nan(be, g.output().len());
         be.conv2d_forward(&g, &up(be, &x), relu, &up(be, &w), bias.then(|| up(be, &b)).as_ref(), &mut yg);
         let off_exact = check(&what("conv2d_forward"), &be.download(&yg), &reference, &abs_sum, &exact, g.col_rows());
-        assert!(off_exact > 1.0, "{}: equals the exact FP32 conv to FP32 summation error: TF32 rounding not applied", what("conv2d_forward"));
+        assert!(
+            off_exact > 1.0,
+            "{}: equals the exact FP32 conv to FP32 summation error: TF32 rounding not applied",
+            what("conv2d_forward")
+        );
         if g.is_same_stride1() {
             // the input gradient runs through the same kernel (flipped weights, the ReLU mask in its epilogue)
             let dy = rand32(g.output().len(), 140 + i as u64);

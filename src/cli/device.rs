@@ -71,7 +71,10 @@ pub fn with_backend(device: &Device, precision: Option<Precision>, job: impl Bac
         Device::Cuda(n) => {
             let be = crate::backend::gpu::cuda::CudaBackend::open(*n)?.with_precision(precision);
             if precision == Precision::Tf32 && be.device().compute_capability() < (8, 0) {
-                bail!("--precision tf32 needs TF32 tensor cores (sm_80 or newer); {} has none: use --precision fp32", crate::backend::Memory::name(&be));
+                bail!(
+                    "--precision tf32 needs TF32 tensor cores (sm_80 or newer); {} has none: use --precision fp32",
+                    crate::backend::Memory::name(&be)
+                );
             }
             eprintln!("device: {}", crate::backend::Memory::name(&be));
             job.run(&be)
@@ -79,7 +82,9 @@ pub fn with_backend(device: &Device, precision: Option<Precision>, job: impl Bac
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => bail!("--device {device}: this pada was built without the CUDA backend (cargo build --release --features cuda)"),
         #[cfg(feature = "cuda-emu")]
-        Device::CudaEmu => job.run(&crate::backend::gpu::emu::EmuBackend::new(crate::backend::gpu::emu::EmuDevice::new()).with_precision(precision)),
+        Device::CudaEmu => {
+            job.run(&crate::backend::gpu::emu::EmuBackend::new(crate::backend::gpu::emu::EmuDevice::new()).with_precision(precision))
+        }
         #[cfg(not(feature = "cuda-emu"))]
         Device::CudaEmu => {
             bail!("--device cuda-emu: this pada was built without the CUDA emulator (cargo build --release --features cuda-emu)")

@@ -74,6 +74,16 @@ pub struct RankArgs {
     /// An existing file of earlier scores is continued, not redone.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Score only shard I of N (0 <= I < N): every N-th architecture of the selection from the
+    /// I-th on, so that N processes (GPUs, machines, a Slurm job array) split the work; writes
+    /// RUN/rank.shard-I-of-N.csv by default. Join the shards with --merge.
+    #[arg(long, value_name = "I/N", conflicts_with = "merge")]
+    pub shard: Option<Shard>,
+    /// Join finished shards (the files given, or RUN/rank.shard-*-of-*.csv) into --out
+    /// [RUN/rank.csv] and report as one rank would, refusing overlaps, missing or unfinished
+    /// shards, and shards of another run or other settings.
+    #[arg(long, num_args = 0.., value_name = "SHARD_CSV")]
+    pub merge: Option<Vec<PathBuf>>,
     #[arg(long, default_value = "cpu")]
     pub device: Device,
     /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
@@ -85,6 +95,34 @@ pub struct RankArgs {
     pub quiet: bool,
 }
 
+/// `--shard I/N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let parsed = s.split_once('/').and_then(|(i, n)| Some((i.trim().parse::<usize>().ok()?, n.trim().parse::<usize>().ok()?)));
+        match parsed {
+            Some((index, count)) if index < count => Ok(Shard { index, count }),
+            _ => bail!("--shard {s:?}: expected I/N with 0 <= I < N, e.g. 0/4"),
+        }
+    }
+}
+
+impl Shard {
+    /// The shard's architectures: positions index, index + count, ... of the selection.
+    pub fn of<T: Copy>(self, all: &[T]) -> Vec<T> {
+        all.iter().skip(self.index).step_by(self.count).copied().collect()
+    }
+    pub fn default_file(self, run: &Path) -> PathBuf {
+        run.join(format!("rank.shard-{}-of-{}.csv", self.index, self.count))
+    }
+}
+
 /// `rank.summary.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RankSummary {
@@ -92,6 +130,14 @@ pub struct RankSummary {
     pub data: String,
     pub test_images: usize,
     pub batch_size: usize,
+    /// What was ranked: --archs, --unique, and the supernet's weights (SHA-256), so that
+    /// `--merge` joins only shards of one ranking.
+    #[serde(default)]
+    pub selection: String,
+    #[serde(default)]
+    pub supernet_sha256: String,
+    #[serde(default)]
+    pub shard: Option<Shard>,
     pub architectures: usize,
     pub seconds_this_invocation: f64,
     pub archs_per_sec: f64,
@@ -108,14 +154,125 @@ pub fn summary_path(out: &Path) -> PathBuf {
 pub fn run(a: RankArgs) -> anyhow::Result<()> {
     super::set_threads(a.threads)?;
     anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
+    if let Some(files) = a.merge.clone() {
+        return merge(&a, files);
+    }
     with_backend(&a.device.clone(), a.precision, a)
+}
+
+/// --archs and --unique as recorded in the summary.
+fn selection(a: &RankArgs) -> String {
+    let column = a.arch_column.as_deref().map(|c| format!(" (column {c})")).unwrap_or_default();
+    format!("{}{column}{}", a.archs, if a.unique { ", unique" } else { "" })
+}
+
+fn supernet_sha256(run: &Path) -> anyhow::Result<String> {
+    let path = run.join(crate::train::run::WEIGHTS);
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(crate::data::sha256_hex(&bytes))
+}
+
+/// `--merge`: the shards' rows joined into one ranking, after checking that they are
+/// the N shards of one ranking, each finished.
+fn merge(a: &RankArgs, files: Vec<PathBuf>) -> anyhow::Result<()> {
+    let files = if files.is_empty() {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&a.run)
+            .with_context(|| format!("cannot read {}", a.run.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("rank.shard-") && n.ends_with(".csv")))
+            .collect();
+        found.sort();
+        anyhow::ensure!(!found.is_empty(), "--merge: no rank.shard-*-of-*.csv in {}", a.run.display());
+        found
+    } else {
+        files
+    };
+    let sha = supernet_sha256(&a.run)?;
+    let mut shards: Vec<(PathBuf, RankSummary)> = Vec::new();
+    for f in &files {
+        let sp = summary_path(f);
+        let text = std::fs::read_to_string(&sp)
+            .with_context(|| format!("--merge {}: no {} (has that shard finished?)", f.display(), sp.display()))?;
+        let s: RankSummary = serde_json::from_str(&text).with_context(|| format!("{}: not a rank summary", sp.display()))?;
+        let Some(shard) = s.shard else { bail!("--merge {}: not a shard (ranked without --shard)", f.display()) };
+        if s.supernet_sha256 != sha {
+            bail!("--merge {}: ranked with other weights than {}", f.display(), a.run.join(crate::train::run::WEIGHTS).display());
+        }
+        if let Some((g, first)) = shards.first() {
+            let same = (&first.data, first.test_images, first.batch_size, &first.selection, first.shard.map(|s| s.count))
+                == (&s.data, s.test_images, s.batch_size, &s.selection, Some(shard.count));
+            anyhow::ensure!(
+                same,
+                "--merge: {} and {} rank differently (data, test images, batch size, --archs or the number of shards)",
+                g.display(),
+                f.display()
+            );
+            if let Some((h, _)) = shards.iter().find(|(_, t)| t.shard == Some(shard)) {
+                bail!("--merge: {} and {} are both shard {}/{}", h.display(), f.display(), shard.index, shard.count);
+            }
+        }
+        shards.push((f.clone(), s));
+    }
+    let count = shards[0].1.shard.expect("checked").count;
+    let missing: Vec<String> =
+        (0..count).filter(|i| !shards.iter().any(|(_, s)| s.shard.expect("checked").index == *i)).map(|i| format!("{i}/{count}")).collect();
+    anyhow::ensure!(missing.is_empty(), "--merge: shard(s) {} missing", missing.join(", "));
+    let mut done: HashMap<Genotype, (f64, f64)> = HashMap::new();
+    let mut archs = Vec::new();
+    let mut rows = Vec::new();
+    for (f, s) in &shards {
+        let shard_rows = crate::results::read_done(f, &HEADER)?;
+        anyhow::ensure!(
+            shard_rows.len() == s.architectures,
+            "--merge {}: {} rows, but the shard ranked {} architectures",
+            f.display(),
+            shard_rows.len(),
+            s.architectures
+        );
+        for (i, r) in shard_rows.into_iter().enumerate() {
+            let (g, scores) = parse_row(f, i, &r)?;
+            anyhow::ensure!(done.insert(g, scores).is_none(), "--merge {}: {g} is in another shard too", f.display());
+            archs.push(g);
+            rows.push(r);
+        }
+    }
+    let out = a.out.clone().unwrap_or_else(|| a.run.join("rank.csv"));
+    let mut buf = csv::Writer::from_writer(Vec::new());
+    buf.write_record(HEADER)?;
+    for r in &rows {
+        buf.write_record(r)?;
+    }
+    crate::fsutil::write_atomic(&out, &buf.into_inner()?)?;
+    let first = &shards[0].1;
+    let record = crate::train::run::read_record(&a.run)?;
+    let secs: f64 = shards.iter().map(|(_, s)| s.seconds_this_invocation).sum();
+    let ranked = Ranked {
+        archs,
+        done,
+        out,
+        secs,
+        scored: rows.len(),
+        test_images: first.test_images,
+        data: first.data.clone(),
+        supernet_sha256: sha,
+        shard: None,
+        selection: first.selection.clone(),
+        batch_size: first.batch_size,
+    };
+    report(a, &record, ranked)
+}
+
+fn parse_row(file: &Path, i: usize, r: &[String]) -> anyhow::Result<(Genotype, (f64, f64))> {
+    let g: Genotype = r[0].parse().map_err(|e| anyhow::anyhow!("{} row {}: {e}", file.display(), i + 2))?;
+    let num = |s: &str| s.parse::<f64>().with_context(|| format!("{} row {}: {s:?} is not a number", file.display(), i + 2));
+    Ok((g, (num(&r[1])?, num(&r[2])?)))
 }
 
 impl BackendJob for RankArgs {
     fn run<B: Backend>(self, be: &B) -> anyhow::Result<()> {
         let a = self;
         let (record, net) = load_run(be, &a.run)?;
-        let gt = a.gt.load()?;
+        a.gt.load()?; // a bad ground truth fails now, not after the ranking
         let spec = a.data.clone().unwrap_or(record.train.data.clone());
         let data = spec.load()?;
         if data.shape() != net.config.input || data.classes() != net.config.classes {
@@ -133,14 +290,16 @@ impl BackendJob for RankArgs {
             anyhow::ensure!(n > 0, "--images must be at least 1");
             test = test.subset(&(0..n.min(test.len())).collect::<Vec<_>>());
         }
-        let archs = a.archs.resolve(record.train.seed, a.arch_column.as_deref(), a.unique)?;
-        let out = a.out.clone().unwrap_or_else(|| a.run.join("rank.csv"));
+        let mut archs = a.archs.resolve(record.train.seed, a.arch_column.as_deref(), a.unique)?;
+        if let Some(shard) = a.shard {
+            archs = shard.of(&archs);
+        }
+        let out = a.out.clone().unwrap_or_else(|| a.shard.map_or_else(|| a.run.join("rank.csv"), |s| s.default_file(&a.run)));
         let done_rows = crate::results::read_done(&out, &HEADER)?;
         let mut done: HashMap<Genotype, (f64, f64)> = HashMap::new();
         for (i, r) in done_rows.iter().enumerate() {
-            let g: Genotype = r[0].parse().map_err(|e| anyhow::anyhow!("{} row {}: {e}", out.display(), i + 2))?;
-            let num = |s: &str| s.parse::<f64>().with_context(|| format!("{} row {}: {s:?} is not a number", out.display(), i + 2));
-            done.insert(g, (num(&r[1])?, num(&r[2])?));
+            let (g, scores) = parse_row(&out, i, r)?;
+            done.insert(g, scores);
         }
         let todo: Vec<Genotype> = archs.iter().filter(|g| !done.contains_key(g)).copied().collect();
         if !a.quiet {
@@ -175,62 +334,100 @@ impl BackendJob for RankArgs {
         })?;
         progress.finish();
         let secs = start.elapsed().as_secs_f64();
-        // the requested architectures' scores, as read back (rounded as in the file)
-        let pred = ArchTable {
-            archs: archs.clone(),
-            values: archs.iter().map(|g| done[g].0).collect(),
-            arch_column: "arch".into(),
-            value_column: "accuracy".into(),
-        };
-        let mut order: Vec<usize> = (0..archs.len()).collect();
-        order.sort_by(|&x, &y| pred.values[y].total_cmp(&pred.values[x]).then(x.cmp(&y)));
-        let top10: Vec<(String, f64)> = order.iter().take(10).map(|&i| (archs[i].to_string(), pred.values[i])).collect();
-        let consistency = match &gt {
-            Some(t) => {
-                let (ja, jp, jt) = join(&pred, t, false);
-                let names: Vec<String> = ja.iter().map(|g| g.to_string()).collect();
-                let c = Consistency::of(&names, &jp, &jt)
-                    .with_context(|| format!("joining with {}", a.gt.ground_truth.as_ref().expect("gt")))?;
-                let stem = out.with_extension("");
-                let title = format!("{} supernet ({} archs): Kendall tau {:.3}", record.train.method.name(), c.n, c.kendall_tau);
-                let points = jp.iter().copied().zip(jt.iter().copied()).collect();
-                let files = crate::plot::chart(
-                    &stem,
-                    &title,
-                    "supernet accuracy (%)",
-                    &format!("true accuracy ({})", t.value_column),
-                    &[crate::plot::Series { name: String::new(), points }],
-                    true,
-                )?;
-                if !a.quiet {
-                    eprintln!("plots: {} {}", files[0].display(), files[1].display());
-                }
-                Some(c)
-            }
-            None => None,
-        };
-        let summary = RankSummary {
-            run: a.run.display().to_string(),
-            data: spec.to_string(),
+        let ranked = Ranked {
+            archs,
+            done,
+            out,
+            secs,
+            scored,
             test_images: test.len(),
+            data: spec.to_string(),
+            supernet_sha256: supernet_sha256(&a.run)?,
+            shard: a.shard,
+            selection: selection(&a),
             batch_size: a.batch_size,
-            architectures: archs.len(),
-            seconds_this_invocation: secs,
-            archs_per_sec: todo.len() as f64 / secs.max(1e-9),
-            top10,
-            ground_truth: a.gt.ground_truth.as_ref().map(|t| t.to_string()),
-            gt_column: gt.as_ref().map(|t| t.value_column.clone()),
-            consistency: consistency.clone(),
         };
-        crate::fsutil::write_atomic(&summary_path(&out), serde_json::to_string_pretty(&summary)?.as_bytes())?;
-        println!("{} architectures scored ({:.2}/s this run); {}", archs.len(), summary.archs_per_sec, out.display());
-        println!("best by supernet accuracy:");
-        for (arch, acc) in summary.top10.iter().take(5) {
-            println!("  {acc:7.2}  {arch}");
-        }
-        if let Some(c) = consistency {
-            print!("{}", c.report());
-        }
-        Ok(())
+        report(&a, &record, ranked)
     }
+}
+
+/// Scores of a ranking, this invocation's or merged from shards.
+struct Ranked {
+    archs: Vec<Genotype>,
+    done: HashMap<Genotype, (f64, f64)>,
+    out: PathBuf,
+    secs: f64,
+    scored: usize,
+    test_images: usize,
+    data: String,
+    supernet_sha256: String,
+    shard: Option<Shard>,
+    selection: String,
+    batch_size: usize,
+}
+
+/// The summary file, the plots and the printed report of a ranking.
+fn report(a: &RankArgs, record: &crate::train::run::RunRecord, r: Ranked) -> anyhow::Result<()> {
+    let gt = a.gt.load()?;
+    let Ranked { archs, done, out, secs, scored, .. } = r;
+    // the requested architectures' scores, as read back (rounded as in the file)
+    let pred = ArchTable {
+        archs: archs.clone(),
+        values: archs.iter().map(|g| done[g].0).collect(),
+        arch_column: "arch".into(),
+        value_column: "accuracy".into(),
+    };
+    let mut order: Vec<usize> = (0..archs.len()).collect();
+    order.sort_by(|&x, &y| pred.values[y].total_cmp(&pred.values[x]).then(x.cmp(&y)));
+    let top10: Vec<(String, f64)> = order.iter().take(10).map(|&i| (archs[i].to_string(), pred.values[i])).collect();
+    let consistency = match &gt {
+        Some(t) => {
+            let (ja, jp, jt) = join(&pred, t, false);
+            let names: Vec<String> = ja.iter().map(|g| g.to_string()).collect();
+            let c =
+                Consistency::of(&names, &jp, &jt).with_context(|| format!("joining with {}", a.gt.ground_truth.as_ref().expect("gt")))?;
+            let stem = out.with_extension("");
+            let title = format!("{} supernet ({} archs): Kendall tau {:.3}", record.train.method.name(), c.n, c.kendall_tau);
+            let points = jp.iter().copied().zip(jt.iter().copied()).collect();
+            let files = crate::plot::chart(
+                &stem,
+                &title,
+                "supernet accuracy (%)",
+                &format!("true accuracy ({})", t.value_column),
+                &[crate::plot::Series { name: String::new(), points }],
+                true,
+            )?;
+            if !a.quiet {
+                eprintln!("plots: {} {}", files[0].display(), files[1].display());
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    let summary = RankSummary {
+        run: a.run.display().to_string(),
+        data: r.data,
+        test_images: r.test_images,
+        batch_size: r.batch_size,
+        selection: r.selection,
+        supernet_sha256: r.supernet_sha256,
+        shard: r.shard,
+        architectures: archs.len(),
+        seconds_this_invocation: secs,
+        archs_per_sec: scored as f64 / secs.max(1e-9),
+        top10,
+        ground_truth: a.gt.ground_truth.as_ref().map(|t| t.to_string()),
+        gt_column: gt.as_ref().map(|t| t.value_column.clone()),
+        consistency: consistency.clone(),
+    };
+    crate::fsutil::write_atomic(&summary_path(&out), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    println!("{} architectures scored ({:.2}/s this run); {}", archs.len(), summary.archs_per_sec, out.display());
+    println!("best by supernet accuracy:");
+    for (arch, acc) in summary.top10.iter().take(5) {
+        println!("  {acc:7.2}  {arch}");
+    }
+    if let Some(c) = consistency {
+        print!("{}", c.report());
+    }
+    Ok(())
 }

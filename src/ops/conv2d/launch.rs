@@ -1,8 +1,8 @@
 //! GPU launches of `conv2d.cu`: grid, block and arguments of each kernel.
 
 use super::Conv2dOps;
-use crate::backend::Precision;
 use crate::backend::gpu::{Args, ChannelSplit, Device, GpuBackend, GpuBuf, Kernel, THREADS};
+use crate::backend::Precision;
 use crate::geometry::ConvGeom;
 
 /// The output tile of the tiled conv kernels (conv2d.cu): `rows`
