@@ -33,7 +33,7 @@ done
 run first-command 45 "$P/pada" train --device cuda --out /tmp/pada-gpu-first
 run train 30 "$P/pada" train --device cuda --method pada --data synthetic:3x32x32:25600:10000:10 --epochs 3 --batch-size 256 --out /tmp/pada-gpu-run -q
 for prec in fp32 tf32; do
-    run rank-$prec 40 "$P/pada" rank --device cuda --precision $prec --run /tmp/pada-gpu-run --archs 64 --out "$LOGS/rank-$prec.csv"
+    run rank-$prec 40 "$P/pada" rank --device cuda --precision $prec --run /tmp/pada-gpu-run --archs 128 --out "$LOGS/rank-$prec.csv"
 done
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     run torch 40 python3 "$P/torch_step_bench.py" --device cuda --batch-size 256 --steps 40 --warmup 5
@@ -44,6 +44,9 @@ fi
     grep -E "pada bench|step|overhead|throughput|ranking:|device memory" "$LOGS"/bench-*.log || true
     grep -E "median step" "$LOGS"/torch*.log 2>/dev/null || true
     grep -E "architectures|scored" "$LOGS"/rank-*.log || true
+    for f in "$LOGS"/rank-*.summary.json; do
+        python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); r=s["archs_per_sec"]; print(f"{sys.argv[1]}: {r:.2f} architectures/s on {s[\"test_images\"]} images: all 15,625 in {15625/r/60:.1f} min")' "$f" || true
+    done
     grep -E "test result" "$LOGS"/tests-*.log || true
 } | tee -a "$LOGS/summary.txt"
 tar czf "$OUT/gpu-logs.tar.gz" -C "$LOGS" .

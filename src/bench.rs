@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::arch::{Genotype, NUM_ARCHS};
-use crate::backend::Backend;
+use crate::backend::{Backend, LaunchStat};
 use crate::data::{Batch, Data, DataSpec};
 use crate::eval::{evaluate, EvalSet};
 use crate::ops::SgdStep;
@@ -75,6 +75,12 @@ pub struct BenchReport {
     /// Each op at the configuration's shapes (`--kernels`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kernels: Vec<KernelTiming>,
+    /// Kernel launches of SPOS steps, per step (`--kernels`, GPU backends):
+    /// each launch timed alone, so the shares say where a step's time goes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_launches: Vec<LaunchStat>,
+    #[serde(default)]
+    pub step_launches_steps: usize,
 }
 
 /// One op timed alone.
@@ -347,6 +353,17 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
     let per_step_ms = extra_sample_scores.median_ms + extra_path_importance.median_ms + extra_path_sampling.median_ms;
     let pada_overhead_percent = 100.0 * (per_step_ms + epoch_resampling_50k.median_ms / steps_per_epoch) / spos_step.median_ms;
 
+    let (step_launches, step_launches_steps) = if o.kernels {
+        log("profiling the launches of SPOS steps");
+        let profiled = o.steps.min(8);
+        let (mut trainer, mut ep) = bench_trainer(be, &o.config, n, &data, Method::Spos, DataImportance::Proxy, Some(&paths[..profiled]))?;
+        let (r, stats) = be.profile_launches(|| (0..profiled).try_for_each(|_| trainer.train_step(&mut ep, &batch).map(|_| ())));
+        r?;
+        (stats, profiled)
+    } else {
+        (Vec::new(), 0)
+    };
+
     log("timing ranking");
     let rank_data: Data = o.rank_data.load()?;
     let rank_net = Supernet::new(be, SupernetConfig { classes: rank_data.classes(), input: rank_data.shape(), ..o.config }, 0)?;
@@ -382,6 +399,8 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
         peak_rss_mib: peak_rss_mib(),
         device_memory_mib: be.device_memory().map(|b| b as f64 / (1 << 20) as f64),
         kernels: if o.kernels { kernel_timings(be, &o.config, n, 10) } else { Vec::new() },
+        step_launches,
+        step_launches_steps,
     })
 }
 
@@ -433,6 +452,27 @@ pub fn format_report(r: &BenchReport) -> String {
         for k in &r.kernels {
             let rate = k.gflops.map_or(String::new(), |g| format!("{g:.1}"));
             s += &format!("  {:<40} {:<22} {:>10.3} {:>10.3} {:>10}\n", k.op, k.shape, k.timing.median_ms, k.timing.p10_ms, rate);
+        }
+    }
+    if !r.step_launches.is_empty() {
+        let steps = r.step_launches_steps.max(1) as f64;
+        let launches: usize = r.step_launches.iter().map(|l| l.launches).sum();
+        let total: f64 = r.step_launches.iter().map(|l| l.seconds).sum();
+        s += &format!(
+            "  SPOS step launches ({} steps, each launch timed alone): {:.0} launches a step, {:.3} ms of kernels a step\n",
+            r.step_launches_steps,
+            launches as f64 / steps,
+            1e3 * total / steps
+        );
+        s += &format!("  {:<40} {:>10} {:>10} {:>8}\n", "kernel", "launches", "ms/step", "share");
+        for l in &r.step_launches {
+            s += &format!(
+                "  {:<40} {:>10.1} {:>10.3} {:>7.1}%\n",
+                l.kernel,
+                l.launches as f64 / steps,
+                1e3 * l.seconds / steps,
+                100.0 * l.seconds / total.max(1e-12)
+            );
         }
     }
     s

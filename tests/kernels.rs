@@ -196,6 +196,26 @@ pub fn conv2d_tf32<B: Backend<T = f32>>(be: &B) {
     }
 }
 
+/// `pada bench --kernels`' launch profile counts every launch, by kernel.
+pub fn launch_profile<B: Backend<T = f32>>(be: &B) {
+    let g = ConvGeom::new(2, 3, 7, 7, 5, 3, 1);
+    let (x, w) = (up(be, &rand32(g.input().len(), 1)), up(be, &rand32(g.weight_len(), 2)));
+    let mut y = nan(be, g.output().len());
+    let ((), stats) = be.profile_launches(|| {
+        for _ in 0..3 {
+            be.conv2d_forward(&g, &x, false, &w, None, &mut y);
+        }
+        be.fill(&mut y, 0.0);
+    });
+    let got: Vec<(String, usize)> = stats.iter().map(|s| (s.kernel.clone(), s.launches)).collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.contains(&("conv2d_forward_narrow".into(), 3)) && got.contains(&("fill".into(), 1)), "{got:?}");
+    assert!(stats.iter().all(|s| s.seconds > 0.0), "{stats:?}");
+    // outside the profile nothing is recorded
+    let ((), none) = be.profile_launches(|| ());
+    assert!(none.is_empty());
+}
+
 pub fn batchnorm<B: Backend<T = f32>>(be: &B) {
     let cpu = CpuBackend::<f32>::new();
     // the last has 2,331 values a channel: sums split in 3 chunks of 777
@@ -461,6 +481,7 @@ macro_rules! kernel_tests {
             $(#[$attr])* #[test] fn linear_and_loss() { super::linear_and_loss(&$make) }
             $(#[$attr])* #[test] fn optimiser() { super::optimiser(&$make) }
             $(#[$attr])* #[test] fn per_sample_norms() { super::per_sample_norms(&$make) }
+            $(#[$attr])* #[test] fn launch_profile() { super::launch_profile(&$make) }
             $(#[$attr])* #[test] fn conv2d_tf32() { super::conv2d_tf32(&$make.with_precision(pada::backend::Precision::Tf32)) }
         }
     };

@@ -54,6 +54,14 @@ impl std::fmt::Display for Precision {
     }
 }
 
+/// Launches of one kernel under [`Memory::profile_launches`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LaunchStat {
+    pub kernel: String,
+    pub launches: usize,
+    pub seconds: f64,
+}
+
 /// One parameter tensor as the multi-tensor SGD sees it.
 pub struct SgdSlot<'a, B: Memory + ?Sized> {
     pub value: &'a mut B::Buf,
@@ -99,6 +107,14 @@ pub trait Memory: Send + Sync {
     /// Bytes of device memory in use or held by the pool, if the backend knows.
     fn device_memory(&self) -> Option<usize> {
         None
+    }
+
+    /// Runs `f` with every kernel launch counted and timed alone (the device
+    /// synchronised around each, so the total exceeds an unprofiled run's):
+    /// one entry per kernel, most time first. Empty for backends without
+    /// kernels (the CPU engine).
+    fn profile_launches<R>(&self, f: impl FnOnce() -> R) -> (R, Vec<LaunchStat>) {
+        (f(), Vec::new())
     }
 
     fn upload(&self, host: &[Self::T]) -> Self::Buf {

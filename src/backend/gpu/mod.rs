@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use bytemuck::Pod;
 
-use super::{ElementwiseOps, Memory, Precision};
+use super::{ElementwiseOps, LaunchStat, Memory, Precision};
 
 // `Kernel`: every kernel of src/ops/*/*.cu (their PADA_KERNEL lines), by build.rs.
 include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
@@ -148,6 +148,8 @@ pub struct GpuBackend<D: Device> {
     pool: Arc<Pool<D>>,
     poison: bool,
     precision: Precision,
+    /// Launch counts and seconds per kernel while profiling.
+    profile: Arc<Mutex<Option<HashMap<Kernel, (usize, f64)>>>>,
 }
 
 impl<D: Device> GpuBackend<D> {
@@ -158,6 +160,7 @@ impl<D: Device> GpuBackend<D> {
             dev,
             poison: false,
             precision: Precision::Fp32,
+            profile: Arc::new(Mutex::new(None)),
         }
     }
     /// The convolutions' arithmetic (FP32 unless set).
@@ -187,7 +190,15 @@ impl<D: Device> GpuBackend<D> {
 
     pub(crate) fn launch(&self, k: Kernel, grid: [u32; 3], block: [u32; 3], smem: u32, mut args: Args) {
         let mut params = args.params();
-        self.dev.launch(k, grid, block, smem, &mut params);
+        let mut profile = self.profile.lock().expect("profile lock");
+        match profile.as_mut() {
+            None => self.dev.launch(k, grid, block, smem, &mut params),
+            Some(stats) => {
+                let ((), secs) = self.dev.timed(|| self.dev.launch(k, grid, block, smem, &mut params));
+                let e = stats.entry(k).or_insert((0, 0.0));
+                *e = (e.0 + 1, e.1 + secs);
+            }
+        }
     }
     pub(crate) fn launch1d(&self, k: Kernel, n: usize, args: Args) {
         if n > 0 {
@@ -299,5 +310,14 @@ impl<D: Device> Memory for GpuBackend<D> {
     }
     fn device_memory(&self) -> Option<usize> {
         Some(self.pool.held.load(Ordering::Relaxed))
+    }
+    fn profile_launches<R>(&self, f: impl FnOnce() -> R) -> (R, Vec<LaunchStat>) {
+        *self.profile.lock().expect("profile lock") = Some(HashMap::new());
+        let r = f();
+        let stats = self.profile.lock().expect("profile lock").take().unwrap_or_default();
+        let mut v: Vec<LaunchStat> =
+            stats.into_iter().map(|(k, (launches, seconds))| LaunchStat { kernel: k.name().to_string(), launches, seconds }).collect();
+        v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then_with(|| a.kernel.cmp(&b.kernel)));
+        (r, v)
     }
 }
