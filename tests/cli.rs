@@ -189,7 +189,7 @@ fn rank_shards_merge_to_the_unsharded_ranking() {
     let e = err(&["rank", "--run", r, "--merge", &shard(0), &shard(0), &shard(1), &shard(2)]);
     assert!(e.contains("both shard 0/3"), "{e}");
     ok(&["rank", "--run", r, "--archs", "12", "--shard", "0/2", "-q"]);
-    let e = err(&["rank", "--run", r, "--merge", &shard(0), &shard(1), &run.join("rank.shard-0-of-2.csv").to_str().unwrap().to_string()]);
+    let e = err(&["rank", "--run", r, "--merge", &shard(0), &shard(1), run.join("rank.shard-0-of-2.csv").to_str().unwrap()]);
     assert!(e.contains("rank differently"), "{e}");
     std::fs::remove_file(run.join("rank.shard-2-of-3.summary.json")).unwrap();
     let e = err(&["rank", "--run", r, "--merge", &shard(0), &shard(1), &shard(2)]);

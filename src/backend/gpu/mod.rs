@@ -143,13 +143,16 @@ fn strided_blocks(n: usize) -> u32 {
     blocks_for(n).min(4096)
 }
 
+/// Launches and seconds per kernel, while profiling.
+type LaunchCounts = HashMap<Kernel, (usize, f64)>;
+
 pub struct GpuBackend<D: Device> {
     dev: Arc<D>,
     pool: Arc<Pool<D>>,
     poison: bool,
     precision: Precision,
     /// Launch counts and seconds per kernel while profiling.
-    profile: Arc<Mutex<Option<HashMap<Kernel, (usize, f64)>>>>,
+    profile: Arc<Mutex<Option<LaunchCounts>>>,
 }
 
 impl<D: Device> GpuBackend<D> {
