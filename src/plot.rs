@@ -101,6 +101,75 @@ where
     Ok(())
 }
 
+/// One labelled row of a dot plot: its values (every seed a dot); reference
+/// rows are drawn grey.
+pub struct DotRow {
+    pub label: String,
+    pub values: Vec<f64>,
+    pub reference: bool,
+}
+
+/// A dot plot with one row per label (top to bottom), every value a dot and
+/// each row's mean a bar: `<stem>.png` and `<stem>.svg`.
+pub fn dot_rows(stem: &Path, title: &str, x_label: &str, rows: &[DotRow]) -> anyhow::Result<[PathBuf; 2]> {
+    register_font();
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    let height = 120 + 30 * rows.len() as u32;
+    draw_dots(BitMapBackend::new(&png, (900, height)).into_drawing_area(), title, x_label, rows)
+        .with_context(|| format!("drawing {}", png.display()))?;
+    draw_dots(SVGBackend::new(&svg, (900, height)).into_drawing_area(), title, x_label, rows)
+        .with_context(|| format!("drawing {}", svg.display()))?;
+    Ok([png, svg])
+}
+
+fn draw_dots<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, x_label: &str, rows: &[DotRow]) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e:?}");
+    root.fill(&WHITE).map_err(err)?;
+    let all = rows.iter().flat_map(|r| r.values.iter().copied()).filter(|v| v.is_finite());
+    let (lo, hi) = all.fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    let pad = ((hi - lo) * 0.05).max(0.02);
+    let n = rows.len() as i32;
+    // row i at y = n - 1 - i, so that the first row is on top
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(330)
+        .build_cartesian_2d(lo - pad..hi + pad, (0..n).into_segmented())
+        .map_err(err)?;
+    let label_of = |v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(y) if (0..n).contains(y) => rows[(n - 1 - y) as usize].label.clone(),
+        _ => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_labels(rows.len())
+        .y_label_formatter(&label_of)
+        .label_style(("sans-serif", 14))
+        .disable_y_mesh()
+        .draw()
+        .map_err(err)?;
+    for (i, r) in rows.iter().enumerate() {
+        let y = n - 1 - i as i32;
+        let color = if r.reference { RGBColor(110, 110, 110) } else { COLORS[i % (COLORS.len() - 1)] }; // COLORS ends in grey
+        let dots =
+            r.values.iter().filter(|v| v.is_finite()).map(|&v| Circle::new((v, SegmentValue::CenterOf(y)), 5, color.mix(0.6).filled()));
+        chart.draw_series(dots).map_err(err)?;
+        if r.values.len() > 1 {
+            let mean = r.values.iter().sum::<f64>() / r.values.len() as f64;
+            let bar = PathElement::new(vec![(mean, SegmentValue::Exact(y)), (mean, SegmentValue::Exact(y + 1))], color.stroke_width(2));
+            chart.draw_series(std::iter::once(bar)).map_err(err)?;
+        }
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
 /// Writes `<stem>.png` and `<stem>.svg`; returns the two paths.
 pub fn chart(stem: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], scatter: bool) -> anyhow::Result<[PathBuf; 2]> {
     register_font();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::arch::Op;
-use crate::plot::{chart, Series};
+use crate::plot::{chart, dot_rows, DotRow, Series};
 use crate::rankstats::Consistency;
 use crate::table::{join, read_arch_table, TableSource};
 use crate::train::run::{read_metrics, read_record};
@@ -31,35 +31,24 @@ fn plot_sweep(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let rows: Vec<crate::cli::sweep::SweepRow> =
         rd.deserialize().collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     anyhow::ensure!(!rows.is_empty(), "{}: no runs yet", path.display());
-    let mut series: Vec<Series> = Vec::new();
+    let mut dots: Vec<DotRow> = Vec::new();
     for r in &rows {
-        let x = match series.iter().position(|s| s.name == r.method) {
-            Some(i) => i,
-            None => {
-                series.push(Series { name: r.method.clone(), points: Vec::new() });
-                series.len() - 1
-            }
-        };
-        series[x].points.push(((x + 1) as f64, r.kendall_tau));
+        match dots.iter_mut().find(|d| d.label == r.method) {
+            Some(d) => d.values.push(r.kendall_tau),
+            None => dots.push(DotRow { label: r.method.clone(), values: vec![r.kendall_tau], reference: false }),
+        }
     }
-    // the reference rows of one run's verdict, to the right of the methods
+    // the reference rows of one run's verdict, below the methods
     let first = rows.iter().find_map(|r| {
         std::fs::read(crate::cli::sweep::run_dir(dir, &r.method, r.seed).join(crate::verdict::VERDICT))
             .ok()
             .and_then(|b| serde_json::from_slice::<crate::verdict::Verdict>(&b).ok())
     });
-    let methods = series.len();
-    for (i, r) in first.map(|v| v.references).unwrap_or_default().into_iter().enumerate() {
-        series.push(Series { name: r.name, points: vec![((methods + 1 + i) as f64, r.consistency.kendall_tau)] });
+    for r in first.map(|v| v.references).unwrap_or_default() {
+        dots.push(DotRow { label: r.name, values: vec![r.consistency.kendall_tau], reference: true });
     }
-    let files = chart(
-        &out.join("kendall_tau"),
-        "Kendall tau per method (every seed a point), then the reference rows",
-        "method (legend order)",
-        "Kendall tau",
-        &series,
-        true,
-    )?;
+    let files =
+        dot_rows(&out.join("kendall_tau"), "Kendall tau: every seed a dot, the bar its mean; grey: reference rows", "Kendall tau", &dots)?;
     println!("{}\n{}", files[0].display(), files[1].display());
     Ok(())
 }
