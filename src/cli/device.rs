@@ -64,7 +64,6 @@ pub fn with_backend(device: &Device, precision: Option<Precision>, job: impl Bac
     if *device == Device::Cpu && precision != Precision::Fp32 {
         bail!("--precision {precision}: the CPU engine computes in exact FP32; reduced precision is for --device cuda");
     }
-    let _ = precision; // unused without a GPU backend
     match device {
         Device::Cpu => job.run(&CpuBackend::<f32>::new()),
         #[cfg(feature = "cuda")]
