@@ -194,6 +194,10 @@ fn rank_shards_merge_to_the_unsharded_ranking() {
     std::fs::remove_file(run.join("rank.shard-2-of-3.summary.json")).unwrap();
     let e = err(&["rank", "--run", r, "--merge", &shard(0), &shard(1), &shard(2)]);
     assert!(e.contains("has that shard finished"), "{e}");
+    // one shard per device, each its own process, merged: the same ranking
+    let listed = run.join("listed.csv");
+    ok(&["rank", "--run", r, "--archs", "20", "--device", "cpu,cpu", "--out", listed.to_str().unwrap(), "-q"]);
+    assert_eq!(rows(&listed), rows(&whole));
     let e = err(&["rank", "--run", r, "--shard", "3/3"]);
     assert!(e.contains("--shard") && e.contains("0 <= I < N"), "{e}");
 }

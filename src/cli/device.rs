@@ -34,6 +34,8 @@ impl FromStr for Device {
             "cpu" => Device::Cpu,
             "cuda" => Device::Cuda(0),
             "cuda-emu" => Device::CudaEmu,
+            // a bare ordinal: the GPU of that number (so that lists read `cuda:0,1`)
+            _ if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Device::Cuda(s.parse()?),
             _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Device::Cuda(n),
                 _ => bail!("--device {s:?} is not a device (expected cpu, cuda, cuda:N or cuda-emu)"),

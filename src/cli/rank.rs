@@ -84,8 +84,10 @@ pub struct RankArgs {
     /// shards, and shards of another run or other settings.
     #[arg(long, num_args = 0.., value_name = "SHARD_CSV")]
     pub merge: Option<Vec<PathBuf>>,
-    #[arg(long, default_value = "cpu")]
-    pub device: Device,
+    /// Device: cpu | cuda | cuda:N | cuda-emu; a list (cuda:0,1,2,3 or cuda:0,cuda:1) runs one
+    /// shard per device, each in its own process, then merges them.
+    #[arg(long, value_delimiter = ',', default_value = "cpu")]
+    pub device: Vec<Device>,
     /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
     #[arg(long, value_enum)]
     pub precision: Option<crate::backend::Precision>,
@@ -157,7 +159,53 @@ pub fn run(a: RankArgs) -> anyhow::Result<()> {
     if let Some(files) = a.merge.clone() {
         return merge(&a, files);
     }
-    with_backend(&a.device.clone(), a.precision, a)
+    match a.device.as_slice() {
+        [one] => with_backend(&one.clone(), a.precision, a),
+        [] => bail!("--device names no device"),
+        several => {
+            anyhow::ensure!(a.shard.is_none(), "--shard with several --device: each device already runs one shard");
+            let files = run_shards(&a, several)?;
+            merge(&a, files)
+        }
+    }
+}
+
+/// One `pada rank --shard I/N --device D_I` process per device, run together;
+/// the shard files they write.
+fn run_shards(a: &RankArgs, devices: &[Device]) -> anyhow::Result<Vec<PathBuf>> {
+    // this invocation's arguments without --device and --out (each shard writes its own file)
+    let mut args: Vec<String> = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--device" | "--out" => {
+                it.next();
+            }
+            s if s.starts_with("--device=") || s.starts_with("--out=") => {}
+            _ => args.push(arg),
+        }
+    }
+    let exe = std::env::current_exe().context("cannot find the pada executable to run the shards")?;
+    let n = devices.len();
+    let mut children = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        let child = std::process::Command::new(&exe)
+            .args(&args)
+            .args(["--device", &d.to_string(), "--shard", &format!("{i}/{n}")])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start the shard on {d}"))?;
+        children.push((i, d, child));
+    }
+    let mut failed = Vec::new();
+    for (i, d, mut child) in children {
+        let status = child.wait().with_context(|| format!("waiting for the shard on {d}"))?;
+        if !status.success() {
+            failed.push(format!("shard {i}/{n} on {d} ({status})"));
+        }
+    }
+    anyhow::ensure!(failed.is_empty(), "{} failed (finished rows are kept: rerun to continue)", failed.join(", "));
+    Ok((0..n).map(|i| Shard { index: i, count: n }.default_file(&a.run)).collect())
 }
 
 /// --archs and --unique as recorded in the summary.
