@@ -28,8 +28,10 @@ fn err(args: &[&str]) -> String {
 
 const DATA: &str = "synthetic:1x8x8:96:40:4";
 
-fn train_tiny(dir: &Path, method: &str) {
-    ok(&[
+/// A tiny training run into `dir`, with `extra` train flags.
+fn train_tiny(dir: &Path, method: &str, extra: &[&str]) {
+    let d = dir.to_str().unwrap();
+    let mut args = vec![
         "train",
         "--method",
         method,
@@ -44,9 +46,11 @@ fn train_tiny(dir: &Path, method: &str) {
         "--cells",
         "1",
         "--out",
-        dir.to_str().unwrap(),
+        d,
         "-q",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
 }
 
 #[test]
@@ -61,7 +65,7 @@ fn summary_prints_the_nb201_parameter_count() {
 fn train_groundtruth_rank_search_plot() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    train_tiny(&run, "pada");
+    train_tiny(&run, "pada", &[]);
     let gt = tmp.path().join("gt.csv");
     let gt_s = gt.to_str().unwrap();
     ok(&[
@@ -131,31 +135,13 @@ fn precision_is_recorded_and_reduced_precision_needs_a_gpu() {
     let e = err(&["train", "--precision", "tf32", "--data", DATA, "--epochs", "1", "--out", tmp.path().join("x").to_str().unwrap()]);
     assert!(e.contains("--precision tf32") && e.contains("--device cuda"), "{e}");
     let cpu = tmp.path().join("cpu");
-    train_tiny(&cpu, "spos");
+    train_tiny(&cpu, "spos", &[]);
     let config = std::fs::read_to_string(cpu.join("config.json")).unwrap();
     assert!(config.contains("\"precision\": \"fp32\""), "{config}");
     // the emulated GPU defaults to TF32 convolutions (tensor cores' twin) and records it
     if cfg!(feature = "cuda-emu") {
         let emu = tmp.path().join("emu");
-        let d = emu.to_str().unwrap();
-        ok(&[
-            "train",
-            "--device",
-            "cuda-emu",
-            "--data",
-            DATA,
-            "--epochs",
-            "1",
-            "--batch-size",
-            "32",
-            "--channels",
-            "2",
-            "--cells",
-            "1",
-            "--out",
-            d,
-            "-q",
-        ]);
+        train_tiny(&emu, "spos", &["--device", "cuda-emu"]);
         let config = std::fs::read_to_string(emu.join("config.json")).unwrap();
         assert!(config.contains("\"precision\": \"tf32\""), "{config}");
     }
@@ -165,7 +151,7 @@ fn precision_is_recorded_and_reduced_precision_needs_a_gpu() {
 fn rank_shards_merge_to_the_unsharded_ranking() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    train_tiny(&run, "spos");
+    train_tiny(&run, "spos", &[]);
     let r = run.to_str().unwrap();
     let whole = run.join("whole.csv");
     ok(&["rank", "--run", r, "--archs", "20", "--out", whole.to_str().unwrap(), "-q"]);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::device::{with_backend, BackendJob, Device};
+use super::device::{BackendJob, DeviceArgs};
 use crate::backend::Backend;
 use crate::bench::{self, BenchOptions};
 use crate::data::DataSpec;
@@ -20,12 +20,8 @@ pub enum BenchConfig {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Device: cpu | cuda | cuda:N | cuda-emu.
-    #[arg(long, default_value = "cpu")]
-    pub device: Device,
-    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
-    #[arg(long, value_enum)]
-    pub precision: Option<crate::backend::Precision>,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
     #[arg(long, value_enum, default_value = "nb201")]
     pub config: BenchConfig,
     #[arg(long, default_value_t = 64)]
@@ -47,13 +43,10 @@ pub struct BenchArgs {
     /// Also write the report as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// CPU threads [default: all cores].
-    #[arg(long)]
-    pub threads: Option<usize>,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads)?;
+    super::set_threads(a.dev.threads)?;
     anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
     anyhow::ensure!(a.steps > 0, "--steps must be at least 1");
     let config = match a.config {
@@ -74,7 +67,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         rank_archs: a.rank_archs,
         kernels: a.kernels,
     };
-    with_backend(&a.device, a.precision, Job { o, json: a.json })
+    a.dev.run(Job { o, json: a.json })
 }
 
 struct Job {

@@ -55,6 +55,31 @@ impl Device {
     }
 }
 
+/// `--device`, `--precision` and `--threads` of the commands that run on one backend.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// Device: cpu | cuda | cuda:N | cuda-emu.
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
+    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+    /// CPU threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl DeviceArgs {
+    /// The precision the backend runs with.
+    pub fn precision(&self) -> Precision {
+        self.precision.unwrap_or_else(|| self.device.default_precision())
+    }
+    /// Runs `job` on the selected backend.
+    pub fn run(&self, job: impl BackendJob) -> anyhow::Result<()> {
+        with_backend(&self.device, self.precision, job)
+    }
+}
+
 /// Work to run on whichever backend `--device` selects.
 pub trait BackendJob {
     fn run<B: Backend>(self, be: &B) -> anyhow::Result<()>;

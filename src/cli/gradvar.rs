@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::device::{with_backend, BackendJob, Device};
+use super::device::{BackendJob, DeviceArgs};
 use crate::backend::Backend;
 use crate::sampler::{DataSampler, PathSampler};
 use crate::train::checkpoint::restore_checkpoint;
@@ -31,19 +31,14 @@ pub struct GradVarArgs {
     /// Also write the result as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    #[arg(long, default_value = "cpu")]
-    pub device: Device,
-    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
-    #[arg(long, value_enum)]
-    pub precision: Option<crate::backend::Precision>,
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
 }
 
 pub fn run(a: GradVarArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads)?;
+    super::set_threads(a.dev.threads)?;
     anyhow::ensure!(a.batches >= 2, "--batches must be at least 2");
-    with_backend(&a.device.clone(), a.precision, a)
+    a.dev.clone().run(a)
 }
 
 impl BackendJob for GradVarArgs {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::device::{with_backend, BackendJob, Device};
+use super::device::{BackendJob, DeviceArgs};
 use crate::arch::Genotype;
 use crate::backend::Backend;
 use crate::data::augment::AugmentChoice;
@@ -68,20 +68,15 @@ pub struct GroundTruthArgs {
     /// seed gives the training's own seed); the table has the mean and every seed's accuracy [default: --seed].
     #[arg(long)]
     pub seeds: Option<super::SeedList>,
-    #[arg(long, default_value = "cpu")]
-    pub device: Device,
-    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
-    #[arg(long, value_enum)]
-    pub precision: Option<crate::backend::Precision>,
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
     #[arg(long, short)]
     pub quiet: bool,
 }
 
 pub fn run(a: GroundTruthArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads)?;
-    with_backend(&a.device.clone(), a.precision, a)
+    super::set_threads(a.dev.threads)?;
+    a.dev.clone().run(a)
 }
 
 impl BackendJob for GroundTruthArgs {
@@ -96,7 +91,8 @@ impl BackendJob for GroundTruthArgs {
         config.momentum = a.momentum;
         config.weight_decay = a.weight_decay;
         config.augment = a.augment;
-        config.device = a.device.to_string();
+        config.device = a.dev.device.to_string();
+        config.precision = a.dev.precision();
         config.validate()?;
         let data = Arc::new(a.data.load()?);
         let archs = a.archs.resolve(a.seed, a.arch_column.as_deref(), a.unique)?;

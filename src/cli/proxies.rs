@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::device::{with_backend, BackendJob, Device};
+use super::device::{BackendJob, DeviceArgs};
 use crate::arch::Genotype;
 use crate::backend::Backend;
 use crate::data::DataSpec;
@@ -40,21 +40,16 @@ pub struct ProxiesArgs {
     /// Output CSV (arch,params,flops,grad_norm,snip,synflow); architectures already in it are kept.
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, default_value = "cpu")]
-    pub device: Device,
-    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
-    #[arg(long, value_enum)]
-    pub precision: Option<crate::backend::Precision>,
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
     #[arg(long, short)]
     pub quiet: bool,
 }
 
 pub fn run(a: ProxiesArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads)?;
+    super::set_threads(a.dev.threads)?;
     anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
-    with_backend(&a.device.clone(), a.precision, a)
+    a.dev.clone().run(a)
 }
 
 impl BackendJob for ProxiesArgs {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::device::{with_backend, BackendJob, Device};
+use super::device::{BackendJob, DeviceArgs};
 use super::rank::GroundTruthArgs;
 use crate::arch::Genotype;
 use crate::backend::Backend;
@@ -55,19 +55,14 @@ pub struct SearchArgs {
     /// Every scored architecture, best first [default: RUN/search-<strategy>.csv].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, default_value = "cpu")]
-    pub device: Device,
-    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
-    #[arg(long, value_enum)]
-    pub precision: Option<crate::backend::Precision>,
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
 }
 
 pub fn run(a: SearchArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads)?;
+    super::set_threads(a.dev.threads)?;
     anyhow::ensure!(a.top > 0, "--top must be at least 1");
-    with_backend(&a.device.clone(), a.precision, a)
+    a.dev.clone().run(a)
 }
 
 impl BackendJob for SearchArgs {
