@@ -75,6 +75,13 @@ impl Drop for Reporter {
     }
 }
 
+/// "2.50 architectures/s, ETA 3 min 20 s": the rate of `done` of `total`
+/// items since `start`, and the time the rest would take at that rate.
+pub fn rate_and_eta(done: usize, total: usize, start: Instant, unit: &str) -> String {
+    let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    format!("{rate:.2} {unit}/s, ETA {}", duration(total.saturating_sub(done) as f64 / rate))
+}
+
 /// `seconds` as "45 s", "3 min 20 s" or "2 h 05 min".
 pub fn duration(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;

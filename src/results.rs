@@ -39,20 +39,31 @@ pub fn read_done(path: &Path, header: &[&str]) -> anyhow::Result<Vec<Vec<String>
 /// Appends rows (writing the header first into a new file) and flushes them to disk.
 pub fn append(path: &Path, header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     let new = !path.exists() || std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
+    let buf = encode(new.then_some(header), rows)?;
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    f.write_all(&buf).with_context(|| format!("cannot write {}", path.display()))?;
+    f.sync_all().with_context(|| format!("cannot flush {}", path.display()))?;
+    Ok(())
+}
+
+/// Replaces `path` (atomically) with a table of `header` and `rows`.
+pub fn write(path: &Path, header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    crate::fsutil::write_atomic(path, &encode(Some(header), rows)?)
+}
+
+/// CSV bytes of `rows`, after `header` if given.
+fn encode(header: Option<&[&str]>, rows: &[Vec<String>]) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
     {
         let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(&mut buf);
-        if new {
-            w.write_record(header)?;
+        if let Some(h) = header {
+            w.write_record(h)?;
         }
         for r in rows {
             w.write_record(r)?;
         }
         w.flush()?;
     }
-    let mut f =
-        std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    f.write_all(&buf).with_context(|| format!("cannot write {}", path.display()))?;
-    f.sync_all().with_context(|| format!("cannot flush {}", path.display()))?;
-    Ok(())
+    Ok(buf)
 }

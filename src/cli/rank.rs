@@ -236,7 +236,7 @@ fn merge(a: &RankArgs, files: Vec<PathBuf>) -> anyhow::Result<()> {
         files
     };
     let sha = supernet_sha256(&a.run)?;
-    let mut shards: Vec<(PathBuf, RankSummary)> = Vec::new();
+    let mut shards: Vec<(PathBuf, Shard, RankSummary)> = Vec::new();
     for f in &files {
         let sp = summary_path(f);
         let text = std::fs::read_to_string(&sp)
@@ -246,29 +246,29 @@ fn merge(a: &RankArgs, files: Vec<PathBuf>) -> anyhow::Result<()> {
         if s.supernet_sha256 != sha {
             bail!("--merge {}: ranked with other weights than {}", f.display(), a.run.join(crate::train::run::WEIGHTS).display());
         }
-        if let Some((g, first)) = shards.first() {
-            let same = (&first.data, first.test_images, first.batch_size, &first.selection, first.shard.map(|s| s.count))
-                == (&s.data, s.test_images, s.batch_size, &s.selection, Some(shard.count));
+        if let Some((g, first_shard, first)) = shards.first() {
+            let same = (&first.data, first.test_images, first.batch_size, &first.selection, first_shard.count)
+                == (&s.data, s.test_images, s.batch_size, &s.selection, shard.count);
             anyhow::ensure!(
                 same,
                 "--merge: {} and {} rank differently (data, test images, batch size, --archs or the number of shards)",
                 g.display(),
                 f.display()
             );
-            if let Some((h, _)) = shards.iter().find(|(_, t)| t.shard == Some(shard)) {
+            if let Some((h, ..)) = shards.iter().find(|(_, t, _)| *t == shard) {
                 bail!("--merge: {} and {} are both shard {}/{}", h.display(), f.display(), shard.index, shard.count);
             }
         }
-        shards.push((f.clone(), s));
+        shards.push((f.clone(), shard, s));
     }
-    let count = shards[0].1.shard.expect("checked").count;
+    let count = shards[0].1.count;
     let missing: Vec<String> =
-        (0..count).filter(|i| !shards.iter().any(|(_, s)| s.shard.expect("checked").index == *i)).map(|i| format!("{i}/{count}")).collect();
+        (0..count).filter(|i| !shards.iter().any(|(_, s, _)| s.index == *i)).map(|i| format!("{i}/{count}")).collect();
     anyhow::ensure!(missing.is_empty(), "--merge: shard(s) {} missing", missing.join(", "));
     let mut done: HashMap<Genotype, (f64, f64)> = HashMap::new();
     let mut archs = Vec::new();
     let mut rows = Vec::new();
-    for (f, s) in &shards {
+    for (f, _, s) in &shards {
         let shard_rows = crate::results::read_done(f, &HEADER)?;
         anyhow::ensure!(
             shard_rows.len() == s.architectures,
@@ -285,15 +285,10 @@ fn merge(a: &RankArgs, files: Vec<PathBuf>) -> anyhow::Result<()> {
         }
     }
     let out = a.out.clone().unwrap_or_else(|| a.run.join("rank.csv"));
-    let mut buf = csv::Writer::from_writer(Vec::new());
-    buf.write_record(HEADER)?;
-    for r in &rows {
-        buf.write_record(r)?;
-    }
-    crate::fsutil::write_atomic(&out, &buf.into_inner()?)?;
-    let first = &shards[0].1;
+    crate::results::write(&out, &HEADER, &rows)?;
+    let first = &shards[0].2;
     let record = crate::train::run::read_record(&a.run)?;
-    let secs: f64 = shards.iter().map(|(_, s)| s.seconds_this_invocation).sum();
+    let secs: f64 = shards.iter().map(|(.., s)| s.seconds_this_invocation).sum();
     let ranked = Ranked {
         archs,
         done,
@@ -374,9 +369,7 @@ impl BackendJob for RankArgs {
             }
             scored += chunk.len();
             progress.update(scored as u64, todo.len() as u64, || {
-                let rate = scored as f64 / start.elapsed().as_secs_f64().max(1e-9);
-                let eta = crate::progress::duration((todo.len() - scored) as f64 / rate);
-                format!("ranked {scored}/{}: {rate:.2} architectures/s, ETA {eta}", todo.len())
+                format!("ranked {scored}/{}: {}", todo.len(), crate::progress::rate_and_eta(scored, todo.len(), start, "architectures"))
             });
             Ok(())
         })?;

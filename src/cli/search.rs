@@ -87,9 +87,8 @@ impl BackendJob for SearchArgs {
             score(be, &net, &set, archs, |chunk| {
                 out.extend(chunk.iter().map(|s| s.accuracy));
                 progress.update(out.len() as u64, archs.len() as u64, || {
-                    let rate = out.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
-                    let eta = crate::progress::duration((archs.len() - out.len()) as f64 / rate);
-                    format!("scored {}/{}: {rate:.2} architectures/s, ETA {eta}", out.len(), archs.len())
+                    let speed = crate::progress::rate_and_eta(out.len(), archs.len(), start, "architectures");
+                    format!("scored {}/{}: {speed}", out.len(), archs.len())
                 });
                 Ok(())
             })?;
