@@ -43,8 +43,8 @@ fn kernels(c: &mut Criterion) {
     let tensors: Vec<_> = net.params.tensors.iter().map(|p| &p.value).collect();
     let mut norms = be.alloc(tensors.len());
     g.bench_function("multi_tensor_sq_norms_nb201_1.69M", |b| b.iter(|| be.sq_norms(&tensors, &mut norms)));
-    let q: Vec<f64> = (0..50_000).map(|i| 0.5 + (i % 97) as f64 / 97.0).collect();
-    g.bench_function("weighted_sampling_50k", |b| b.iter(|| pada::rng::draw_with_replacement(&q, 7, 50_000)));
+    let q: Vec<f32> = (0..50_000).map(|i| 0.5 + (i % 97) as f32 / 97.0).collect();
+    g.bench_function("weighted_sampling_50k", |b| b.iter(|| ops::sampling::draw_with_replacement(&q, 7, 50_000)));
     g.finish();
 }
 

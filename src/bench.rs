@@ -30,6 +30,10 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// No measurement (reports of older versions).
+    fn none() -> Self {
+        Timing { median_ms: f64::NAN, p10_ms: f64::NAN, p90_ms: f64::NAN, samples: 0 }
+    }
     pub fn of(mut secs: Vec<f64>) -> Self {
         assert!(!secs.is_empty());
         secs.sort_by(|a, b| a.partial_cmp(b).expect("finite timings"));
@@ -53,8 +57,12 @@ pub struct BenchReport {
     pub extra_sample_scores: Timing,
     pub extra_path_importance: Timing,
     pub extra_path_sampling: Timing,
-    /// The end-of-epoch data resampling over a 50,000-sample distribution.
+    /// The end-of-epoch data resampling (fold the score log, q, the next
+    /// epoch's draws, and the order and q brought to the host) at CIFAR's
+    /// 50,000 samples and ImageNet's 1,281,167.
     pub epoch_resampling_50k: Timing,
+    #[serde(default = "Timing::none")]
+    pub epoch_resampling_imagenet: Timing,
     /// PA&DA steps scoring samples by the exact per-sample gradient norms
     /// instead of the proxy (which the loss kernel computes for free).
     pub data_importance_classifier: Timing,
@@ -208,6 +216,23 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// PA&DA's epoch-end resampling of `n` samples, `epochs` times: after a first
+/// epoch (a permutation) every epoch is drawn with repeats, as in training.
+fn resampling<B: Backend>(be: &B, n: usize, epochs: usize) -> anyhow::Result<Timing> {
+    let mut sampler = DataSampler::<B>::new(DataSamplerKind::Importance, n);
+    let scores = be.upload_f64(&(0..n).map(|i| 0.5 + (i % 97) as f64 / 97.0).collect::<Vec<_>>());
+    let mut ends = Vec::new();
+    for epoch in 0..=epochs {
+        sampler.begin_epoch(be, 0, epoch)?;
+        sampler.observe(be, &scores);
+        let (_, secs) = be.timed(|| sampler.end_epoch(be, 0, epoch, epochs + 1));
+        if epoch > 0 {
+            ends.push(secs);
+        }
+    }
+    Ok(Timing::of(ends))
+}
+
 /// Repeats `f` until `reps` timings are collected.
 fn repeat<B: Backend>(be: &B, reps: usize, mut f: impl FnMut()) -> Timing {
     Timing::of((0..reps).map(|_| be.timed(&mut f).1).collect())
@@ -340,15 +365,9 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
     let extra_path_sampling = repeat(be, reps, || {
         let _ = sampler.next_paths();
     });
-    let mut resampler = DataSampler::<B>::new(DataSamplerKind::Importance, 50_000);
-    let all_scores = be.upload_f64(&(0..50_000).map(|i| 0.5 + (i % 97) as f64 / 97.0).collect::<Vec<_>>());
-    let mut ends = Vec::new();
-    for epoch in 0..10 {
-        resampler.begin_epoch(be, 0, epoch)?;
-        resampler.observe(be, &all_scores);
-        ends.push(be.timed(|| resampler.end_epoch(be, 0, 5, 10)).1);
-    }
-    let epoch_resampling_50k = Timing::of(ends);
+    log("timing the epoch-end resampling (N = 50,000 and 1,281,167)");
+    let epoch_resampling_50k = resampling(be, 50_000, 10)?;
+    let epoch_resampling_imagenet = resampling(be, 1_281_167, 3)?;
     let steps_per_epoch = 50_000f64 / n as f64;
     let per_step_ms = extra_sample_scores.median_ms + extra_path_importance.median_ms + extra_path_sampling.median_ms;
     let pada_overhead_percent = 100.0 * (per_step_ms + epoch_resampling_50k.median_ms / steps_per_epoch) / spos_step.median_ms;
@@ -390,6 +409,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
         extra_path_importance,
         extra_path_sampling,
         epoch_resampling_50k,
+        epoch_resampling_imagenet,
         data_importance_classifier,
         data_importance_batch,
         data_importance_full,
@@ -423,6 +443,7 @@ pub fn format_report(r: &BenchReport) -> String {
     s += &row("  per-op gradient-norm importance", &r.extra_path_importance);
     s += &row("  path sampling", &r.extra_path_sampling);
     s += &row("  epoch-end resampling (N=50,000)", &r.epoch_resampling_50k);
+    s += &row("  epoch-end resampling (N=1,281,167)", &r.epoch_resampling_imagenet);
     s += &format!(
         "  PA&DA overhead over SPOS: {:.3}% (parts, resampling spread over 50,000/{} steps); {:+.2}% (median steps, noisier)\n",
         r.pada_overhead_percent, r.batch_size, r.pada_overhead_direct_percent

@@ -1,7 +1,7 @@
 //! Op geometry shared by the CPU reference, the CUDA kernels and the emulator.
 //!
 //! Every struct here is `#[repr(C)]` and mirrored field for field in
-//! `src/ops/common.cuh`, whose `static_assert`s and the `layouts` test below
+//! `kernels/common.cuh`, whose `static_assert`s and the `layouts` test below
 //! pin both sides to the same sizes and offsets; a kernel receives it by
 //! value, exactly as the CPU reference receives it by reference. Fields are `i32` because kernels do
 //! signed index arithmetic (padding makes input coordinates negative).
@@ -157,7 +157,7 @@ mod layouts {
     use super::*;
     use std::mem::{offset_of, size_of};
 
-    /// The same sizes and offsets as the `static_assert`s of src/ops/common.cuh.
+    /// The same sizes and offsets as the `static_assert`s of kernels/common.cuh.
     #[test]
     fn mirror_the_kernels_structs() {
         assert_eq!(size_of::<ActShape>(), 16);

@@ -74,23 +74,3 @@ pub fn uniform01(seed: u64, i: u64) -> f64 {
     let bits = ((r[0] as u64) << 21) ^ (r[1] as u64 >> 11);
     bits as f64 * (1.0 / (1u64 << 53) as f64)
 }
-
-/// `count` indices drawn with replacement from the (unnormalised) weights `q`:
-/// draw `i` is the first index whose inclusive prefix sum of `max(q, 0)`
-/// exceeds `uniform01(seed, i) * sum` (inverse-CDF sampling). Draw `i` depends
-/// on `i` alone, so any part of the sequence can be drawn independently.
-pub fn draw_with_replacement(q: &[f64], seed: u64, count: usize) -> Vec<u32> {
-    assert!(!q.is_empty(), "draw_with_replacement: empty distribution");
-    let mut prefix = Vec::with_capacity(q.len());
-    let mut acc = 0f64;
-    for &v in q {
-        acc += v.max(0.0);
-        prefix.push(acc);
-    }
-    (0..count as u64)
-        .map(|i| {
-            let u = uniform01(seed, i) * acc;
-            prefix.partition_point(|&p| p <= u).min(q.len() - 1) as u32
-        })
-        .collect()
-}

@@ -110,6 +110,46 @@ pub fn pada_training<B: Backend<T = f32>>(be: &B, extras: bool) {
     }
 }
 
+/// PA&DA's resampling in training, on the device, is the CPU reference's on
+/// the device's own score log: each epoch's per-sample scores (traced step by
+/// step) folded, mixed and drawn by `pada::ops::sampling` give the folded
+/// scores, q and the next epoch's order the trainer used, bit for bit.
+pub fn pada_resampling_is_the_reference<B: Backend<T = f32>>(be: &B) {
+    use pada::ops::sampling::{draw_with_replacement, fold_scores, importance_distribution};
+    use pada::rng::{derive_seed, Purpose};
+    let mut config = TrainConfig::defaults(Method::Pada, "synthetic:1x8x8:100:16:4".parse().unwrap());
+    (config.epochs, config.batch_size, config.channels, config.cells) = (3, 32, 3, 1);
+    let data = Arc::new(config.data.load().unwrap());
+    let n = data.train.len();
+    let mut t = Trainer::new(be, config.clone(), data.clone()).unwrap();
+    t.trace = true;
+    let mut expected: Option<Vec<u32>> = None;
+    for e in 0..config.epochs {
+        let mut ep = t.begin_epoch().unwrap();
+        let order = ep.order.clone();
+        if let Some(want) = &expected {
+            assert_eq!(&order, want, "epoch {e}: the order the trainer drew");
+        }
+        let mut log: Vec<f32> = Vec::new();
+        for idx in order.chunks(config.batch_size) {
+            let batch = pada::data::loader::make_batch(&data.train, &data.norm, idx, None);
+            log.extend(t.train_step(&mut ep, &batch).unwrap().expect("tracing").scores.iter().map(|&s| s as f32));
+        }
+        t.end_epoch(ep).unwrap();
+        let order: Vec<i32> = order.iter().map(|&i| i as i32).collect();
+        let scores = fold_scores(n, &order, &log);
+        let got: Vec<f32> = t.samples.scores(be).iter().map(|&s| s as f32).collect();
+        assert!(got.iter().zip(&scores).all(|(a, b)| a.to_bits() == b.to_bits()), "epoch {e}: folded scores");
+        let q = importance_distribution(&scores, e as f64 / config.epochs as f64);
+        let (next, q_used) = t.samples.state();
+        assert!(q_used.unwrap().iter().zip(&q).all(|(&a, &b)| a == b as f64), "epoch {e}: q");
+        let want: Vec<u32> =
+            draw_with_replacement(&q, derive_seed(config.seed, Purpose::Resample, e as u64, 0), n).into_iter().map(|i| i as u32).collect();
+        assert_eq!(next.unwrap(), &want[..], "epoch {e}: the next epoch's draws");
+        expected = Some(want);
+    }
+}
+
 #[cfg(feature = "cuda-emu")]
 mod emulated {
     fn be() -> pada::backend::gpu::emu::EmuBackend {
@@ -126,6 +166,14 @@ mod emulated {
     #[test]
     fn pada_training_with_calr_momentum_groups_and_batch_scores_matches_cpu() {
         super::pada_training(&be(), true)
+    }
+    #[test]
+    fn pada_resampling_is_the_reference() {
+        super::pada_resampling_is_the_reference(&be())
+    }
+    #[test]
+    fn pada_resampling_on_the_cpu_is_the_reference() {
+        super::pada_resampling_is_the_reference(&pada::backend::cpu::CpuBackend::<f32>::poisoned())
     }
 }
 
@@ -148,5 +196,10 @@ mod gpu {
     #[ignore]
     fn pada_training_with_calr_momentum_groups_and_batch_scores_matches_cpu() {
         super::pada_training(&be(), true)
+    }
+    #[test]
+    #[ignore]
+    fn pada_resampling_is_the_reference() {
+        super::pada_resampling_is_the_reference(&be())
     }
 }

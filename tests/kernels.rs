@@ -108,47 +108,56 @@ pub fn conv2d<B: Backend<T = f32>>(be: &B) {
     }
 }
 
-/// `v` rounded to TF32 as the kernels round it (to nearest, ties away from
-/// zero, 10 mantissa bits: cvt.rna.tf32.f32), in f64.
-fn tf32(v: f32) -> f64 {
-    f32::from_bits((v.to_bits() + 0x1000) & 0xffff_e000) as f64
-}
-
-/// The TF32 convolutions (tensor cores, `Precision::Tf32`; in the emulator
-/// the portable twin of mma.sync) against the CPU reference in f64 on the
-/// TF32-rounded operands. Their products are exact in FP32, so what is left
-/// is FP32 summation in the hardware's order: |gpu - ref| <= (K + 2) 2^-23
-/// sum_k |a_k b_k| (+ the bias added in FP32), with K the terms of the sum and
-/// sum |a b| the same conv of |operands|, computed on the CPU. Operands that
-/// were not rounded would miss by ~2^-11 of it, a wrong fragment index by
-/// O(1). The forward result (sums of at most a few hundred terms) must also
-/// differ from the exact FP32 conv somewhere by more than FP32 summation
-/// does, or the tensor-core path was not taken.
-pub fn conv2d_tf32<B: Backend<T = f32>>(be: &B) {
+/// The tensor-core convolutions (`Precision::Tf32` and `Bf16`; in the
+/// emulator the portable twins of mma.sync) against the CPU reference in f64
+/// on the operands rounded as the kernels round them
+/// (`Precision::round_operand`: TF32 to nearest with ties away, BF16 to
+/// nearest even by `half::bf16`). Their products are exact in FP32 (11- or
+/// 8-bit significands), so what is left is FP32 summation in the hardware's
+/// order: |gpu - ref| <= (K + 2) 2^-23 sum_k |a_k b_k| (+ the bias added in
+/// FP32), with K the terms of the sum and sum |a b| the same conv of
+/// |operands|, computed on the CPU. Operands that were not rounded, or
+/// rounded the other way, would miss by ~2^-11 (TF32) or ~2^-8 (BF16) of it,
+/// a wrong fragment index by O(1). The forward result (sums of at most a few
+/// hundred terms) must also differ from the exact FP32 conv somewhere by more
+/// than FP32 summation does, or the tensor-core path was not taken.
+pub fn conv2d_tensor_cores<B: Backend<T = f32>>(be: &B, precision: pada::backend::Precision) {
     let cpu = CpuBackend::<f64>::new();
+    let rounded = |v: f32| precision.round_operand(v) as f64;
+    // every 5th operand exactly halfway between two representable values, so
+    // that the rounding's tie rule (away from zero for TF32, to even for BF16) counts
+    let dropped_bits = if precision == pada::backend::Precision::Bf16 { 16 } else { 13 };
+    let with_ties = |v: CpuBuf<f32>| -> CpuBuf<f32> {
+        let half = 1u32 << (dropped_bits - 1);
+        v.iter()
+            .enumerate()
+            .map(|(i, &x)| if i % 5 == 0 { f32::from_bits((x.to_bits() & !((half << 1) - 1)) | half) } else { x })
+            .collect::<Vec<_>>()
+            .into()
+    };
     let to64 = |v: &[f32], f: &dyn Fn(f32) -> f64| -> CpuBuf<f64> { v.iter().map(|&x| f(x)).collect::<Vec<_>>().into() };
     let check = |what: &str, got: &[f32], reference: &[f64], abs_sum: &[f64], exact: &[f64], terms: usize| {
         let unit = (terms + 2) as f64 * 2f64.powi(-23);
         let mut off_exact = 0.0f64;
         for (i, ((&g, &r), (&a, &e))) in got.iter().zip(reference).zip(abs_sum.iter().zip(exact)).enumerate() {
             let bound = unit * a + 2f64.powi(-23) * r.abs();
-            assert!((g as f64 - r).abs() <= bound, "{what}[{i}]: {g} vs TF32 reference {r} (bound {bound:.3e})");
+            assert!((g as f64 - r).abs() <= bound, "{what}[{i}]: {g} vs the reference on rounded operands {r} (bound {bound:.3e})");
             off_exact = off_exact.max((g as f64 - e).abs() / (unit * a).max(1e-30));
         }
         off_exact
     };
     for (i, (g, relu, bias)) in conv_cases().into_iter().enumerate() {
-        let x = rand32(g.input().len(), 110 + i as u64);
-        let w = rand32(g.weight_len(), 120 + i as u64);
+        let x = with_ties(rand32(g.input().len(), 110 + i as u64));
+        let w = with_ties(rand32(g.weight_len(), 120 + i as u64));
         let b = rand32(g.c_out as usize, 130 + i as u64);
-        let what = |op: &str| format!("{op} (tf32) {g:?}");
+        let what = |op: &str| format!("{op} ({precision}) {g:?}");
         let conv = |x: &CpuBuf<f64>, w: &CpuBuf<f64>, bias: Option<&CpuBuf<f64>>| {
             let mut y: CpuBuf<f64> = vec![f64::NAN; g.output().len()].into();
             cpu.conv2d_forward(&g, x, relu, w, bias, &mut y);
             y
         };
         let b64 = to64(&b, &|v| v as f64);
-        let reference = conv(&to64(&x, &tf32), &to64(&w, &tf32), bias.then_some(&b64));
+        let reference = conv(&to64(&x, &rounded), &to64(&w, &rounded), bias.then_some(&b64));
         let abs_sum = conv(&to64(&x, &|v| if relu { v.max(0.0) as f64 } else { v.abs() as f64 }), &to64(&w, &|v| v.abs() as f64), None);
         let exact = conv(&to64(&x, &|v| v as f64), &to64(&w, &|v| v as f64), bias.then_some(&b64));
         let mut yg = nan(be, g.output().len());
@@ -156,18 +165,18 @@ pub fn conv2d_tf32<B: Backend<T = f32>>(be: &B) {
         let off_exact = check(&what("conv2d_forward"), &be.download(&yg), &reference, &abs_sum, &exact, g.col_rows());
         assert!(
             off_exact > 1.0,
-            "{}: equals the exact FP32 conv to FP32 summation error: TF32 rounding not applied",
+            "{}: equals the exact FP32 conv to FP32 summation error: {precision} rounding not applied",
             what("conv2d_forward")
         );
         if g.is_same_stride1() {
             // the input gradient runs through the same kernel (flipped weights, the ReLU mask in its epilogue)
-            let dy = rand32(g.output().len(), 140 + i as u64);
+            let dy = with_ties(rand32(g.output().len(), 140 + i as u64));
             let grad = |dy: &CpuBuf<f64>, w: &CpuBuf<f64>| {
                 let mut dx: CpuBuf<f64> = vec![f64::NAN; g.input().len()].into();
                 cpu.conv2d_backward_data(&g, dy, w, relu.then(|| to64(&x, &|v| v as f64)).as_ref(), &mut dx, false);
                 dx
             };
-            let reference = grad(&to64(&dy, &tf32), &to64(&w, &tf32));
+            let reference = grad(&to64(&dy, &rounded), &to64(&w, &rounded));
             let abs_sum = grad(&to64(&dy, &|v| v.abs() as f64), &to64(&w, &|v| v.abs() as f64));
             let exact = grad(&to64(&dy, &|v| v as f64), &to64(&w, &|v| v as f64));
             let mut dg = nan(be, g.input().len());
@@ -176,7 +185,7 @@ pub fn conv2d_tf32<B: Backend<T = f32>>(be: &B) {
             check(&what("conv2d_backward_data"), &be.download(&dg), &reference, &abs_sum, &exact, terms);
         }
         // the weight gradient, accumulated onto what is there: a reduction over every output pixel
-        let dy = rand32(g.output().len(), 150 + i as u64);
+        let dy = with_ties(rand32(g.output().len(), 150 + i as u64));
         let dw0 = rand32(w.len(), 160 + i as u64);
         let wgrad = |x: &CpuBuf<f64>, dy: &CpuBuf<f64>, with_dw0: bool, sq: Option<&mut CpuBuf<f64>>| {
             let mut dw: CpuBuf<f64> = if with_dw0 { to64(&dw0, &|v| v as f64) } else { vec![0.0; w.len()].into() };
@@ -184,7 +193,7 @@ pub fn conv2d_tf32<B: Backend<T = f32>>(be: &B) {
             dw
         };
         let mut sq_ref: CpuBuf<f64> = vec![0.0; g.n as usize].into();
-        let reference = wgrad(&to64(&x, &tf32), &to64(&dy, &tf32), true, Some(&mut sq_ref));
+        let reference = wgrad(&to64(&x, &rounded), &to64(&dy, &rounded), true, Some(&mut sq_ref));
         let abs_sum = wgrad(&to64(&x, &|v| v.abs() as f64), &to64(&dy, &|v| v.abs() as f64), false, None);
         let exact = wgrad(&to64(&x, &|v| v as f64), &to64(&dy, &|v| v as f64), true, None);
         let (mut dwg, mut sqg) = (up(be, &dw0), up(be, &vec![0.0f32; g.n as usize]));
@@ -471,6 +480,88 @@ pub fn per_sample_norms<B: Backend<T = f32>>(be: &B) {
     close("elementwise_sqrt", &be.download(&sg), &sc);
 }
 
+/// PA&DA's resampling (kernels/sampling.cu) gives the CPU reference's
+/// results bit for bit: the folded scores, q and the drawn indices, from an
+/// epoch's order (a permutation, or draws with repeats) and score log (with
+/// NaN for skipped steps). Sizes are not multiples of the scan tile (256) or
+/// the radix runs (16); the cases cover ties, zero scores, a single non-zero
+/// score (one sample takes most draws: one long run to fold), N = 1 and
+/// ImageNet's 1,281,167 samples.
+pub fn sampling<B: Backend<T = f32>>(be: &B) {
+    use pada::ops::sampling::{draw_with_replacement, fold_scores, importance_distribution};
+    let cpu = CpuBackend::<f32>::new();
+    #[derive(Clone, Copy, Debug)]
+    enum Scores {
+        Random,
+        Ties,
+        Zero,
+        SingleNonZero,
+    }
+    let cases = [
+        (1usize, Scores::Random),
+        (2, Scores::Zero),
+        (17, Scores::SingleNonZero),
+        (1000, Scores::Ties),
+        (4099, Scores::Random),
+        (50_000, Scores::Random),
+        (50_000, Scores::SingleNonZero),
+        (1_281_167, Scores::Random),
+    ];
+    for (case, &(n, kind)) in cases.iter().enumerate() {
+        let what = format!("sampling n {n} {kind:?}");
+        let rng = |i: usize, salt: u64| pada::rng::uniform01(case as u64 * 1000 + salt, i as u64);
+        for epoch in 0..2 {
+            // epoch 0: a permutation; then draws with repeats (from a skewed q)
+            let order: Vec<i32> = if epoch == 0 {
+                let mut o: Vec<i32> = (0..n as i32).collect();
+                (1..n).rev().for_each(|i| o.swap(i, (rng(i, 1) * (i + 1) as f64) as usize));
+                o
+            } else {
+                let skew: Vec<f32> = (0..n).map(|i| (1.0 + 30.0 * rng(i, 2).powi(8)) as f32).collect();
+                draw_with_replacement(&skew, 99, n)
+            };
+            let log: Vec<f32> = (0..n)
+                .map(|k| match kind {
+                    _ if rng(k, 3) < 0.01 => f32::NAN,
+                    Scores::Random => (rng(k, 4) * 3.0) as f32,
+                    Scores::Ties => [0.5f32, 1.25, 2.0][k % 3],
+                    Scores::Zero => 0.0,
+                    Scores::SingleNonZero => {
+                        if order[k] == order[0] {
+                            1.5
+                        } else {
+                            0.0
+                        }
+                    }
+                })
+                .collect();
+            let scores = fold_scores(n, &order, &log);
+            let mut sg = nan(be, n);
+            be.fold_scores(n, &be.upload_i32(&order), &up(be, &log), &mut sg);
+            let got = be.download(&sg);
+            assert!(got.iter().zip(&scores).all(|(a, b)| a.to_bits() == b.to_bits()), "{what}, epoch {epoch}: fold_scores differs");
+            for tau in [0.0, 0.5, 0.9] {
+                let q = importance_distribution(&scores, tau);
+                let mut qg = nan(be, n);
+                be.importance_distribution(&up(be, &scores), tau, &mut qg);
+                let got = be.download(&qg);
+                assert!(got.iter().zip(&q).all(|(a, b)| a.to_bits() == b.to_bits()), "{what}, tau {tau}: importance_distribution differs");
+                let seed = 7 + case as u64;
+                let want = draw_with_replacement(&q, seed, n);
+                let mut dg = be.upload_i32(&vec![-1; n]);
+                be.draw_with_replacement(&up(be, &q), seed, &mut dg);
+                let got = be.download_i32(&dg);
+                let diff = got.iter().zip(&want).position(|(a, b)| a != b);
+                assert!(diff.is_none(), "{what}, tau {tau}: draw {diff:?} differs");
+                // the CPU backend's op is the same function
+                let mut dc = cpu.alloc_i32(n);
+                cpu.draw_with_replacement(&q.clone().into(), seed, &mut dc);
+                assert_eq!(dc, want);
+            }
+        }
+    }
+}
+
 macro_rules! kernel_tests {
     ($modname:ident, $make:expr, $($attr:meta),*) => {
         mod $modname {
@@ -482,7 +573,15 @@ macro_rules! kernel_tests {
             $(#[$attr])* #[test] fn optimiser() { super::optimiser(&$make) }
             $(#[$attr])* #[test] fn per_sample_norms() { super::per_sample_norms(&$make) }
             $(#[$attr])* #[test] fn launch_profile() { super::launch_profile(&$make) }
-            $(#[$attr])* #[test] fn conv2d_tf32() { super::conv2d_tf32(&$make.with_precision(pada::backend::Precision::Tf32)) }
+            $(#[$attr])* #[test] fn sampling() { super::sampling(&$make) }
+            $(#[$attr])* #[test] fn conv2d_tf32() {
+                let p = pada::backend::Precision::Tf32;
+                super::conv2d_tensor_cores(&$make.with_precision(p), p)
+            }
+            $(#[$attr])* #[test] fn conv2d_bf16() {
+                let p = pada::backend::Precision::Bf16;
+                super::conv2d_tensor_cores(&$make.with_precision(p), p)
+            }
         }
     };
 }

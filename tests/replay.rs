@@ -160,7 +160,7 @@ fn replay<B: Backend>(be: &B, max_steps: usize, tol: f64) -> Vec<(&'static str, 
         t.end_epoch(ep).unwrap();
         let at = format!("the end of epoch {e}");
         c.check("next path distribution", &at, t.paths.distribution(), &floats(&entry["next_ip_prob"]));
-        c.check("data scores", &at, t.samples.scores(), &floats(&entry["scores"]));
+        c.check("data scores", &at, &t.samples.scores(be), &floats(&entry["scores"]));
         c.check("resampling distribution q", &at, t.samples.state().1.expect("q after an epoch"), &floats(&entry["q"]));
         let file = match e {
             1 => Some("epoch1.safetensors"),

@@ -25,11 +25,14 @@ pub use crate::ops::elementwise::ElementwiseOps;
 pub use crate::ops::linear::LinearOps;
 pub use crate::ops::optim::OptimOps;
 pub use crate::ops::pool::PoolOps;
+pub use crate::ops::sampling::SamplingOps;
 pub use crate::ops::softmax_ce::SoftmaxCeOps;
 
 /// Everything to call backend methods on a concrete backend (`use pada::backend::prelude::*`).
 pub mod prelude {
-    pub use super::{Backend, BatchnormOps, Conv2dOps, ElementwiseOps, LinearOps, Memory, OptimOps, PoolOps, SgdSlot, SoftmaxCeOps};
+    pub use super::{
+        Backend, BatchnormOps, Conv2dOps, ElementwiseOps, LinearOps, Memory, OptimOps, PoolOps, SamplingOps, SgdSlot, SoftmaxCeOps,
+    };
 }
 
 /// The arithmetic of the GPU's convolutions (`--precision`). The CPU engine
@@ -43,6 +46,27 @@ pub enum Precision {
     /// Tensor cores (sm_80+): convolution operands rounded to TF32 (10 mantissa
     /// bits), FP32 sums; PyTorch's default for convolutions on NVIDIA GPUs.
     Tf32,
+    /// Tensor cores (sm_80+): convolution operands rounded to BF16 (7 mantissa
+    /// bits), FP32 sums and FP32 master weights, as PyTorch's autocast to bfloat16.
+    Bf16,
+}
+
+impl Precision {
+    /// `v` as the convolutions' tensor cores see it: unchanged (fp32),
+    /// rounded to TF32 to nearest with ties away from zero (cvt.rna.tf32.f32),
+    /// or to BF16 to nearest even (cvt.rn.bf16.f32, `half::bf16`).
+    pub fn round_operand(self, v: f32) -> f32 {
+        match self {
+            Precision::Fp32 => v,
+            Precision::Tf32 if v.is_finite() => f32::from_bits((v.to_bits() + 0x1000) & 0xffff_e000),
+            Precision::Tf32 => v,
+            Precision::Bf16 => half::bf16::from_f32(v).to_f32(),
+        }
+    }
+    /// Whether the convolutions run on tensor cores (sm_80 or newer).
+    pub fn tensor_cores(self) -> bool {
+        self != Precision::Fp32
+    }
 }
 
 impl std::fmt::Display for Precision {
@@ -50,6 +74,7 @@ impl std::fmt::Display for Precision {
         f.write_str(match self {
             Precision::Fp32 => "fp32",
             Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
         })
     }
 }
@@ -131,7 +156,9 @@ pub trait Memory: Send + Sync {
 
 /// A device with every op: what the supernet, the samplers and the training
 /// loop are written against.
-pub trait Backend: Memory + ElementwiseOps + Conv2dOps + BatchnormOps + PoolOps + LinearOps + SoftmaxCeOps + OptimOps {
+pub trait Backend:
+    Memory + ElementwiseOps + Conv2dOps + BatchnormOps + PoolOps + LinearOps + SoftmaxCeOps + OptimOps + SamplingOps
+{
     fn alloc_zeroed(&self, len: usize) -> Self::Buf {
         let mut b = self.alloc(len);
         self.fill(&mut b, Self::T::zero());
@@ -139,4 +166,7 @@ pub trait Backend: Memory + ElementwiseOps + Conv2dOps + BatchnormOps + PoolOps 
     }
 }
 
-impl<X> Backend for X where X: Memory + ElementwiseOps + Conv2dOps + BatchnormOps + PoolOps + LinearOps + SoftmaxCeOps + OptimOps {}
+impl<X> Backend for X where
+    X: Memory + ElementwiseOps + Conv2dOps + BatchnormOps + PoolOps + LinearOps + SoftmaxCeOps + OptimOps + SamplingOps
+{
+}

@@ -61,7 +61,7 @@ pub struct DeviceArgs {
     /// Device: cpu | cuda | cuda:N | cuda-emu.
     #[arg(long, default_value = "cpu")]
     pub device: Device,
-    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
+    /// GPU convolutions: fp32 (CUDA cores), tf32 or bf16 (tensor cores, FP32 sums) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
     /// CPU threads [default: all cores].
@@ -89,19 +89,13 @@ pub trait BackendJob {
 pub fn with_backend(device: &Device, precision: Option<Precision>, job: impl BackendJob) -> anyhow::Result<()> {
     let precision = precision.unwrap_or_else(|| device.default_precision());
     if *device == Device::Cpu && precision != Precision::Fp32 {
-        bail!("--precision {precision}: the CPU engine computes in exact FP32; reduced precision is for --device cuda");
+        bail!("--precision {precision}: the CPU engine computes in exact FP32; reduced precision (tf32, bf16) is for --device cuda");
     }
     match device {
         Device::Cpu => job.run(&CpuBackend::<f32>::new()),
         #[cfg(feature = "cuda")]
         Device::Cuda(n) => {
-            let be = crate::backend::gpu::cuda::CudaBackend::open(*n)?.with_precision(precision);
-            if precision == Precision::Tf32 && be.device().compute_capability() < (8, 0) {
-                bail!(
-                    "--precision tf32 needs TF32 tensor cores (sm_80 or newer); {} has none: use --precision fp32",
-                    crate::backend::Memory::name(&be)
-                );
-            }
+            let be = crate::backend::gpu::cuda::CudaBackend::open_with(*n, precision)?;
             eprintln!("device: {}", crate::backend::Memory::name(&be));
             job.run(&be)
         }

@@ -88,7 +88,7 @@ pub struct RankArgs {
     /// shard per device, each in its own process, then merges them.
     #[arg(long, value_delimiter = ',', default_value = "cpu")]
     pub device: Vec<Device>,
-    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
+    /// GPU convolutions: fp32 (CUDA cores), tf32 or bf16 (tensor cores, FP32 sums) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
     #[arg(long, value_enum)]
     pub precision: Option<crate::backend::Precision>,
     #[arg(long)]

@@ -1,15 +1,17 @@
-//! The ops, one home per family: `src/ops/<op>/` holds
-//! - `mod.rs`: the CPU reference (the specification every kernel is tested
-//!   against, and the fast CPU engine), the family's backend trait (e.g.
-//!   [`conv2d::Conv2dOps`]) and its CPU implementation;
-//! - `<op>.cu`: the CUDA kernels, with the names and argument order of the CPU
-//!   functions (sizes or the geometry struct first, then inputs, outputs,
-//!   flags); each `PADA_KERNEL(name)` line registers one (build.rs generates
-//!   the CUDA and emulator registries from them);
-//! - `launch.rs`: the trait's GPU implementation (grids, blocks, arguments).
+//! The ops, one family per name: the Rust side in `src/ops/<op>/`, the CUDA
+//! kernels in `kernels/<op>.cu` (top level, where build.rs compiles them):
+//! - `src/ops/<op>/mod.rs`: the CPU reference (the specification every kernel
+//!   is tested against, and the fast CPU engine), the family's backend trait
+//!   (e.g. [`conv2d::Conv2dOps`]) and its CPU implementation;
+//! - `kernels/<op>.cu`: the CUDA kernels, with the names and argument order of
+//!   the CPU functions (sizes or the geometry struct first, then inputs,
+//!   outputs, flags); each `PADA_KERNEL(name)` line registers one (build.rs
+//!   generates the CUDA and emulator registries from them);
+//! - `src/ops/<op>/launch.rs`: the trait's GPU implementation (grids, blocks,
+//!   arguments).
 //!
-//! `common.cuh` (geometry mirrors, block reductions) and `cuda_emu.h` (the
-//! emulator) are shared by all kernels. All activations are CNHW (see
+//! `kernels/common.cuh` (geometry mirrors, block reductions) and
+//! `kernels/cuda_emu.h` (the emulator) are shared by all kernels. All activations are CNHW (see
 //! [`crate::geometry`]).
 
 pub mod batchnorm;
@@ -21,6 +23,7 @@ pub mod optim;
 pub mod parallel;
 pub mod pool;
 pub mod reduce;
+pub mod sampling;
 pub mod softmax_ce;
 
 pub use batchnorm::{batchnorm_backward, batchnorm_backward_frozen, batchnorm_forward, BN_EPS};
@@ -31,4 +34,5 @@ pub use optim::{clip_coefficient, clipped_group_norms, nonfinite_guard, sgd_step
 pub use pool::{
     avgpool2x2_backward, avgpool2x2_forward, avgpool3x3_backward, avgpool3x3_forward, global_avgpool_backward, global_avgpool_forward,
 };
+pub use sampling::{blocked_prefix_sums, draw_with_replacement, fold_scores, importance_distribution};
 pub use softmax_ce::{batch_metrics, softmax_cross_entropy};

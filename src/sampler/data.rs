@@ -1,10 +1,12 @@
 //! Data samplers: a permutation per epoch, or PA&DA's data importance.
 //!
-//! The device only logs each step's per-sample scores, in the order the epoch
+//! The device logs each step's per-sample scores, in the order the epoch
 //! draws its samples (one copy per step, no host synchronisation). At the
-//! epoch's end the log is downloaded once and everything that is policy runs
-//! here on the host: folding repeated observations into one score per sample,
-//! the mixed distribution q, and the draws of the next epoch.
+//! epoch's end the device folds the log into one score per sample, mixes the
+//! distribution q and draws the next epoch (`crate::ops::sampling`, the same
+//! indices on every backend); the log never leaves the device. The host then
+//! receives the next epoch's order, which its loader thread reads, and q (for
+//! the checkpoint, the loss weights and the statistics).
 
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -12,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::element::Element;
-use crate::rng::{derive_seed, draw_with_replacement, stream, Purpose};
+use crate::rng::{derive_seed, stream, Purpose};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -40,25 +42,28 @@ pub struct DataSampler<B: Backend> {
     n: usize,
     /// The current epoch's order of training-set indices.
     order: Vec<u32>,
+    /// The same order on the device (importance only): the fold reads it.
+    order_on_device: Option<B::IBuf>,
     /// Device log of the current epoch's per-sample scores, position k for
     /// `order[k]` (importance only).
     log: Option<B::Buf>,
     /// Positions of the log written so far.
     logged: usize,
-    /// The order of the next epoch, when it was resampled.
-    next: Option<Vec<u32>>,
+    /// The order of the next epoch, when it was resampled: on the host (for
+    /// the loader and the checkpoint) and on the device.
+    next: Option<(Vec<u32>, Option<B::IBuf>)>,
     /// The distribution the current epoch is drawn from (`None` = uniform);
-    /// each value rounded to the backend's element type, as the scores are.
+    /// each value in the backend's element type, as the scores are.
     q: Option<Vec<f64>>,
-    /// The per-sample scores of the last finished epoch (0 = not drawn).
-    scores: Vec<f64>,
+    /// The per-sample scores of the last finished epoch (0 = not drawn), on the device.
+    scores: Option<B::Buf>,
     /// Recorded epoch orders that replace the sampler's own draws (replay).
     replay: Option<Vec<Vec<u32>>>,
 }
 
 impl<B: Backend> DataSampler<B> {
     pub fn new(kind: DataSamplerKind, n: usize) -> Self {
-        Self { kind, n, order: Vec::new(), log: None, logged: 0, next: None, q: None, scores: Vec::new(), replay: None }
+        Self { kind, n, order: Vec::new(), order_on_device: None, log: None, logged: 0, next: None, q: None, scores: None, replay: None }
     }
 
     /// Replays recorded epoch orders instead of drawing (the importance
@@ -76,21 +81,26 @@ impl<B: Backend> DataSampler<B> {
     /// permutation.
     pub fn begin_epoch(&mut self, be: &B, seed: u64, epoch: usize) -> anyhow::Result<Vec<u32>> {
         let drawn = self.next.take();
-        self.order = match &self.replay {
+        let (order, on_device) = match &self.replay {
             Some(orders) => {
-                orders.get(epoch).cloned().ok_or_else(|| anyhow::anyhow!("the replayed trace has no order for epoch {}", epoch + 1))?
+                let o =
+                    orders.get(epoch).cloned().ok_or_else(|| anyhow::anyhow!("the replayed trace has no order for epoch {}", epoch + 1))?;
+                (o, None)
             }
             None => drawn.unwrap_or_else(|| {
                 let mut order: Vec<u32> = (0..self.n as u32).collect();
                 order.shuffle(&mut stream(seed, Purpose::DataOrder, epoch as u64, 0));
-                order
+                (order, None)
             }),
         };
+        self.order = order;
         if self.kind == DataSamplerKind::Importance {
             let mut log = be.alloc(self.order.len().max(1));
             be.fill(&mut log, B::T::from_f64(f64::NAN));
             self.log = Some(log);
             self.logged = 0;
+            self.order_on_device =
+                Some(on_device.unwrap_or_else(|| be.upload_i32(&self.order.iter().map(|&i| i as i32).collect::<Vec<_>>())));
         }
         Ok(self.order.clone())
     }
@@ -113,7 +123,8 @@ impl<B: Backend> DataSampler<B> {
     }
 
     /// Ends epoch `epoch` of `epochs`; for PA&DA, folds the epoch's scores,
-    /// computes q and draws the next epoch's indices. Returns the epoch's stats.
+    /// computes q and draws the next epoch's indices, all on the device, then
+    /// fetches the new order and q. Returns the epoch's stats.
     pub fn end_epoch(&mut self, be: &B, seed: u64, epoch: usize, epochs: usize) -> DataStats {
         let mut seen = vec![false; self.n];
         self.order.iter().for_each(|&i| seen[i as usize] = true);
@@ -122,21 +133,25 @@ impl<B: Backend> DataSampler<B> {
             Some(q) => 1.0 / q.iter().map(|&v| v * v).sum::<f64>() / self.n as f64,
             None => 1.0,
         };
-        if let Some(log) = self.log.take() {
-            let log = be.download(&log);
-            let scores = fold_scores(self.n, &self.order, &log[..self.logged.min(log.len())]);
-            let tau = epoch as f64 / epochs as f64;
-            let q: Vec<f64> = importance_distribution(&scores, tau).into_iter().map(|v| B::T::from_f64(v).as_f64()).collect();
-            self.next = Some(draw_with_replacement(&q, derive_seed(seed, Purpose::Resample, epoch as u64, 0), self.n));
-            self.q = Some(q);
-            self.scores = scores;
+        if let (Some(log), Some(order)) = (self.log.take(), self.order_on_device.take()) {
+            let mut scores = be.alloc(self.n);
+            be.fold_scores(self.n, &order, &log, &mut scores);
+            let mut q = be.alloc(self.n);
+            be.importance_distribution(&scores, epoch as f64 / epochs as f64, &mut q);
+            let mut next = be.alloc_i32(self.n);
+            be.draw_with_replacement(&q, derive_seed(seed, Purpose::Resample, epoch as u64, 0), &mut next);
+            let host: Vec<u32> = be.download_i32(&next).into_iter().map(|i| i as u32).collect();
+            self.next = Some((host, Some(next)));
+            self.q = Some(be.download(&q).into_iter().map(|v| v.as_f64()).collect());
+            self.scores = Some(scores);
         }
         DataStats { ess_fraction, unique_fraction }
     }
 
-    /// The per-sample scores of the last finished epoch (0 where not drawn).
-    pub fn scores(&self) -> &[f64] {
-        &self.scores
+    /// The per-sample scores of the last finished epoch (0 where not drawn;
+    /// empty before one): a download, for tests and diagnostics.
+    pub fn scores(&self, be: &B) -> Vec<f64> {
+        self.scores.as_ref().map(|s| be.download(s).into_iter().map(|v| v.as_f64()).collect()).unwrap_or_default()
     }
 
     /// A batch of `size` indices drawn as the next epoch will draw them: from
@@ -167,7 +182,7 @@ impl<B: Backend> DataSampler<B> {
     /// What a checkpoint needs to continue: the next epoch's order and the
     /// distribution it was drawn from.
     pub fn state(&self) -> (Option<&[u32]>, Option<&[f64]>) {
-        (self.next.as_deref(), self.q.as_deref())
+        (self.next.as_ref().map(|(o, _)| &o[..]), self.q.as_deref())
     }
     pub fn restore(&mut self, next: Option<Vec<u32>>, q: Option<Vec<f64>>) -> anyhow::Result<()> {
         for (what, len) in [("order", next.as_ref().map(|v| v.len())), ("distribution", q.as_ref().map(|v| v.len()))] {
@@ -178,33 +193,8 @@ impl<B: Backend> DataSampler<B> {
         if let Some(o) = &next {
             anyhow::ensure!(o.iter().all(|&i| (i as usize) < self.n), "checkpoint data-sampler order has an index out of range");
         }
-        self.next = next;
+        self.next = next.map(|o| (o, None));
         self.q = q;
         Ok(())
     }
-}
-
-/// One score per sample from an epoch's log, as the official code keeps them:
-/// in draw order, a sample's first score is stored and a repeat is averaged
-/// with what is there (`s = (s + g) / 2`, in the element type, as the official
-/// code's tensor); a stored 0 counts as "not seen"; non-finite values (a skipped
-/// step) are not observations.
-pub fn fold_scores<T: Element>(n: usize, order: &[u32], log: &[T]) -> Vec<f64> {
-    let half = T::from_f64(0.5);
-    let mut s = vec![T::zero(); n];
-    for (&i, &g) in order.iter().zip(log) {
-        if g.is_finite() {
-            let si = &mut s[i as usize];
-            *si = if *si != T::zero() { (*si + g) * half } else { g };
-        }
-    }
-    s.into_iter().map(|v| v.as_f64()).collect()
-}
-
-/// `q = tau * s / sum(s) + (1 - tau) / N` (uniform when all scores are 0).
-pub fn importance_distribution(scores: &[f64], tau: f64) -> Vec<f64> {
-    let n = scores.len() as f64;
-    let total: f64 = scores.iter().sum();
-    let tau = if total > 0.0 { tau } else { 0.0 };
-    scores.iter().map(|&s| (if tau > 0.0 { tau * s / total } else { 0.0 }) + (1.0 - tau) / n).collect()
 }

@@ -14,6 +14,7 @@ use super::{Device, GpuBackend, Kernel};
 mod fatbins {
     include!(concat!(env!("OUT_DIR"), "/fatbins.rs"));
 }
+pub use fatbins::EMBEDDED_IMAGES;
 
 pub struct CudaDevice {
     ordinal: usize,
@@ -73,20 +74,21 @@ impl CudaDevice {
             // SAFETY: a fatbin image produced by nvcc, alive for the program's lifetime.
             let m = unsafe { result::module::load_data(image.as_ptr() as *const c_void) }.map_err(|e| {
                 anyhow::anyhow!(
-                    "the driver cannot load the kernels of src/ops/{module}/{module}.cu on {name} (sm_{major}{minor}, driver {}.{}): {e:?}. \
-                     They hold machine code for sm_80/86/89/90 and PTX for compute_75, built by nvcc 13, which needs a driver >= 580",
+                    "the driver cannot load the kernels of kernels/{module}.cu on {name} (sm_{major}{minor}, driver {}.{}): {e:?}. \
+                     They hold {} (sm: machine code, compute: PTX), built by nvcc 13, which needs a driver >= 580",
                     driver / 1000,
-                    (driver % 1000) / 10
+                    (driver % 1000) / 10,
+                    EMBEDDED_IMAGES.join(", ")
                 )
             })?;
             modules.insert(*module, m);
         }
         let mut functions = HashMap::new();
         for &k in Kernel::ALL {
-            let m = *modules.get(k.module()).with_context(|| format!("no fatbin for src/ops/{0}/{0}.cu", k.module()))?;
+            let m = *modules.get(k.module()).with_context(|| format!("no fatbin for kernels/{}.cu", k.module()))?;
             // SAFETY: a loaded module and a NUL-free name.
             let f = unsafe { result::module::get_function(m, CString::new(k.name()).expect("no NUL")) }
-                .map_err(|e| anyhow::anyhow!("kernel {} not found in src/ops/{1}/{1}.cu: {e:?}", k.name(), k.module()))?;
+                .map_err(|e| anyhow::anyhow!("kernel {} not found in kernels/{}.cu: {e:?}", k.name(), k.module()))?;
             functions.insert(k, f);
         }
         let description = format!("cuda:{ordinal} {name} (sm_{major}{minor}, driver {}.{})", driver / 1000, (driver % 1000) / 10);
@@ -173,5 +175,15 @@ impl CudaBackend {
     /// Opens GPU `ordinal` (see [`CudaDevice::open`]).
     pub fn open(ordinal: usize) -> anyhow::Result<Self> {
         Ok(GpuBackend::new(CudaDevice::open(ordinal)?))
+    }
+
+    /// Opens GPU `ordinal` for convolutions in `precision`, refusing a
+    /// tensor-core precision where no loaded kernel image has tensor cores
+    /// ([`super::check_precision`]).
+    pub fn open_with(ordinal: usize, precision: crate::backend::Precision) -> anyhow::Result<Self> {
+        let be = Self::open(ordinal)?.with_precision(precision);
+        let gpu = be.device().description.clone();
+        super::check_precision(precision, &gpu, be.device().compute_capability(), be.image_arch(), EMBEDDED_IMAGES)?;
+        Ok(be)
     }
 }

@@ -1,5 +1,5 @@
 //! The emulated device: host memory, and launches of the kernels compiled as
-//! C++ (src/ops/cuda_emu.h) through the same parameter arrays as the GPU's.
+//! C++ (kernels/cuda_emu.h) through the same parameter arrays as the GPU's.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::HashMap;

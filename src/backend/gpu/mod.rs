@@ -22,7 +22,7 @@ use bytemuck::Pod;
 
 use super::{ElementwiseOps, LaunchStat, Memory, Precision};
 
-// `Kernel`: every kernel of src/ops/*/*.cu (their PADA_KERNEL lines), by build.rs.
+// `Kernel`: every kernel of kernels/*.cu (their PADA_KERNEL lines), by build.rs.
 include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 
 /// Where kernels run: device memory, copies, launches.
@@ -132,6 +132,38 @@ impl Args {
     }
 }
 
+/// Whether a GPU can run the convolutions in `precision`: tensor-core
+/// precisions need an sm_80 or newer GPU (`compute_capability`) and a kernel
+/// image with the mma instructions, which an image JIT-compiled from PTX
+/// older than compute_80 lacks (`image_arch`, see
+/// [`GpuBackend::image_arch`]; `embedded` lists the fatbins' images for the
+/// message).
+pub fn check_precision(
+    precision: Precision,
+    gpu: &str,
+    compute_capability: (i32, i32),
+    image_arch: i32,
+    embedded: &[&str],
+) -> anyhow::Result<()> {
+    if !precision.tensor_cores() {
+        return Ok(());
+    }
+    let (major, minor) = compute_capability;
+    if compute_capability < (8, 0) {
+        anyhow::bail!(
+            "--precision {precision} needs TF32/BF16 tensor cores (sm_80 or newer); {gpu} is sm_{major}{minor}: use --precision fp32"
+        );
+    }
+    if image_arch < 800 {
+        anyhow::bail!(
+            "--precision {precision}: {gpu} (sm_{major}{minor}) runs the kernels as JIT-compiled from PTX for compute_{}, which has no TF32/BF16 tensor-core instructions (this pada embeds {}); rebuild with PADA_CUDA_ARCHS={major}{minor} (or with compute_80 in the list), or use --precision fp32",
+            image_arch / 10,
+            embedded.join(", ")
+        );
+    }
+    Ok(())
+}
+
 pub(crate) const THREADS: u32 = 256;
 
 pub(crate) fn blocks_for(n: usize) -> u32 {
@@ -216,6 +248,17 @@ impl<D: Device> GpuBackend<D> {
     pub(crate) fn one_thread(&self, k: Kernel, args: Args) {
         self.launch(k, [1, 1, 1], [32, 1, 1], 0, args);
     }
+    /// The architecture of the conv2d kernels' image the driver loaded:
+    /// `__CUDA_ARCH__` of its machine code or of the PTX it JIT-compiled (800
+    /// for sm_80 or compute_80, ...), 0 in the emulator.
+    pub fn image_arch(&self) -> i32 {
+        let out = self.raw_alloc(1);
+        self.one_thread(Kernel::Conv2dImageArch, Args::default().buf(&out));
+        let mut v = [0i32; 1];
+        self.dev.dtoh(out.ptr, bytemuck::cast_slice_mut(&mut v));
+        v[0]
+    }
+
     pub(crate) fn upload_pod<T: Pod>(&self, items: &[T]) -> GpuBuf<D> {
         let bytes: &[u8] = bytemuck::cast_slice(items);
         let b = self.raw_alloc(bytes.len().div_ceil(4).max(1));
@@ -228,7 +271,7 @@ impl<D: Device> GpuBackend<D> {
 
 /// A per-channel reduction over `channels` rows of `len` values split into
 /// `parts` chunks of `chunk` values, one block each (the channel chunks of
-/// src/ops/common.cuh): enough blocks to fill the GPU even for 16 channels.
+/// kernels/common.cuh): enough blocks to fill the GPU even for 16 channels.
 pub(crate) struct ChannelSplit {
     pub(crate) channels: usize,
     pub(crate) chunk: usize,
@@ -322,5 +365,30 @@ impl<D: Device> Memory for GpuBackend<D> {
             stats.into_iter().map(|(k, (launches, seconds))| LaunchStat { kernel: k.name().to_string(), launches, seconds }).collect();
         v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then_with(|| a.kernel.cmp(&b.kernel)));
         (r, v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_precision;
+    use crate::backend::Precision;
+
+    const IMAGES: &[&str] = &["sm_80", "sm_86", "sm_89", "sm_90", "compute_80", "compute_75"];
+
+    #[test]
+    fn tensor_core_precisions_need_an_image_with_tensor_cores() {
+        for p in [Precision::Tf32, Precision::Bf16] {
+            // an H100 on its own machine code; a newer GPU on the compute_80 PTX
+            assert!(check_precision(p, "H100", (9, 0), 900, IMAGES).is_ok());
+            assert!(check_precision(p, "B200", (10, 0), 800, IMAGES).is_ok());
+            // a newer GPU whose driver JIT-compiled the compute_75 PTX (no mma.m16n8k8.tf32/bf16 there)
+            let e = check_precision(p, "B200", (10, 0), 750, IMAGES).unwrap_err().to_string();
+            assert!(e.contains("compute_75") && e.contains("PADA_CUDA_ARCHS=100") && e.contains("--precision fp32"), "{e}");
+            // a Turing GPU has no TF32/BF16 tensor cores at all
+            let e = check_precision(p, "T4", (7, 5), 750, IMAGES).unwrap_err().to_string();
+            assert!(e.contains("sm_80 or newer") && e.contains("sm_75"), "{e}");
+        }
+        // FP32 runs on any image
+        assert!(check_precision(Precision::Fp32, "T4", (7, 5), 750, IMAGES).is_ok());
     }
 }

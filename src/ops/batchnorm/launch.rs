@@ -1,4 +1,4 @@
-//! GPU launches of `batchnorm.cu`: grid, block and arguments of each kernel.
+//! GPU launches of `kernels/batchnorm.cu`: grid, block and arguments of each kernel.
 
 use super::BatchnormOps;
 use crate::backend::gpu::{Args, ChannelSplit, Device, GpuBackend, GpuBuf, Kernel};

@@ -1,7 +1,7 @@
 //! Batch norm with batch statistics only, as
 //! `BatchNorm2d(affine=False, track_running_stats=False)` in train and eval mode:
 //! `y = (x - mean) / sqrt(var + eps)`, biased variance, eps = 1e-5.
-//! The CPU reference of `batchnorm.cu`.
+//! The CPU reference of `kernels/batchnorm.cu`.
 //!
 //! `stats` holds `c` means followed by `c` values of `1/sqrt(var + eps)`; the
 //! backward pass recomputes the normalised input from `x` and `stats`, so the
@@ -91,7 +91,7 @@ pub fn batchnorm_backward_frozen<T: Element>(s: &ActShape, stats: &[T], dy: &[T]
 }
 
 /// The backend interface of these ops: the CPU engine below, the CUDA
-/// kernels of `batchnorm.cu` through `launch.rs`.
+/// kernels of `kernels/batchnorm.cu` through `launch.rs`.
 pub trait BatchnormOps: Memory {
     fn batchnorm_forward(&self, s: &ActShape, x: &Self::Buf, y: &mut Self::Buf, accumulate: bool, stats: &mut Self::Buf);
     fn batchnorm_backward(&self, s: &ActShape, x: &Self::Buf, stats: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);

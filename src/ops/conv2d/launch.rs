@@ -1,11 +1,11 @@
-//! GPU launches of `conv2d.cu`: grid, block and arguments of each kernel.
+//! GPU launches of `kernels/conv2d.cu`: grid, block and arguments of each kernel.
 
 use super::Conv2dOps;
 use crate::backend::gpu::{Args, ChannelSplit, Device, GpuBackend, GpuBuf, Kernel, THREADS};
 use crate::backend::Precision;
 use crate::geometry::ConvGeom;
 
-/// The output tile of the tiled conv kernels (conv2d.cu): `rows`
+/// The output tile of the tiled conv kernels (kernels/conv2d.cu): `rows`
 /// output channels x `cols` pixels (forward) or weight columns (backward);
 /// 16-row tiles for 16 channels or fewer, which 64-row tiles would mostly pad.
 #[derive(Clone, Copy)]
@@ -33,6 +33,8 @@ impl ConvTile {
             (Precision::Fp32, true) => Kernel::Conv2dForwardNarrow,
             (Precision::Tf32, false) => Kernel::Conv2dForwardTf32,
             (Precision::Tf32, true) => Kernel::Conv2dForwardTf32Narrow,
+            (Precision::Bf16, false) => Kernel::Conv2dForwardBf16,
+            (Precision::Bf16, true) => Kernel::Conv2dForwardBf16Narrow,
         }
     }
     fn weight_kernel(self, precision: Precision) -> Kernel {
@@ -41,6 +43,8 @@ impl ConvTile {
             (Precision::Fp32, true) => Kernel::Conv2dBackwardWeightNarrow,
             (Precision::Tf32, false) => Kernel::Conv2dBackwardWeightTf32,
             (Precision::Tf32, true) => Kernel::Conv2dBackwardWeightTf32Narrow,
+            (Precision::Bf16, false) => Kernel::Conv2dBackwardWeightBf16,
+            (Precision::Bf16, true) => Kernel::Conv2dBackwardWeightBf16Narrow,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! conv2d on CNHW activations: forward, backward-data, backward-weight.
 //!
-//! The CPU reference of `conv2d.cu`. Each op works on *tiles* of whole
+//! The CPU reference of `kernels/conv2d.cu`. Each op works on *tiles* of whole
 //! images: a tile's input is unfolded (im2col, with the preceding ReLU fused in)
 //! into a per-thread scratch matrix of `c_in*k*k` rows, and one GEMM does the
 //! rest. Tiles are sized from the geometry alone and reduced in a fixed order,
@@ -386,7 +386,7 @@ pub fn conv2d_per_sample_sq_norms<T: Element>(g: &ConvGeom, x: &[T], relu_x: boo
 }
 
 /// The backend interface of these ops: the CPU engine below, the CUDA
-/// kernels of `conv2d.cu` through `launch.rs`.
+/// kernels of `kernels/conv2d.cu` through `launch.rs`.
 pub trait Conv2dOps: Memory {
     fn conv2d_forward(&self, g: &ConvGeom, x: &Self::Buf, relu_x: bool, w: &Self::Buf, bias: Option<&Self::Buf>, y: &mut Self::Buf);
     fn conv2d_backward_data(

@@ -1,4 +1,4 @@
-//! GPU launches of `elementwise.cu`: grid, block and arguments of each kernel.
+//! GPU launches of `kernels/elementwise.cu`: grid, block and arguments of each kernel.
 
 use super::ElementwiseOps;
 use crate::backend::gpu::{Args, Device, GpuBackend, GpuBuf, Kernel};

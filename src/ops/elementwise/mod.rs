@@ -1,4 +1,4 @@
-//! ReLU, add and the zero op. The CPU reference of `elementwise.cu`.
+//! ReLU, add and the zero op. The CPU reference of `kernels/elementwise.cu`.
 //!
 //! The supernet fuses its ReLUs into the convolutions and the global pool, so
 //! these standalone forms serve the op-level tests and the backends' plumbing.
@@ -71,7 +71,7 @@ pub fn elementwise_sqrt<T: Element>(dst: &mut [T]) {
 }
 
 /// The backend interface of these ops: the CPU engine below, the CUDA
-/// kernels of `elementwise.cu` through `launch.rs`.
+/// kernels of `kernels/elementwise.cu` through `launch.rs`.
 pub trait ElementwiseOps: Memory {
     fn fill(&self, dst: &mut Self::Buf, v: Self::T);
     fn copy(&self, dst: &mut Self::Buf, src: &Self::Buf);

@@ -1,4 +1,4 @@
-//! GPU launches of `linear.cu`: grid, block and arguments of each kernel.
+//! GPU launches of `kernels/linear.cu`: grid, block and arguments of each kernel.
 
 use super::LinearOps;
 use crate::backend::gpu::{Args, Device, GpuBackend, GpuBuf, Kernel};

@@ -1,5 +1,5 @@
 //! The classifier: `y[n, out] = x[n, in] W[out, in]^T + b`. CPU reference of the
-//! linear layer (on CUDA: `linear.cu`).
+//! linear layer (on CUDA: `kernels/linear.cu`).
 
 use super::gemm::{gemm, Mat};
 use crate::backend::cpu::{CpuBackend, CpuBuf};
@@ -47,7 +47,7 @@ pub fn linear_per_sample_sq_norms<T: Element>(g: &LinearGeom, x: &[T], dy: &[T],
 }
 
 /// The backend interface of these ops: the CPU engine below, the CUDA
-/// kernels of `linear.cu` through `launch.rs`.
+/// kernels of `kernels/linear.cu` through `launch.rs`.
 pub trait LinearOps: Memory {
     fn linear_forward(&self, g: &LinearGeom, x: &Self::Buf, w: &Self::Buf, b: &Self::Buf, y: &mut Self::Buf);
     #[allow(clippy::too_many_arguments)]

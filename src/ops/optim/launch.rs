@@ -1,4 +1,4 @@
-//! GPU launches of `optim.cu`: grid, block and arguments of each kernel.
+//! GPU launches of `kernels/optim.cu`: grid, block and arguments of each kernel.
 
 use super::OptimOps;
 use bytemuck::{Pod, Zeroable};
@@ -7,7 +7,7 @@ use super::{NormGroup, SgdStep};
 use crate::backend::gpu::{blocks_for, Args, Device, GpuBackend, GpuBuf, Kernel, THREADS};
 use crate::backend::SgdSlot;
 
-/// A tensor of a multi-tensor launch (src/ops/common.cuh: TensorRef).
+/// A tensor of a multi-tensor launch (kernels/common.cuh: TensorRef).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct TensorRef {
@@ -15,7 +15,7 @@ struct TensorRef {
     len: i64,
 }
 
-/// A parameter tensor of the multi-tensor SGD (src/ops/common.cuh: SgdRef).
+/// A parameter tensor of the multi-tensor SGD (kernels/common.cuh: SgdRef).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct SgdRef {
@@ -76,7 +76,7 @@ mod layouts {
     use super::*;
     use std::mem::{offset_of, size_of};
 
-    /// The same sizes and offsets as the `static_assert`s of src/ops/common.cuh.
+    /// The same sizes and offsets as the `static_assert`s of kernels/common.cuh.
     #[test]
     fn mirror_the_kernels_structs() {
         assert_eq!(size_of::<TensorRef>(), 16);

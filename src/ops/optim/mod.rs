@@ -1,6 +1,6 @@
 //! SGD exactly as `torch.optim.SGD(lr, momentum, weight_decay)` (no dampening, no
 //! Nesterov), the pieces of `clip_grad_norm_`, and the clipped gradient norms of
-//! groups of tensors that PA&DA's path sampler logs. CPU reference of `optim.cu`.
+//! groups of tensors that PA&DA's path sampler logs. CPU reference of `kernels/optim.cu`.
 
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
@@ -91,7 +91,7 @@ pub fn clipped_group_norms<T: Element>(sq_norms: &[T], clip_coef: T, members: &[
 }
 
 /// The backend interface of these ops: the CPU engine below, the CUDA
-/// kernels of `optim.cu` through `launch.rs`.
+/// kernels of `kernels/optim.cu` through `launch.rs`.
 pub trait OptimOps: Memory {
     /// `out[i] = sum(tensors[i]^2)` for all tensors in one pass.
     fn sq_norms(&self, tensors: &[&Self::Buf], out: &mut Self::Buf);
@@ -131,7 +131,7 @@ mod layouts {
     use super::*;
     use std::mem::{offset_of, size_of};
 
-    /// The same sizes and offsets as the `static_assert`s of src/ops/common.cuh.
+    /// The same sizes and offsets as the `static_assert`s of kernels/common.cuh.
     #[test]
     fn mirror_the_kernels_structs() {
         assert_eq!(size_of::<NormGroup>(), 12);

@@ -1,4 +1,4 @@
-//! GPU launches of `pool.cu`: grid, block and arguments of each kernel.
+//! GPU launches of `kernels/pool.cu`: grid, block and arguments of each kernel.
 
 use super::PoolOps;
 use crate::backend::gpu::{Args, Device, GpuBackend, GpuBuf, Kernel};

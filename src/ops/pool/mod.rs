@@ -1,5 +1,5 @@
 //! Average pools on CNHW planes and the global average pool.
-//! The CPU reference of `pool.cu`.
+//! The CPU reference of `kernels/pool.cu`.
 
 use rayon::prelude::*;
 
@@ -175,7 +175,7 @@ pub fn global_avgpool_backward<T: Element>(s: &ActShape, dy: &[T], relu_mask: Op
 }
 
 /// The backend interface of these ops: the CPU engine below, the CUDA
-/// kernels of `pool.cu` through `launch.rs`.
+/// kernels of `kernels/pool.cu` through `launch.rs`.
 pub trait PoolOps: Memory {
     fn avgpool3x3_forward(&self, g: &PoolGeom, x: &Self::Buf, y: &mut Self::Buf, accumulate: bool);
     fn avgpool3x3_backward(&self, g: &PoolGeom, dy: &Self::Buf, dx: &mut Self::Buf, accumulate: bool);

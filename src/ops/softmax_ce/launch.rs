@@ -1,4 +1,4 @@
-//! GPU launches of `softmax_ce.cu`: grid, block and arguments of each kernel.
+//! GPU launches of `kernels/softmax_ce.cu`: grid, block and arguments of each kernel.
 
 use super::SoftmaxCeOps;
 use crate::backend::gpu::{Args, Device, GpuBackend, GpuBuf, Kernel, THREADS};

@@ -1,7 +1,7 @@
 //! Softmax cross-entropy with everything PA&DA needs from one pass: per-sample
 //! losses, the gradient of the *mean* loss, and the per-sample norm
 //! `||softmax(z_i) - onehot(y_i)||_2` (the data sampler's importance proxy);
-//! and the batch's loss and accuracy sums. The CPU reference of `softmax_ce.cu`.
+//! and the batch's loss and accuracy sums. The CPU reference of `kernels/softmax_ce.cu`.
 
 use crate::backend::cpu::{CpuBackend, CpuBuf};
 use crate::backend::Memory;
@@ -69,7 +69,7 @@ pub fn batch_metrics<T: Element>(n: usize, classes: usize, logits: &[T], labels:
 }
 
 /// The backend interface of these ops: the CPU engine below, the CUDA
-/// kernels of `softmax_ce.cu` through `launch.rs`.
+/// kernels of `kernels/softmax_ce.cu` through `launch.rs`.
 pub trait SoftmaxCeOps: Memory {
     #[allow(clippy::too_many_arguments)]
     fn softmax_cross_entropy(

@@ -1,4 +1,4 @@
-// CUDA emulation: the same src/ops/*/*.cu compiled as C++20 and run on the CPU.
+// CUDA emulation: the same kernels/*.cu compiled as C++20 and run on the CPU.
 //
 // Every thread of a block is a fiber (its own stack and context, ucontext):
 // the block's fibers run interleaved, each until it reaches __syncthreads() or
@@ -165,6 +165,39 @@ inline void mma_tf32_16x8x8(float d[4], const float a[4], const float b[2]) {
         const unsigned r = k / 4, q = k % 4;  // register and lane-in-group holding column (A) or row (B) k
         float a_lo = f[(g * 4 + q) * 6 + 2 * r], a_hi = f[(g * 4 + q) * 6 + 2 * r + 1];
         float b_0 = f[((2 * t) * 4 + q) * 6 + 4 + r], b_1 = f[((2 * t + 1) * 4 + q) * 6 + 4 + r];
+        d[0] = fmaf(a_lo, b_0, d[0]);
+        d[1] = fmaf(a_lo, b_1, d[1]);
+        d[2] = fmaf(a_hi, b_0, d[2]);
+        d[3] = fmaf(a_hi, b_1, d[3]);
+    }
+    wait(AT_WARP_BARRIER);
+}
+
+// mma.sync.aligned.m16n8k8 with BF16 inputs and FP32 accumulation, for one
+// warp, from the lanes' fragments in the PTX ISA's per-lane layout (see
+// mma_bf16_16x8x8 in common.cuh): A element (r, k) is half k % 2 of register
+// r / 8 of lane (r % 8) * 4 + k / 2; B element (k, n) is half k % 2 of lane
+// n * 4 + k / 2. Sums run in k order, as the TF32 twin's.
+inline std::vector<uint32_t> mma_bf16_slots;
+inline float bf16_half(uint32_t reg, unsigned half) {
+    uint32_t bits = half ? (reg & 0xffff0000u) : (reg << 16);
+    float v;
+    std::memcpy(&v, &bits, 4);
+    return v;
+}
+inline void mma_bf16_16x8x8(float d[4], const uint32_t a[2], uint32_t b) {
+    unsigned tid = current->linear, warp = tid / 32, lane = tid % 32;
+    if (mma_bf16_slots.size() < (std::size_t)block_threads() * 3) mma_bf16_slots.resize((std::size_t)block_threads() * 3);
+    mma_bf16_slots[tid * 3] = a[0];
+    mma_bf16_slots[tid * 3 + 1] = a[1];
+    mma_bf16_slots[tid * 3 + 2] = b;
+    wait(AT_WARP_BARRIER);
+    const uint32_t* f = &mma_bf16_slots[warp * 32 * 3];
+    const unsigned g = lane / 4, t = lane % 4;
+    for (unsigned k = 0; k < 8; ++k) {
+        const unsigned q = k / 2, h = k % 2;  // lane-in-group and half holding column (A) or row (B) k
+        float a_lo = bf16_half(f[(g * 4 + q) * 3], h), a_hi = bf16_half(f[(g * 4 + q) * 3 + 1], h);
+        float b_0 = bf16_half(f[((2 * t) * 4 + q) * 3 + 2], h), b_1 = bf16_half(f[((2 * t + 1) * 4 + q) * 3 + 2], h);
         d[0] = fmaf(a_lo, b_0, d[0]);
         d[1] = fmaf(a_lo, b_1, d[1]);
         d[2] = fmaf(a_hi, b_0, d[2]);

@@ -1,4 +1,4 @@
-// conv2d on CNHW activations; the GPU twin of src/ops/conv2d.rs.
+// conv2d on CNHW activations; the GPU twin of src/ops/conv2d/mod.rs.
 //
 // conv2d_forward is a shared-memory tiled implicit GEMM: a block computes
 // TM output channels x 4096/TM output pixels (4 x 4 per thread; the _tf32
@@ -10,8 +10,9 @@
 // too. TM is 64, or 16 for the `_narrow` kernels that the wrapper picks for
 // 16 channels or fewer (the first stage of the supernet), where a 64-channel
 // tile would spend three quarters of its work on padding. The weight gradient
-// is the same tiled product, reduced over output pixels. The `_tf32` kernels
-// of both run it on tensor cores (Tile, below; `--precision tf32`).
+// is the same tiled product, reduced over output pixels. The `_tf32` and
+// `_bf16` kernels of both run it on tensor cores (Tile, below; `--precision
+// tf32|bf16`).
 #include "common.cuh"
 
 #define TILE_K 16
@@ -29,31 +30,39 @@ __device__ __forceinline__ float im2col_value(const ConvGeom& g, const float* __
     return (relu_x && !(v > 0.f)) ? 0.f : v;
 }
 
+// The arithmetic of a tile product: FP32 CUDA cores, or tensor cores on
+// TF32 or BF16 operands (FP32 sums).
+#define MMA_NONE 0
+#define MMA_TF32 1
+#define MMA_BF16 2
+
 // The product at the heart of the tiled kernels: a block's TM x TN output
 // tile (TN = 4096 / TM) gains A^T B over one slice of TILE_K, A = as[k][row]
 // and B = bs[k][column] in shared memory. FP32: each thread owns 4 x 4
-// outputs, plain FMAs. TF32: operands are rounded to TF32 as they enter
-// shared memory (operand), and warp w owns 16 rows x 32 columns, four 16x8
-// tensor-core tiles (common.cuh, mma_tf32_16x8x8); rows of TM + 8 / TN + 8
-// floats put a fragment's 4 k-rows x 8 columns in 32 distinct banks.
+// outputs, plain FMAs. Tensor cores: operands are rounded to TF32 or BF16 as
+// they enter shared memory (operand), and warp w owns 16 rows x 32 columns,
+// four 16x8 tensor-core tiles (common.cuh, mma_tf32_16x8x8 and
+// mma_bf16_16x8x8, which share the layout of D); rows of TM + 8 / TN + 8
+// floats put a TF32 fragment's 4 k-rows x 8 columns in 32 distinct banks.
 // acc[i][j] is output (row(i, j), col(i, j)) of the tile.
-template <int TM, bool TF32>
+template <int TM, int MMA>
 struct Tile {
-    static constexpr int TN = 4096 / TM, TX = TN / 4, PAD = TF32 ? 8 : 0, AS = TM + PAD, BS = TN + PAD;
-    static __device__ __forceinline__ float operand(float v) { return TF32 ? to_tf32(v) : v; }
+    static constexpr bool TC = MMA != MMA_NONE;
+    static constexpr int TN = 4096 / TM, TX = TN / 4, PAD = TC ? 8 : 0, AS = TM + PAD, BS = TN + PAD;
+    static __device__ __forceinline__ float operand(float v) { return MMA == MMA_TF32 ? to_tf32(v) : MMA == MMA_BF16 ? to_bf16(v) : v; }
     static __device__ __forceinline__ int lane() { return threadIdx.x % 32; }
     static __device__ __forceinline__ int warp_row() { return (threadIdx.x / 32 % (TM / 16)) * 16; }
     static __device__ __forceinline__ int warp_col() { return (threadIdx.x / 32 / (TM / 16)) * 32; }
     static __device__ __forceinline__ int row(int i, int j) {
-        return TF32 ? warp_row() + lane() / 4 + (j / 2) * 8 : (threadIdx.x / TX) * 4 + i;  // TF32: acc[i] is mma tile i's d
+        return TC ? warp_row() + lane() / 4 + (j / 2) * 8 : (threadIdx.x / TX) * 4 + i;  // tensor cores: acc[i] is mma tile i's d
     }
-    static __device__ __forceinline__ int col(int i, int j) { return TF32 ? warp_col() + i * 8 + (lane() % 4) * 2 + j % 2 : (threadIdx.x % TX) * 4 + j; }
+    static __device__ __forceinline__ int col(int i, int j) { return TC ? warp_col() + i * 8 + (lane() % 4) * 2 + j % 2 : (threadIdx.x % TX) * 4 + j; }
     static __device__ __forceinline__ void zero(float acc[4][4]) {
         for (int i = 0; i < 4; ++i)
             for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
     }
     static __device__ __forceinline__ void product(const float (*as)[AS], const float (*bs)[BS], float acc[4][4]) {
-        if constexpr (TF32) {
+        if constexpr (MMA == MMA_TF32) {
             const int grp = lane() / 4, tig = lane() % 4, wr = warp_row() + grp, wc = warp_col() + grp;
             for (int ks = 0; ks < TILE_K; ks += 8) {
                 const float a[4] = {as[ks + tig][wr], as[ks + tig][wr + 8], as[ks + tig + 4][wr], as[ks + tig + 4][wr + 8]};
@@ -61,6 +70,13 @@ struct Tile {
                     const float b[2] = {bs[ks + tig][wc + j * 8], bs[ks + tig + 4][wc + j * 8]};
                     mma_tf32_16x8x8(acc[j], a, b);
                 }
+            }
+        } else if constexpr (MMA == MMA_BF16) {
+            const int grp = lane() / 4, tig = lane() % 4, wr = warp_row() + grp, wc = warp_col() + grp;
+            for (int ks = 0; ks < TILE_K; ks += 8) {
+                const int k0 = ks + 2 * tig;
+                const uint32_t a[2] = {pack_bf16x2(as[k0][wr], as[k0 + 1][wr]), pack_bf16x2(as[k0][wr + 8], as[k0 + 1][wr + 8])};
+                for (int j = 0; j < 4; ++j) mma_bf16_16x8x8(acc[j], a, pack_bf16x2(bs[k0][wc + j * 8], bs[k0 + 1][wc + j * 8]));
             }
         } else {
             const int ty = threadIdx.x / TX, tx = threadIdx.x % TX;
@@ -78,10 +94,10 @@ struct Tile {
 };
 
 // y = (accumulate ? y : 0) + [mask > 0] * (conv(relu?(x), w) + bias); bias and mask may be null.
-template <int TM, bool TF32>
+template <int TM, int MMA>
 __device__ __forceinline__ void conv_forward_tile(const ConvGeom& g, const float* __restrict__ x, int relu_x, const float* __restrict__ w,
                                                   const float* __restrict__ bias, float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
-    using T = Tile<TM, TF32>;
+    using T = Tile<TM, MMA>;
     __shared__ float ws[TILE_K][T::AS];
     __shared__ float xs[TILE_K][T::BS];
     const int K = g.c_in * g.k * g.k;
@@ -118,27 +134,45 @@ __device__ __forceinline__ void conv_forward_tile(const ConvGeom& g, const float
 
 KERNEL void conv2d_forward(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
                            float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
-    conv_forward_tile<64, false>(g, x, relu_x, w, bias, y, mask, accumulate);
+    conv_forward_tile<64, MMA_NONE>(g, x, relu_x, w, bias, y, mask, accumulate);
 }
 PADA_KERNEL(conv2d_forward)
 
 KERNEL void conv2d_forward_narrow(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
                                   float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
-    conv_forward_tile<16, false>(g, x, relu_x, w, bias, y, mask, accumulate);
+    conv_forward_tile<16, MMA_NONE>(g, x, relu_x, w, bias, y, mask, accumulate);
 }
 PADA_KERNEL(conv2d_forward_narrow)
 
 KERNEL void conv2d_forward_tf32(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
                                 float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
-    conv_forward_tile<64, true>(g, x, relu_x, w, bias, y, mask, accumulate);
+    conv_forward_tile<64, MMA_TF32>(g, x, relu_x, w, bias, y, mask, accumulate);
 }
 PADA_KERNEL(conv2d_forward_tf32)
 
 KERNEL void conv2d_forward_tf32_narrow(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
                                        float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
-    conv_forward_tile<16, true>(g, x, relu_x, w, bias, y, mask, accumulate);
+    conv_forward_tile<16, MMA_TF32>(g, x, relu_x, w, bias, y, mask, accumulate);
 }
 PADA_KERNEL(conv2d_forward_tf32_narrow)
+
+KERNEL void conv2d_forward_bf16(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
+                                float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
+    conv_forward_tile<64, MMA_BF16>(g, x, relu_x, w, bias, y, mask, accumulate);
+}
+PADA_KERNEL(conv2d_forward_bf16)
+
+KERNEL void conv2d_forward_bf16_narrow(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ w, const float* __restrict__ bias,
+                                       float* __restrict__ y, const float* __restrict__ mask, int accumulate) {
+    conv_forward_tile<16, MMA_BF16>(g, x, relu_x, w, bias, y, mask, accumulate);
+}
+PADA_KERNEL(conv2d_forward_bf16_narrow)
+
+// The architecture of the image of this module the driver loaded (common.cuh: PADA_IMAGE_ARCH).
+KERNEL void conv2d_image_arch(int* __restrict__ out) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) out[0] = PADA_IMAGE_ARCH;
+}
+PADA_KERNEL(conv2d_image_arch)
 
 // wf[ci][co][k*k-1-t] = w[co][ci][t]: the weights of the input-gradient conv.
 KERNEL void conv2d_flip_weights(ConvGeom g, const float* __restrict__ w, float* __restrict__ wf) {
@@ -189,10 +223,10 @@ PADA_KERNEL(conv2d_backward_data)
 
 // acc = the tile (m0.., r0..) of sum over output pixels pb..pe of dy[co][p] * im2col[r][p]:
 // a TM x 4096/TM block of a weight gradient (Tile's layout).
-template <int TM, bool TF32>
+template <int TM, int MMA>
 __device__ __forceinline__ void weight_grad_tile(const ConvGeom& g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, int pb, int pe,
                                                  int m0, int r0, float acc[4][4]) {
-    using T = Tile<TM, TF32>;
+    using T = Tile<TM, MMA>;
     __shared__ float ds[TILE_K][T::AS];
     __shared__ float cs[TILE_K][T::BS];
     const int K = g.c_in * g.k * g.k;
@@ -224,23 +258,23 @@ __device__ __forceinline__ void weight_grad_tile(const ConvGeom& g, const float*
 // a time: each sample's partial tile stays in registers while its squared norm
 // goes to sample_sq[sample][tile] (a block sum, so in a fixed order) and the
 // tile joins the chunk's sum; conv2d_per_sample_finish adds up the tiles.
-template <int TM, bool TF32>
+template <int TM, int MMA>
 __device__ __forceinline__ void weight_grad_partial(const ConvGeom& g, int chunk_pixels, const float* __restrict__ x, int relu_x,
                                                     const float* __restrict__ dy, float* __restrict__ partial, float* __restrict__ sample_sq) {
-    using T = Tile<TM, TF32>;
+    using T = Tile<TM, MMA>;
     const int K = g.c_in * g.k * g.k;
     const int npix = g.n * g.oh * g.ow;
     const int r0 = blockIdx.x * T::TN, m0 = blockIdx.y * TM;
     const int pb = blockIdx.z * chunk_pixels, pe = min(npix, pb + chunk_pixels);
     float acc[4][4];
     if (!sample_sq) {
-        weight_grad_tile<TM, TF32>(g, x, relu_x, dy, pb, pe, m0, r0, acc);
+        weight_grad_tile<TM, MMA>(g, x, relu_x, dy, pb, pe, m0, r0, acc);
     } else {
         const int ohw = g.oh * g.ow, tiles = gridDim.x * gridDim.y, tile = blockIdx.y * gridDim.x + blockIdx.x;
         T::zero(acc);
         for (int p = pb; p < pe; p += ohw) {
             float s[4][4];
-            weight_grad_tile<TM, TF32>(g, x, relu_x, dy, p, p + ohw, m0, r0, s);
+            weight_grad_tile<TM, MMA>(g, x, relu_x, dy, p, p + ohw, m0, r0, s);
             double sq = 0.0;
             for (int i = 0; i < 4; ++i)
                 for (int j = 0; j < 4; ++j) {
@@ -261,38 +295,50 @@ __device__ __forceinline__ void weight_grad_partial(const ConvGeom& g, int chunk
 
 KERNEL void conv2d_backward_weight(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
                                    float* __restrict__ partial, float* __restrict__ sample_sq) {
-    weight_grad_partial<64, false>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
+    weight_grad_partial<64, MMA_NONE>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
 }
 PADA_KERNEL(conv2d_backward_weight)
 
 KERNEL void conv2d_backward_weight_narrow(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
                                           float* __restrict__ partial, float* __restrict__ sample_sq) {
-    weight_grad_partial<16, false>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
+    weight_grad_partial<16, MMA_NONE>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
 }
 PADA_KERNEL(conv2d_backward_weight_narrow)
 
 KERNEL void conv2d_backward_weight_tf32(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
                                         float* __restrict__ partial, float* __restrict__ sample_sq) {
-    weight_grad_partial<64, true>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
+    weight_grad_partial<64, MMA_TF32>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
 }
 PADA_KERNEL(conv2d_backward_weight_tf32)
 
 KERNEL void conv2d_backward_weight_tf32_narrow(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
                                                float* __restrict__ partial, float* __restrict__ sample_sq) {
-    weight_grad_partial<16, true>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
+    weight_grad_partial<16, MMA_TF32>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
 }
 PADA_KERNEL(conv2d_backward_weight_tf32_narrow)
+
+KERNEL void conv2d_backward_weight_bf16(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
+                                        float* __restrict__ partial, float* __restrict__ sample_sq) {
+    weight_grad_partial<64, MMA_BF16>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
+}
+PADA_KERNEL(conv2d_backward_weight_bf16)
+
+KERNEL void conv2d_backward_weight_bf16_narrow(ConvGeom g, int chunk_pixels, const float* __restrict__ x, int relu_x, const float* __restrict__ dy,
+                                               float* __restrict__ partial, float* __restrict__ sample_sq) {
+    weight_grad_partial<16, MMA_BF16>(g, chunk_pixels, x, relu_x, dy, partial, sample_sq);
+}
+PADA_KERNEL(conv2d_backward_weight_bf16_narrow)
 
 // partial[n][tile] = squared norm of tile (blockIdx.x, blockIdx.y) of sample
 // n's (blockIdx.z) weight gradient: the per-sample gradient stays in registers.
 KERNEL void conv2d_per_sample_weight_sq(ConvGeom g, const float* __restrict__ x, int relu_x, const float* __restrict__ dy, float* __restrict__ partial) {
     const int K = g.c_in * g.k * g.k;
     const int ohw = g.oh * g.ow;
-    using T = Tile<64, false>;
+    using T = Tile<64, MMA_NONE>;
     const int r0 = blockIdx.x * 64, m0 = blockIdx.y * 64;
     const int pb = blockIdx.z * ohw;
     float acc[4][4];
-    weight_grad_tile<64, false>(g, x, relu_x, dy, pb, pb + ohw, m0, r0, acc);
+    weight_grad_tile<64, MMA_NONE>(g, x, relu_x, dy, pb, pb + ohw, m0, r0, acc);
     double sq = 0.0;
     for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j)

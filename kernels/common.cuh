@@ -106,7 +106,7 @@ __device__ __forceinline__ float channel_mean(const float* __restrict__ sum_part
     return (float)(parts_total(sum_parts, c, parts) / (double)L);
 }
 
-// ---- TF32 tensor cores (sm_80+) -------------------------------------------
+// ---- tensor cores (sm_80+): TF32 and BF16 ----------------------------------
 
 __device__ __forceinline__ uint32_t float_bits(float v) {
 #ifdef PADA_CUDA_EMU
@@ -165,4 +165,81 @@ __device__ __forceinline__ void mma_tf32_16x8x8(float d[4], const float a[4], co
 #else
     __trap();  // no TF32 tensor cores before sm_80: the host refuses --precision tf32 there
 #endif
+}
+
+// to_bf16: v rounded to BF16 (7 explicit mantissa bits), to nearest with ties
+// to even, as cvt.rn.bf16.f32 does (NaN stays NaN); returned as a float whose
+// low 16 bits are zero. The emulator does the same on the bit pattern.
+__device__ __forceinline__ float to_bf16(float v) {
+#if defined(PADA_CUDA_EMU) || __CUDA_ARCH__ < 800
+    uint32_t u = float_bits(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return bits_float((u | 0x00400000u) & 0xffff0000u);  // NaN: quiet, kept
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return bits_float(u & 0xffff0000u);
+#else
+    unsigned short h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    return __uint_as_float((uint32_t)h << 16);
+#endif
+}
+
+// Two BF16 values (floats from to_bf16) in one register, `lo` in the low half:
+// the .bf16x2 operand layout of mma.
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) { return (float_bits(lo) >> 16) | (float_bits(hi) & 0xffff0000u); }
+
+// d += A B for one warp: A 16x8 (row major), B 8x8 (column major), D 16x8,
+// BF16 inputs and FP32 accumulation: the per-lane fragments of
+// mma.sync.aligned.m16n8k8 (PTX ISA, "Matrix fragments for mma.m16n8k8",
+// .bf16). Lane l, g = l / 4, t = l % 4, holds
+//   a = {A[g][2t] | A[g][2t+1] << 16, A[g+8][2t] | A[g+8][2t+1] << 16},  b = B[2t][g] | B[2t+1][g] << 16,
+//   d = {D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]} (as TF32's).
+// Products of BF16 values are exact in FP32. On the GPU one tensor-core
+// instruction; in the emulator its twin (cuda_emu.h).
+__device__ __forceinline__ void mma_bf16_16x8x8(float d[4], const uint32_t a[2], uint32_t b) {
+#if defined(PADA_CUDA_EMU)
+    emu::mma_bf16_16x8x8(d, a, b);
+#elif __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(b));
+#else
+    __trap();  // no BF16 tensor cores before sm_80: the host refuses --precision bf16 there
+#endif
+}
+
+// The architecture of the image the driver loaded for a module: __CUDA_ARCH__
+// of its SASS, or of the PTX it JIT-compiled (0 in the emulator, which has
+// every instruction). The host reads it to refuse tensor-core precisions on an
+// image without them (a GPU newer than the embedded SASS running old PTX).
+#ifdef PADA_CUDA_EMU
+#define PADA_IMAGE_ARCH 0
+#else
+#define PADA_IMAGE_ARCH __CUDA_ARCH__
+#endif
+
+// ---- counter-based random numbers (src/rng.rs) -------------------------------
+
+// Philox4x32-10 (Salmon et al., 2011), as src/rng.rs: philox4x32_10.
+__device__ __forceinline__ void philox4x32_10(uint32_t ctr[4], uint32_t key[2]) {
+    for (int round = 0; round < 10; ++round) {
+        if (round > 0) {
+            key[0] += 0x9E3779B9u;
+            key[1] += 0xBB67AE85u;
+        }
+        unsigned long long p0 = 0xD2511F53ull * ctr[0], p1 = 0xCD9E8D57ull * ctr[2];
+        uint32_t c0 = (uint32_t)(p1 >> 32) ^ ctr[1] ^ key[0], c1 = (uint32_t)p1, c2 = (uint32_t)(p0 >> 32) ^ ctr[3] ^ key[1], c3 = (uint32_t)p0;
+        ctr[0] = c0;
+        ctr[1] = c1;
+        ctr[2] = c2;
+        ctr[3] = c3;
+    }
+}
+
+// The i-th uniform double in [0, 1) of the stream `seed` (53 random bits), as src/rng.rs: uniform01.
+__device__ __forceinline__ double uniform01(unsigned long long seed, unsigned long long i) {
+    uint32_t ctr[4] = {(uint32_t)i, (uint32_t)(i >> 32), 0u, 0u};
+    uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+    philox4x32_10(ctr, key);
+    unsigned long long bits = ((unsigned long long)ctr[0] << 21) ^ ((unsigned long long)ctr[1] >> 11);
+    return (double)bits * (1.0 / 9007199254740992.0);
 }
