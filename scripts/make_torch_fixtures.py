@@ -191,29 +191,63 @@ def supernet_outputs(cfg, t):
     return out
 
 
+def measured_layers(model):
+    """The layers zero-cost-nas measures (foresight/pruners/p_utils.py,
+    get_layer_metric_array): every nn.Conv2d and nn.Linear, by its weight."""
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def snip_forward(layer, x):
+    """zero-cost-nas's snip_forward_conv2d / snip_forward_linear: the weight times a mask of ones."""
+    if isinstance(layer, nn.Conv2d):
+        return F.conv2d(x, layer.weight * layer.weight_mask, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+    return F.linear(x, layer.weight * layer.weight_mask, layer.bias)
+
+
 def proxy_outputs(cfg, t):
-    """Zero-cost proxies of each architecture (src/proxies.rs): grad-norm and
-    snip on the batch, synflow with |theta| on one all-ones image."""
+    """Zero-cost proxies of each architecture as the authors' reference code
+    (github.com/SamsungLabs/zero-cost-nas, foresight/pruners/measures)
+    computes them, written independently here on the given weights and
+    batch, in float64, batch norm with batch statistics:
+    grad_norm: sum over conv/linear layers of ||dL/dW|| (weights only);
+    snip: the gradient of the loss at a weight mask of ones, |dL/dmask|, summed;
+    synflow: the model without batch norm (stem, cells, head), every state
+    entry replaced by its absolute value, one all-ones image, sum of the
+    outputs backward, sum of |W * dR/dW|; synflow_bn: the same with batch norm.
+    Layers off the path have no gradient and count 0, as there."""
+    import types
     c, n, in_ch, h, classes, batch, _, archs = cfg
-    out = {"grad_norm": [], "snip": [], "synflow": []}
-    for arch in archs:
-        model = Supernet(c, n, in_ch, classes).double()
-        names = model.pada_names()
+    out = {"grad_norm": [], "snip": [], "synflow": [], "synflow_bn": []}
+
+    def model_with(use_bn):
+        model = Supernet(c, n, in_ch, classes, use_bn).double()
         with torch.no_grad():
-            for name, p in names.items():
+            for name, p in model.pada_names().items():
                 p.copy_(t[f"param.{name}"])
-        F.cross_entropy(model(t["x"], arch), t["y"].to(torch.int64)).backward()
-        on = [p for p in model.parameters() if p.grad is not None]
-        with torch.no_grad():
-            out["grad_norm"].append(float(torch.sqrt(sum((p.grad ** 2).sum() for p in on))))
-            out["snip"].append(float(sum((p * p.grad).abs().sum() for p in on)))
-        model.zero_grad()
-        with torch.no_grad():
-            for p in model.parameters():
-                p.abs_()
-        model(torch.ones(1, in_ch, h, h), arch).sum().backward()
-        with torch.no_grad():
-            out["synflow"].append(float(sum((p * p.grad).sum() for p in model.parameters() if p.grad is not None)))
+        return model
+
+    x, y = t["x"], t["y"].to(torch.int64)
+    for arch in archs:
+        # grad_norm
+        model = model_with(True)
+        F.cross_entropy(model(x, arch), y).backward()
+        out["grad_norm"].append(float(sum(m.weight.grad.norm() for m in measured_layers(model) if m.weight.grad is not None)))
+        # snip, with the reference's weight masks
+        model = model_with(True)
+        for m in measured_layers(model):
+            m.weight_mask = nn.Parameter(torch.ones_like(m.weight))
+            m.weight.requires_grad = False
+            m.forward = types.MethodType(snip_forward, m)
+        F.cross_entropy(model(x, arch), y).backward()
+        out["snip"].append(float(sum(m.weight_mask.grad.abs().sum() for m in measured_layers(model) if m.weight_mask.grad is not None)))
+        # synflow (no batch norm) and synflow_bn
+        for key, use_bn in (("synflow", False), ("synflow_bn", True)):
+            model = model_with(use_bn)
+            with torch.no_grad():
+                for v in model.state_dict().values():
+                    v.abs_()
+            model(torch.ones(1, in_ch, h, h, dtype=torch.float64), arch).sum().backward()
+            out[key].append(float(sum((m.weight * m.weight.grad).abs().sum() for m in measured_layers(model) if m.weight.grad is not None)))
     return out
 
 

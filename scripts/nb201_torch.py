@@ -53,20 +53,20 @@ def bn(c):
 
 
 class ReLUConvBN(nn.Module):
-    def __init__(self, cin, cout, k, stride):
+    def __init__(self, cin, cout, k, stride, use_bn=True):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, k, stride, k // 2, bias=True)
-        self.bn = bn(cout)
+        self.bn = bn(cout) if use_bn else nn.Identity()
 
     def forward(self, x):
         return self.bn(self.conv(F.relu(x)))
 
 
 class Cell(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, use_bn=True):
         super().__init__()
-        self.conv1 = nn.ModuleList([ReLUConvBN(c, c, 1, 1) for _ in range(6)])
-        self.conv3 = nn.ModuleList([ReLUConvBN(c, c, 3, 1) for _ in range(6)])
+        self.conv1 = nn.ModuleList([ReLUConvBN(c, c, 1, 1, use_bn) for _ in range(6)])
+        self.conv3 = nn.ModuleList([ReLUConvBN(c, c, 3, 1, use_bn) for _ in range(6)])
 
     def forward(self, x, arch):
         nodes = [x]
@@ -102,16 +102,20 @@ class Reduction(nn.Module):
 
 
 class Supernet(nn.Module):
-    def __init__(self, c, n, in_ch, classes):
+    """use_bn=False: batch norm left out of the stem, the cells and the head
+    (the reduction blocks keep theirs), as zero-cost-nas's NAS-Bench-201 model
+    with use_bn=False, which its synflow measures."""
+
+    def __init__(self, c, n, in_ch, classes, use_bn=True):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_ch, c, 3, 1, 1, bias=False), bn(c))
+        self.stem = nn.Sequential(nn.Conv2d(in_ch, c, 3, 1, 1, bias=False), bn(c) if use_bn else nn.Identity())
         layers = []
         for s in range(3):
             if s > 0:
                 layers.append(Reduction(c << (s - 1), c << s))
-            layers += [Cell(c << s) for _ in range(n)]
+            layers += [Cell(c << s, use_bn) for _ in range(n)]
         self.layers = nn.ModuleList(layers)
-        self.head_bn = bn(c << 2)
+        self.head_bn = bn(c << 2) if use_bn else nn.Identity()
         self.classifier = nn.Linear(c << 2, classes)
 
     def forward(self, x, arch):

@@ -146,10 +146,19 @@ impl Genotype {
 
     /// Which edges carry signal from the cell's input to its output.
     pub fn plan(&self) -> CellPlan {
-        let mut reach = [false; 4]; // node is a function of the input (not identically zero)
+        self.plan_with(false)
+    }
+
+    /// [`Self::plan`]; with `convs_emit_bias`, for a network without batch
+    /// norm after its convs (synflow's), where a conv reading an identically
+    /// zero node still outputs its bias: such edges are active too (their
+    /// source is then computed as explicit zeros).
+    pub fn plan_with(&self, convs_emit_bias: bool) -> CellPlan {
+        let emits = |e: usize| convs_emit_bias && matches!(self.0[e], Op::NorConv1x1 | Op::NorConv3x3);
+        let mut reach = [false; 4]; // node is not identically zero
         reach[0] = true;
         for (e, &(j, i)) in EDGES.iter().enumerate() {
-            if self.0[e] != Op::None && reach[j] {
+            if self.0[e] != Op::None && (reach[j] || emits(e)) {
                 reach[i] = true;
             }
         }
@@ -162,7 +171,7 @@ impl Genotype {
         }
         let mut active = [false; NUM_EDGES];
         for (e, &(j, i)) in EDGES.iter().enumerate() {
-            active[e] = self.0[e] != Op::None && reach[j] && useful[i];
+            active[e] = self.0[e] != Op::None && (reach[j] || emits(e)) && useful[i];
         }
         CellPlan { active, output_live: reach[3] }
     }

@@ -34,6 +34,7 @@ pub enum Purpose {
     Search = 7,
     GradVar = 8,
     MomentumSplit = 9,
+    Proxies = 10,
 }
 
 /// A seed for `purpose` at (`a`, `b`) (e.g. epoch and step) of a run seeded `seed`.

@@ -36,15 +36,49 @@ pub struct Reference {
     pub consistency: Consistency,
 }
 
-/// The ground truth's architectures and accuracies: all of a small table, or
-/// `max_archs` of a large one (the first in its order of a fixed shuffle).
-pub fn truth_sample(gt: &TableSource, max_archs: usize) -> anyhow::Result<ArchTable> {
+/// How many of a ground truth's architectures a verdict ranks
+/// (`--verdict-archs`): all of them, or a fixed sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerdictArchs {
+    All,
+    Sample(usize),
+}
+
+impl std::str::FromStr for VerdictArchs {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "all" => Ok(VerdictArchs::All),
+            _ => match s.parse::<usize>() {
+                Ok(n) if n >= 2 => Ok(VerdictArchs::Sample(n)),
+                _ => anyhow::bail!("--verdict-archs {s:?}: expected all or a number of architectures (at least 2)"),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for VerdictArchs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VerdictArchs::All => write!(f, "all"),
+            VerdictArchs::Sample(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// The ground truth's architectures and accuracies: every row (`All`), or a
+/// fixed sample of `n` with one architecture per isomorphism class (the first
+/// of each class in a shuffle of the table's rows from a fixed seed, the same
+/// for every run and version; all the classes of a smaller table).
+pub fn truth_sample(gt: &TableSource, archs: VerdictArchs) -> anyhow::Result<ArchTable> {
     let mut t = read_arch_table(gt, None, gt.default_column())?;
-    if t.archs.len() > max_archs {
+    if let VerdictArchs::Sample(n) = archs {
         use rand::seq::SliceRandom;
         let mut idx: Vec<usize> = (0..t.archs.len()).collect();
         idx.shuffle(&mut crate::rng::stream(0, crate::rng::Purpose::Ranking, 1, 0));
-        idx.truncate(max_archs);
+        let mut classes = std::collections::HashSet::new();
+        idx.retain(|&i| classes.insert(t.archs[i].unique_string()));
+        idx.truncate(n);
         t.archs = idx.iter().map(|&i| t.archs[i]).collect();
         t.values = idx.iter().map(|&i| t.values[i]).collect();
     }
@@ -93,9 +127,7 @@ pub fn references<B: Backend>(
         out.push(Reference { name: format!("noise ceiling (seed vs seed, {} seeds)", seeds.len()), consistency: ceiling });
     }
     let proxies = crate::proxies::for_archs(be, net.config, data, 64, 0, &truth.archs, |_, _| {})?;
-    for (k, name) in
-        ["parameter count", "FLOPs", "grad-norm (zero-cost)", "snip (zero-cost)", "synflow (zero-cost)"].into_iter().enumerate()
-    {
+    for (k, name) in crate::proxies::LABELS.into_iter().enumerate() {
         let pred: Vec<f64> = proxies.iter().map(|p| p.values()[k]).collect();
         out.push(Reference { name: name.into(), consistency: Consistency::of(&names, &pred, &truth.values)? });
     }
@@ -146,21 +178,32 @@ pub fn report(v: &Verdict) -> String {
     s
 }
 
+/// Test images a verdict scores each architecture on unless told: 2,000 on
+/// the embedded data (its first command's measured setting), 1,000 elsewhere
+/// (on CIFAR-10 1,000 rank as well as 2,000 in half the time: README).
+pub fn default_images(data: &crate::data::DataSpec) -> usize {
+    if *data == crate::data::DataSpec::Embedded {
+        2000
+    } else {
+        1000
+    }
+}
+
 /// What to judge a trained run against (`pada train --ground-truth`, `pada sweep`).
 #[derive(Clone, Debug)]
 pub struct VerdictSpec {
     pub ground_truth: TableSource,
     /// Test images to score each architecture on (the first of the split).
     pub images: usize,
-    /// Architectures to rank from a large ground truth (all of a small one).
-    pub max_archs: usize,
+    /// Architectures to rank.
+    pub archs: VerdictArchs,
 }
 
 /// Judges the run in `dir` (its final weights) and writes `verdict.json` there.
 pub fn judge<B: Backend>(be: &B, dir: &std::path::Path, spec: &VerdictSpec) -> anyhow::Result<Verdict> {
     let (record, net) = crate::rank::load_run(be, dir)?;
     let data = record.train.data.load()?;
-    let truth = truth_sample(&spec.ground_truth, spec.max_archs)?;
+    let truth = truth_sample(&spec.ground_truth, spec.archs)?;
     let v = verdict(be, &net, &data, spec.images, &spec.ground_truth, &truth)?;
     crate::fsutil::write_atomic(&dir.join(VERDICT), serde_json::to_string_pretty(&v)?.as_bytes())?;
     Ok(v)

@@ -260,3 +260,187 @@ fn loader_batches_are_cnhw_normalised_and_augmented_reproducibly() {
     assert_eq!(flip.source(8, 8, (0, 0, true), 2, 0), Some((2, 7)));
     assert_eq!(aug.source(8, 8, (0, 0, false), 0, 0), None, "top-left of a crop at offset 0 shows padding");
 }
+
+/// The image folder of tests/fixtures/data/folder (scripts/make_data_fixtures.py).
+fn folder_fixture() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data/folder")
+}
+
+/// A copy of the fixture folder to break.
+fn folder_copy() -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let p = e.unwrap().path();
+            let dest = to.join(p.file_name().unwrap());
+            if p.is_dir() {
+                copy(&p, &dest)
+            } else {
+                std::fs::copy(&p, &dest).unwrap();
+            }
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    copy(&folder_fixture(), d.path());
+    d
+}
+
+#[test]
+fn image_folders_decode_png_and_jpeg_class_interleaved() {
+    let spec: DataSpec = format!("folder:{}", folder_fixture().display()).parse().unwrap();
+    let data = spec.load().unwrap();
+    assert_eq!((data.train.len(), data.test.len(), data.classes()), (7, 4, 3));
+    assert_eq!(data.shape().to_string(), "3x6x8");
+    // classes in sorted order (ant, bee, cow), splits class-interleaved: the
+    // first image of each class, then the second, ...
+    assert_eq!(data.train.labels, vec![0, 1, 2, 0, 1, 2, 0]);
+    assert_eq!(data.test.labels, vec![0, 1, 2, 1]);
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder_fixture().join("expected.json")).unwrap()).unwrap();
+    let order = |split: &str| -> Vec<&serde_json::Value> {
+        // the fixture lists each class's files in order; interleave them as the reader does
+        let mut per_class: Vec<Vec<&serde_json::Value>> = vec![Vec::new(); 3];
+        for e in expected.as_array().unwrap().iter().filter(|e| e["split"] == split) {
+            let c = ["ant", "bee", "cow"].iter().position(|c| e["class"] == *c).unwrap();
+            per_class[c].push(e);
+        }
+        (0..3).flat_map(|k| per_class.iter().filter_map(move |c| c.get(k).copied())).collect()
+    };
+    for (split, set) in [("train", &data.train), ("test", &data.test)] {
+        for (i, e) in order(split).into_iter().enumerate() {
+            let want: Vec<i64> = e["chw"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+            let got = set.image(i);
+            let worst = got.iter().zip(&want).map(|(&g, &w)| (g as i64 - w).abs()).max().unwrap();
+            // PNG is lossless; JPEG decoders may differ from PIL's by rounding in the inverse DCT
+            let file = e["file"].as_str().unwrap();
+            let tol = if file.ends_with(".png") { 0 } else { 3 };
+            assert!(worst <= tol, "{split} image {i} ({file}): pixels differ from PIL's by up to {worst}");
+        }
+    }
+    // not CIFAR-10: normalised by the training split's statistics, no built-in benchmark
+    assert_eq!(data.norm, pada::data::Normalization::of(&data.train));
+    assert_eq!(spec.benchmark(), None);
+    assert_eq!(data.files.len(), 1, "one checksum for the whole folder");
+    assert_eq!(data.files[0].sha256, spec.load().unwrap().files[0].sha256, "the checksum is deterministic");
+}
+
+#[test]
+fn image_folders_of_cifar10_classes_are_cifar10() {
+    let d = tempfile::tempdir().unwrap();
+    for split in ["train", "test"] {
+        for (c, name) in pada::data::folder::CIFAR10_CLASSES.iter().enumerate() {
+            let dir = d.path().join(split).join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let img = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([c as u8 * 20, x as u8, y as u8]));
+            img.save(dir.join("0.png")).unwrap();
+        }
+    }
+    let spec: DataSpec = format!("folder:{}", d.path().display()).parse().unwrap();
+    let data = spec.load().unwrap();
+    assert_eq!(data.norm, pada::data::cifar::cifar10_normalization());
+    assert_eq!(data.default_augment, pada::data::Augment { crop_pad: 4, flip: true });
+    assert_eq!(spec.benchmark().map(|t| t.to_string()), Some("nb201:cifar10".to_string()));
+}
+
+#[test]
+fn bad_image_folders_are_refused_naming_the_file_or_folder() {
+    let err = |d: &Path| format!("{:#}", format!("folder:{}", d.display()).parse::<DataSpec>().unwrap().load().unwrap_err());
+    // a file that is not an image
+    let d = folder_copy();
+    std::fs::write(d.path().join("train/bee/notes.txt"), b"not an image").unwrap();
+    let e = err(d.path());
+    assert!(e.contains("notes.txt") && e.contains("not an image"), "{e}");
+    // a truncated JPEG
+    let d = folder_copy();
+    let f = d.path().join("train/bee/001.jpg");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() / 3]).unwrap();
+    let e = err(d.path());
+    assert!(e.contains("001.jpg") && e.contains("cannot decode"), "{e}");
+    // an image of another size
+    let d = folder_copy();
+    image::RgbImage::new(5, 5).save(d.path().join("test/cow/001.png")).unwrap();
+    let e = err(d.path());
+    assert!(e.contains("001.png") && e.contains("3x5x5") && e.contains("3x6x8"), "{e}");
+    // another channel count
+    let d = folder_copy();
+    image::GrayImage::new(8, 6).save(d.path().join("train/cow/009.png")).unwrap();
+    let e = err(d.path());
+    assert!(e.contains("009.png") && e.contains("1x6x8"), "{e}");
+    // an alpha channel
+    let d = folder_copy();
+    image::RgbaImage::new(8, 6).save(d.path().join("train/cow/009.png")).unwrap();
+    let e = err(d.path());
+    assert!(e.contains("009.png") && e.contains("alpha"), "{e}");
+    // an empty class folder
+    let d = folder_copy();
+    std::fs::create_dir(d.path().join("train/dog")).unwrap();
+    std::fs::create_dir(d.path().join("test/dog")).unwrap();
+    let e = err(d.path());
+    assert!(e.contains("dog") && e.contains("empty"), "{e}");
+    // train and test classes differ
+    let d = folder_copy();
+    std::fs::rename(d.path().join("test/cow"), d.path().join("test/cat")).unwrap();
+    let e = err(d.path());
+    assert!(e.contains("\"cow\"") && e.contains("\"cat\"") && e.contains("differ"), "{e}");
+    // no test split
+    let d = folder_copy();
+    std::fs::remove_dir_all(d.path().join("test")).unwrap();
+    let e = err(d.path());
+    assert!(e.contains("test") && e.contains("missing"), "{e}");
+    // a file where class folders belong
+    let d = folder_copy();
+    std::fs::write(d.path().join("train/readme.md"), b"x").unwrap();
+    let e = err(d.path());
+    assert!(e.contains("readme.md") && e.contains("one folder per class"), "{e}");
+    // not a folder at all
+    let e = err(&d.path().join("nowhere"));
+    assert!(e.contains("nowhere") && e.contains("not a folder"), "{e}");
+}
+
+#[test]
+fn imagenet16_120_keeps_the_first_120_classes() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data/imagenet16");
+    let spec: DataSpec = format!("imagenet16:{}", dir.display()).parse().unwrap();
+    let data = spec.load().unwrap();
+    assert_eq!((data.classes(), data.shape().to_string()), (120, "3x16x16".to_string()));
+    assert_eq!(spec.benchmark().map(|t| t.to_string()), Some("nb201:imagenet16".to_string()));
+    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    for (split, set) in [("train", &data.train), ("test", &data.test)] {
+        let want = expected[split].as_array().unwrap();
+        assert_eq!(set.len(), want.len(), "{split}: images of the classes 1 to 120");
+        // class-interleaved: compare as multisets of (class, first bytes), and check the order's balance
+        let mut got: Vec<(u16, Vec<u8>)> = (0..set.len()).map(|i| (set.labels[i], set.image(i)[..4].to_vec())).collect();
+        let mut want: Vec<(u16, Vec<u8>)> = want
+            .iter()
+            .map(|e| {
+                (
+                    e["class"].as_u64().unwrap() as u16,
+                    e["first_bytes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u8).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            set.labels[..3.min(set.len())].iter().collect::<std::collections::HashSet<_>>().len(),
+            3.min(set.len()),
+            "{split}: interleaved"
+        );
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{split}");
+    }
+    assert!(data.train.labels.iter().all(|&l| l < 120));
+    // a missing batch, and a label out of 1..1000
+    let d = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let p = f.unwrap().path();
+        std::fs::copy(&p, d.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::remove_file(d.path().join("train_data_batch_7")).unwrap();
+    let e = load_err(&format!("imagenet16:{}", d.path().display()));
+    assert!(e.contains("train_data_batch_7") && e.contains("missing"), "{e}");
+    std::fs::copy(dir.join("train_data_batch_7"), d.path().join("train_data_batch_7")).unwrap();
+    std::fs::write(d.path().join("val_data"), numpy_pickle(1, &[0], "labels", 3)).unwrap();
+    let e = load_err(&format!("imagenet16:{}", d.path().display()));
+    assert!(e.contains("val_data"), "{e}");
+}

@@ -57,6 +57,7 @@ proptest! {
     fn cifar_files_parse_or_err(bytes in proptest::collection::vec(any::<u8>(), 0..7000), pickle in any::<bool>(), hundred in any::<bool>()) {
         let v = if hundred { Variant::Cifar100 } else { Variant::Cifar10 };
         let _ = parse_bytes(&bytes, v, pickle, "fuzz");
+        let _ = pada::data::imagenet16::parse_bytes(&bytes, "fuzz");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! CIFAR-10/100 files, binary and Python pickle: an error, never a panic.
+//! CIFAR-10/100 files, binary and Python pickle, and ImageNet16 batches: an error, never a panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use pada::data::cifar::{parse_bytes, Variant};
@@ -9,4 +9,5 @@ fuzz_target!(|data: &[u8]| {
             let _ = parse_bytes(data, v, pickle, "fuzz");
         }
     }
+    let _ = pada::data::imagenet16::parse_bytes(data, "fuzz");
 });

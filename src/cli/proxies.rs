@@ -1,6 +1,8 @@
 //! `pada proxies`: parameter count, FLOPs and zero-cost proxies (grad-norm,
-//! snip, synflow) of architectures at initialisation, as a CSV that `compare`,
-//! `rank --ground-truth` and the sweep's reference rows read.
+//! snip, synflow, synflow with batch norm) of architectures at
+//! initialisation, as their authors' code computes them ([`crate::proxies`]),
+//! as a CSV that `compare`, `rank --ground-truth` and the sweep's reference
+//! rows read.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -23,21 +25,21 @@ pub struct ProxiesArgs {
     pub archs: ArchSelection,
     #[arg(long, value_name = "NAME")]
     pub arch_column: Option<String>,
-    /// Data: its first --batch-size training images are the batch.
+    /// Data: each architecture sees its own batch of --batch-size training images, augmented as in training.
     #[arg(long, default_value = "embedded")]
     pub data: DataSpec,
-    /// Channels of the first stage (C) [default: 8 on the embedded data, else 16].
+    /// Channels of the first stage (C) [default: 8 on the embedded data, else 16, the reference's].
     #[arg(long)]
     pub channels: Option<usize>,
-    /// Search cells per stage (N) [default: 1 on the embedded data, else 5].
+    /// Search cells per stage (N) [default: 1 on the embedded data, else 5, the reference's].
     #[arg(long)]
     pub cells: Option<usize>,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Seed of the initial weights (and of N random architectures).
+    /// Seed of every architecture's initial weights and batch (and of N random architectures).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output CSV (arch,params,flops,grad_norm,snip,synflow); architectures already in it are kept.
+    /// Output CSV (arch,params,flops,grad_norm,snip,synflow,synflow_bn); architectures already in it are kept.
     #[arg(long)]
     pub out: PathBuf,
     #[command(flatten)]

@@ -32,15 +32,17 @@ pub struct SweepArgs {
     #[arg(long, default_value = "0-3")]
     pub seeds: SeedList,
     /// The ground truth every run is judged against: embedded | nb201:cifar10 | nb201:cifar100 |
-    /// nb201:imagenet16 | CSV [default: embedded on the embedded data].
+    /// nb201:imagenet16 | CSV [default: the data's own, as `pada train`'s verdict].
     #[arg(long, value_name = "TABLE")]
     pub ground_truth: Option<TableSource>,
-    /// Test images each architecture is scored on (the first of the split).
-    #[arg(long, default_value_t = 2000)]
-    pub verdict_images: usize,
-    /// Architectures ranked from a large ground truth (all of a smaller one).
-    #[arg(long, default_value_t = 200)]
-    pub verdict_archs: usize,
+    /// Test images each architecture is scored on (the first of the split, class-mixed)
+    /// [default: 2000 on the embedded data, 1000 otherwise].
+    #[arg(long)]
+    pub verdict_images: Option<usize>,
+    /// Architectures ranked: all | N (a fixed sample, one per isomorphism class, the same for
+    /// every run; all of a smaller table).
+    #[arg(long, default_value = "1000")]
+    pub verdict_archs: crate::verdict::VerdictArchs,
     /// The sweep's folder: one run directory per method and seed, sweep.csv, sweep.md.
     #[arg(long, default_value = "runs/sweep")]
     pub out: PathBuf,
@@ -129,10 +131,16 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     let data = plans[0].3.data.clone();
     let ground_truth = match &a.ground_truth {
         Some(t) => t.clone(),
-        None if data == crate::data::DataSpec::Embedded => TableSource::Embedded,
-        None => bail!("--ground-truth is needed on --data {data} (embedded, nb201:cifar10, ... or a CSV)"),
+        None => match data.benchmark() {
+            Some(t) => t,
+            None => bail!(
+                "--ground-truth is needed on --data {data}, which has no built-in ground truth (embedded, nb201:cifar10, ... or a CSV)"
+            ),
+        },
     };
-    let spec = VerdictSpec { ground_truth, images: a.verdict_images, max_archs: a.verdict_archs };
+    let images = a.verdict_images.unwrap_or_else(|| crate::verdict::default_images(&data));
+    anyhow::ensure!(images > 0, "--verdict-images must be at least 1");
+    let spec = VerdictSpec { ground_truth, images, archs: a.verdict_archs };
     // one backend serves every run
     let (device, precision) = (plans[0].3.device.clone(), plans[0].3.precision);
     if let Some((v, ..)) = plans.iter().find(|p| p.3.device != device || p.3.precision != precision) {

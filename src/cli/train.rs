@@ -11,7 +11,6 @@ use crate::data::augment::AugmentChoice;
 use crate::data::DataSpec;
 use crate::optim::OffPath;
 use crate::progress::Reporter;
-use crate::table::TableSource;
 use crate::train::run::{self, Progress, RunRecord};
 use crate::train::{EpochMetrics, Method, StepProgress, TrainConfig};
 use crate::verdict::VerdictSpec;
@@ -21,19 +20,26 @@ pub struct TrainArgs {
     /// Training method.
     #[arg(long, value_enum)]
     pub method: Option<Method>,
-    /// Data: embedded | fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | cifar100:DIR | synthetic[:CxHxW[:TRAIN[:TEST[:CLASSES]]]]
+    /// Data: embedded | fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | cifar100:DIR | imagenet16:DIR
+    /// (NAS-Bench-201's ImageNet16-120) | folder:DIR (DIR/train/<class>/*, DIR/test/<class>/*, PNG or
+    /// JPEG) | synthetic[:CxHxW[:TRAIN[:TEST[:CLASSES]]]] [default: embedded].
     #[arg(long)]
     pub data: Option<DataSpec>,
-    /// Epochs [default: 250 on CIFAR, 16 on the embedded data, 10 otherwise].
+    /// The run's size and length where the flags below do not set them [default: laptop on the
+    /// CPU and on the embedded data, official on a GPU].
+    #[arg(long, value_enum)]
+    pub preset: Option<crate::train::config::Preset>,
+    /// Epochs [default: the preset's: laptop 10 (16 on the embedded data), official 250 on CIFAR,
+    /// ImageNet16 and image folders, 10 otherwise].
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Training batch size [default: 256; 64 on the embedded data].
+    /// Training batch size [default: the preset's: laptop 64, official 256].
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Channels of the first stage (C) [default: 16; 8 on the embedded data].
+    /// Channels of the first stage (C) [default: the preset's: laptop 8, official 16].
     #[arg(long)]
     pub channels: Option<usize>,
-    /// Search cells per stage (N) [default: 5; 1 on the embedded data].
+    /// Search cells per stage (N) [default: the preset's: laptop 1, official 5].
     #[arg(long)]
     pub cells: Option<usize>,
     /// Initial learning rate, annealed to 0 by a per-epoch cosine [default: 0.05].
@@ -54,7 +60,7 @@ pub struct TrainArgs {
     /// Device: cpu | cuda | cuda:N | cuda-emu.
     #[arg(long)]
     pub device: Option<Device>,
-    /// GPU convolutions: fp32 (CUDA cores) or tf32 (tensor cores) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
+    /// GPU convolutions: fp32 (CUDA cores), tf32 or bf16 (tensor cores, FP32 sums) [default: tf32 on cuda, as PyTorch; the CPU is exact fp32].
     #[arg(long, value_enum)]
     pub precision: Option<crate::backend::Precision>,
     /// What happens to parameters off the sampled path: momentum (PyTorch 1.7, the
@@ -110,16 +116,20 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
     /// After training, rank the architectures of this ground truth with the new weights and print
     /// Kendall tau & co. next to the noise ceiling and the parameter-count and FLOPs predictors:
-    /// embedded | nb201:cifar10 | nb201:cifar100 | nb201:imagenet16 | CSV [default: embedded on the
-    /// embedded data, none otherwise].
+    /// embedded | nb201:cifar10 | nb201:cifar100 | nb201:imagenet16 | CSV [default: the data's own:
+    /// embedded on the embedded data, nb201:cifar10 on CIFAR-10 (binary, pickle or image folder),
+    /// nb201:cifar100, nb201:imagenet16; none on other data].
     #[arg(long, value_name = "TABLE")]
     pub ground_truth: Option<crate::table::TableSource>,
-    /// Test images the verdict scores each architecture on (the first of the split).
-    #[arg(long, default_value_t = 2000)]
-    pub verdict_images: usize,
-    /// Architectures the verdict ranks from a large ground truth (all of a smaller one).
-    #[arg(long, default_value_t = 200)]
-    pub verdict_archs: usize,
+    /// Test images the verdict scores each architecture on (the first of the split, class-mixed)
+    /// [default: 2000 on the embedded data, 1000 otherwise].
+    #[arg(long)]
+    pub verdict_images: Option<usize>,
+    /// Architectures the verdict ranks: all (every row of the ground truth: 15,625 for NB201,
+    /// about 40 min on 2 cores at the CPU defaults) | N (a fixed sample, one per isomorphism
+    /// class, the same for every run; all of a smaller table).
+    #[arg(long, default_value = "1000")]
+    pub verdict_archs: crate::verdict::VerdictArchs,
     /// No verdict after training.
     #[arg(long, conflicts_with = "ground_truth")]
     pub no_verdict: bool,
@@ -136,7 +146,10 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     pub(crate) fn config(&self) -> TrainConfig {
-        let mut c = TrainConfig::defaults(self.method.unwrap_or(Method::Pada), self.data.clone().unwrap_or(DataSpec::Embedded));
+        let data = self.data.clone().unwrap_or(DataSpec::Embedded);
+        let device = self.device.as_ref().map_or_else(|| "cpu".to_string(), |d| d.to_string());
+        let preset = self.preset.unwrap_or_else(|| crate::train::config::Preset::default_for(&data, &device));
+        let mut c = TrainConfig::with_preset(self.method.unwrap_or(Method::Pada), data, preset);
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
         }
@@ -176,6 +189,7 @@ impl TrainArgs {
     fn any_setting(&self) -> bool {
         self.method.is_some()
             || self.data.is_some()
+            || self.preset.is_some()
             || self.epochs.is_some()
             || self.batch_size.is_some()
             || self.channels.is_some()
@@ -231,10 +245,11 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let ground_truth = match (&a.ground_truth, a.no_verdict) {
         (_, true) => None,
         (Some(t), _) => Some(t.clone()),
-        (None, false) => (data == DataSpec::Embedded).then_some(TableSource::Embedded),
+        (None, false) => data.benchmark(),
     };
-    anyhow::ensure!(a.verdict_images > 0 && a.verdict_archs > 1, "--verdict-images must be at least 1 and --verdict-archs at least 2");
-    let verdict = ground_truth.map(|ground_truth| VerdictSpec { ground_truth, images: a.verdict_images, max_archs: a.verdict_archs });
+    let images = a.verdict_images.unwrap_or_else(|| crate::verdict::default_images(&data));
+    anyhow::ensure!(images > 0, "--verdict-images must be at least 1");
+    let verdict = ground_truth.map(|ground_truth| VerdictSpec { ground_truth, images, archs: a.verdict_archs });
     with_backend(&device, Some(precision), Job { config, dir, quiet: a.quiet, verdict })
 }
 

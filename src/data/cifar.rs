@@ -57,15 +57,18 @@ impl Variant {
     /// The official PA&DA normalisation constants.
     fn normalization(self) -> Normalization {
         match self {
-            Variant::Cifar10 => {
-                Normalization { mean: vec![0.49139968, 0.48215827, 0.44653124], std: vec![0.24703233, 0.24348505, 0.26158768] }
-            }
+            Variant::Cifar10 => cifar10_normalization(),
             Variant::Cifar100 => Normalization {
                 mean: [125.3, 123.0, 113.9].iter().map(|v| v / 255.0).collect(),
                 std: [63.0, 62.1, 66.7].iter().map(|v| v / 255.0).collect(),
             },
         }
     }
+}
+
+/// CIFAR-10's channel statistics, as the official PA&DA code normalises.
+pub fn cifar10_normalization() -> Normalization {
+    Normalization { mean: vec![0.49139968, 0.48215827, 0.44653124], std: vec![0.24703233, 0.24348505, 0.26158768] }
 }
 
 /// Reads CIFAR-10/100 from `dir`, which may be the extracted folder itself or
@@ -160,9 +163,29 @@ fn key<'a>(dict: &'a std::collections::BTreeMap<HashableValue, Value>, name: &st
 }
 
 /// Pickle version: a dict with `data` (a numpy uint8 array of N x 3072) and
-/// `labels` (CIFAR-10) or `fine_labels` (CIFAR-100). Numpy arrays unpickle (via
-/// their reduce/build state) to a tuple whose last item is the raw bytes.
+/// `labels` (CIFAR-10) or `fine_labels` (CIFAR-100).
 fn parse_pickle(bytes: &[u8], v: Variant, what: &str, d: &mut Dataset) -> anyhow::Result<()> {
+    let label_key = match v {
+        Variant::Cifar10 => "labels",
+        Variant::Cifar100 => "fine_labels",
+    };
+    let (raw, labels) = numpy_batch(bytes, label_key, IMAGE, what)?;
+    for (i, &l) in labels.iter().enumerate() {
+        if !(0..v.classes() as i64).contains(&l) {
+            bail!("{what}: label {i} is {l} (expected an integer in 0..{})", v.classes());
+        }
+        d.labels.push(l as u16);
+    }
+    d.pixels.extend_from_slice(&raw);
+    Ok(())
+}
+
+/// A pickled batch as CIFAR and ImageNet16 distribute them: a dict with
+/// `data` (a numpy uint8 array of N x `image` bytes) and a list of integer
+/// labels under `label_key`; returns the pixel bytes and the labels. Numpy
+/// arrays unpickle (via their reduce/build state) to a tuple whose last item
+/// is the raw bytes.
+pub(crate) fn numpy_batch(bytes: &[u8], label_key: &str, image: usize, what: &str) -> anyhow::Result<(Vec<u8>, Vec<i64>)> {
     let value = serde_pickle::value_from_slice(bytes, DeOptions::new()).with_context(|| format!("{what}: not a readable Python pickle"))?;
     let Value::Dict(dict) = value else { bail!("{what}: expected a pickled dict with 'data' and labels") };
     let data = key(&dict, "data").with_context(|| format!("{what}: no 'data' entry"))?;
@@ -176,20 +199,17 @@ fn parse_pickle(bytes: &[u8], v: Variant, what: &str, d: &mut Dataset) -> anyhow
         _ => None,
     }
     .with_context(|| format!("{what}: 'data' is not a numpy uint8 array"))?;
-    let label_key = match v {
-        Variant::Cifar10 => "labels",
-        Variant::Cifar100 => "fine_labels",
-    };
     let Some(Value::List(labels)) = key(&dict, label_key) else { bail!("{what}: no '{label_key}' list") };
-    if raw.len() != labels.len() * IMAGE {
-        bail!("{what}: 'data' has {} bytes for {} labels (expected {} x 3072)", raw.len(), labels.len(), labels.len());
+    if raw.len() != labels.len() * image {
+        bail!("{what}: 'data' has {} bytes for {} labels (expected {} x {image})", raw.len(), labels.len(), labels.len());
     }
-    for (i, l) in labels.iter().enumerate() {
-        match l {
-            Value::I64(x) if (0..v.classes() as i64).contains(x) => d.labels.push(*x as u16),
-            other => bail!("{what}: label {i} is {other:?} (expected an integer in 0..{})", v.classes()),
-        }
-    }
-    d.pixels.extend_from_slice(&raw);
-    Ok(())
+    let labels = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match l {
+            Value::I64(x) => Ok(*x),
+            other => bail!("{what}: label {i} is {other:?} (expected an integer)"),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((raw, labels))
 }

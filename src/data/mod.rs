@@ -1,11 +1,14 @@
 //! Image classification data: the embedded Fashion-MNIST subset, IDX (MNIST,
-//! Fashion-MNIST), CIFAR-10/100 (binary and Python-pickle distributions) and a
-//! synthetic generator; normalisation, augmentation, and a batch loader that
-//! prepares batches on its own thread.
+//! Fashion-MNIST), CIFAR-10/100 (binary and Python-pickle distributions),
+//! NAS-Bench-201's ImageNet16-120, image folders (PNG, JPEG) and a synthetic
+//! generator; normalisation, augmentation, and a batch loader that prepares
+//! batches on its own thread.
 
 pub mod augment;
 pub mod cifar;
+pub mod folder;
 pub mod idx;
+pub mod imagenet16;
 pub mod loader;
 pub mod spec;
 pub mod synthetic;
@@ -63,6 +66,18 @@ impl Dataset {
         }
         Ok(())
     }
+    /// The same images class-interleaved: the first image of every class (in
+    /// class order), then the second, ..., each class's images in their
+    /// order here; a class that runs out is skipped. Any K first images are
+    /// then as balanced as the classes allow.
+    pub fn interleaved_by_class(&self) -> Dataset {
+        let mut per_class: Vec<Vec<usize>> = vec![Vec::new(); self.classes];
+        self.labels.iter().enumerate().for_each(|(i, &l)| per_class[l as usize].push(i));
+        let longest = per_class.iter().map(Vec::len).max().unwrap_or(0);
+        let order: Vec<usize> = (0..longest).flat_map(|k| per_class.iter().filter_map(move |c| c.get(k).copied())).collect();
+        self.subset(&order)
+    }
+
     /// The images `idx` as a new dataset (e.g. a held-out part of the training split).
     pub fn subset(&self, idx: &[usize]) -> Dataset {
         Dataset {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use super::{cifar, idx, synthetic, Data};
+use super::{cifar, folder, idx, imagenet16, synthetic, Data};
 use crate::supernet::InputShape;
 
 /// Where Debian's `dataset-fashion-mnist` package puts the data.
@@ -24,6 +24,10 @@ pub enum DataSpec {
     Mnist(PathBuf),
     Cifar10(PathBuf),
     Cifar100(PathBuf),
+    /// NAS-Bench-201's ImageNet16-120 (the pickled 16x16 batches).
+    Imagenet16(PathBuf),
+    /// An image folder: DIR/train/<class>/*, DIR/test/<class>/* (PNG, JPEG).
+    Folder(PathBuf),
     /// Generated class-prototype images (for tests and benchmarks).
     Synthetic(synthetic::SyntheticSpec),
 }
@@ -39,6 +43,8 @@ impl DataSpec {
             DataSpec::Mnist(dir) => idx::load_dir(self.clone(), "MNIST", dir),
             DataSpec::Cifar10(dir) => cifar::load(self.clone(), dir, cifar::Variant::Cifar10),
             DataSpec::Cifar100(dir) => cifar::load(self.clone(), dir, cifar::Variant::Cifar100),
+            DataSpec::Imagenet16(dir) => imagenet16::load(self.clone(), dir),
+            DataSpec::Folder(dir) => folder::load(self.clone(), dir),
             DataSpec::Synthetic(s) => Ok(synthetic::generate(s)),
         }
     }
@@ -51,12 +57,26 @@ impl DataSpec {
             DataSpec::Mnist(_) => "mnist",
             DataSpec::Cifar10(_) => "cifar10",
             DataSpec::Cifar100(_) => "cifar100",
+            DataSpec::Imagenet16(_) => "imagenet16",
+            DataSpec::Folder(_) => "folder",
             DataSpec::Synthetic(_) => "synthetic",
         }
     }
 
-    pub fn is_cifar(&self) -> bool {
-        matches!(self, DataSpec::Cifar10(_) | DataSpec::Cifar100(_))
+    /// The ground truth pada has for this data, which a run's verdict ranks
+    /// against unless told otherwise: the embedded table, or NAS-Bench-201's
+    /// table of CIFAR-10 (also an image folder of CIFAR-10's classes),
+    /// CIFAR-100 or ImageNet16-120.
+    pub fn benchmark(&self) -> Option<crate::table::TableSource> {
+        use crate::table::TableSource;
+        match self {
+            DataSpec::Embedded => Some(TableSource::Embedded),
+            DataSpec::Cifar10(_) => Some(TableSource::Nb201("cifar10")),
+            DataSpec::Folder(dir) if folder::holds_cifar10(dir) => Some(TableSource::Nb201("cifar10")),
+            DataSpec::Cifar100(_) => Some(TableSource::Nb201("cifar100")),
+            DataSpec::Imagenet16(_) => Some(TableSource::Nb201("imagenet16")),
+            _ => None,
+        }
     }
 }
 
@@ -69,6 +89,8 @@ impl fmt::Display for DataSpec {
             DataSpec::Mnist(d) => write!(f, "mnist:{}", d.display()),
             DataSpec::Cifar10(d) => write!(f, "cifar10:{}", d.display()),
             DataSpec::Cifar100(d) => write!(f, "cifar100:{}", d.display()),
+            DataSpec::Imagenet16(d) => write!(f, "imagenet16:{}", d.display()),
+            DataSpec::Folder(d) => write!(f, "folder:{}", d.display()),
             DataSpec::Synthetic(s) => write!(f, "{s}"),
         }
     }
@@ -94,9 +116,11 @@ impl FromStr for DataSpec {
             "mnist" => DataSpec::Mnist(dir("mnist")?),
             "cifar10" => DataSpec::Cifar10(dir("cifar10")?),
             "cifar100" => DataSpec::Cifar100(dir("cifar100")?),
+            "imagenet16" => DataSpec::Imagenet16(dir("imagenet16")?),
+            "folder" => DataSpec::Folder(dir("folder")?),
             "synthetic" => DataSpec::Synthetic(rest.unwrap_or("").parse()?),
             _ => bail!(
-                "--data {s:?} is not a data specification (expected embedded, fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, cifar100:DIR or synthetic[:CxHxW[:TRAIN[:TEST[:CLASSES]]]])"
+                "--data {s:?} is not a data specification (expected embedded, fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, cifar100:DIR, imagenet16:DIR, folder:DIR or synthetic[:CxHxW[:TRAIN[:TEST[:CLASSES]]]])"
             ),
         })
     }
@@ -120,6 +144,8 @@ pub fn known_shape(spec: &DataSpec) -> Option<InputShape> {
     match spec {
         DataSpec::Embedded | DataSpec::FashionMnist(_) | DataSpec::Mnist(_) => Some(InputShape { c: 1, h: 28, w: 28 }),
         DataSpec::Cifar10(_) | DataSpec::Cifar100(_) => Some(InputShape { c: 3, h: 32, w: 32 }),
+        DataSpec::Imagenet16(_) => Some(InputShape { c: 3, h: 16, w: 16 }),
+        DataSpec::Folder(_) => None,
         DataSpec::Synthetic(s) => Some(s.shape),
     }
 }

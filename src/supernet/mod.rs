@@ -95,10 +95,23 @@ enum Layer {
 }
 
 /// What a conv -> BN pair keeps for its backward pass: the conv's output (the
-/// BN input) and the BN statistics.
+/// BN input) and the BN statistics (none where the forward pass left batch
+/// norm out, [`BatchNorm::ReductionsOnly`]).
 struct BnSaved<B: Backend> {
     x: B::Buf,
-    stats: B::Buf,
+    stats: Option<B::Buf>,
+}
+
+/// Where a forward pass applies batch norm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchNorm {
+    /// Everywhere: the supernet as it trains.
+    All,
+    /// Only inside the reduction blocks: the network of the zero-cost proxies'
+    /// reference code with its batch norm removed (`use_bn=False` in
+    /// zero-cost-nas's NAS-Bench-201 model drops it from the stem, the cells
+    /// and the head; its reduction blocks keep theirs), for `synflow`.
+    ReductionsOnly,
 }
 
 /// A node of a cell during the forward pass.
@@ -138,9 +151,9 @@ pub struct Tape<B: Backend> {
     layers: Vec<LayerTape<B>>,
     /// Output of each layer (`outputs[0]` is the stem's); `None` when identically zero.
     outputs: Vec<Option<B::Buf>>,
-    /// The head's BN statistics and output (the ReLU mask); its input is the
-    /// last entry of `outputs`.
-    head: Option<(B::Buf, B::Buf)>,
+    /// The head's BN statistics (none without its BN) and output (the ReLU
+    /// mask); its input is the last entry of `outputs`.
+    head: Option<(Option<B::Buf>, B::Buf)>,
     pooled: B::Buf,
     /// `[batch, classes]`, row-major.
     pub logits: B::Buf,
@@ -313,22 +326,40 @@ impl<B: Backend> Supernet<B> {
         ActShape::new(self.config.input.c, n, self.config.input.h, self.config.input.w)
     }
 
-    /// A conv followed by batch norm whose output is written to (or, with
-    /// `accumulate`, added into) `y`.
+    /// A conv followed by batch norm (unless `bn` is false: the conv alone)
+    /// whose output is written to (or, with `accumulate`, added into) `y`.
     #[allow(clippy::too_many_arguments)]
-    fn conv_bn(&self, be: &B, conv: &Conv, g: &ConvGeom, x: &B::Buf, relu_x: bool, y: &mut B::Buf, accumulate: bool) -> BnSaved<B> {
+    fn conv_bn(
+        &self,
+        be: &B,
+        conv: &Conv,
+        g: &ConvGeom,
+        x: &B::Buf,
+        relu_x: bool,
+        y: &mut B::Buf,
+        accumulate: bool,
+        bn: bool,
+    ) -> BnSaved<B> {
         let s = g.output();
         let mut t = be.alloc(s.len());
         be.conv2d_forward(g, x, relu_x, self.params.value(conv.w), conv.b.map(|b| self.params.value(b)), &mut t);
+        if !bn {
+            if accumulate {
+                be.add_assign(y, &t)
+            } else {
+                be.copy(y, &t)
+            }
+            return BnSaved { x: t, stats: None };
+        }
         let mut stats = be.alloc(2 * s.c as usize);
         be.batchnorm_forward(&s, &t, y, accumulate, &mut stats);
-        BnSaved { x: t, stats }
+        BnSaved { x: t, stats: Some(stats) }
     }
 
     /// [`Self::conv_bn`] into a fresh buffer, returned with what it saved.
-    fn conv_bn_fresh(&self, be: &B, conv: &Conv, g: &ConvGeom, x: &B::Buf, relu_x: bool) -> (BnSaved<B>, B::Buf) {
+    fn conv_bn_fresh(&self, be: &B, conv: &Conv, g: &ConvGeom, x: &B::Buf, relu_x: bool, bn: bool) -> (BnSaved<B>, B::Buf) {
         let mut y = be.alloc(g.output().len());
-        let saved = self.conv_bn(be, conv, g, x, relu_x, &mut y, false);
+        let saved = self.conv_bn(be, conv, g, x, relu_x, &mut y, false, bn);
         (saved, y)
     }
 
@@ -349,15 +380,19 @@ impl<B: Backend> Supernet<B> {
         dx: Option<(&mut B::Buf, bool)>,
     ) {
         let s = g.output();
-        let mut dt = be.alloc(s.len());
-        if pass.frozen_bn_statistics {
-            be.batchnorm_backward_frozen(&s, &bn.stats, dy, &mut dt);
-        } else {
-            be.batchnorm_backward(&s, &bn.x, &bn.stats, dy, &mut dt);
-        }
-        self.conv_weight_backward(be, pass, conv, g, x, relu_x, &dt);
+        let through_bn = bn.stats.as_ref().map(|stats| {
+            let mut dt = be.alloc(s.len());
+            if pass.frozen_bn_statistics {
+                be.batchnorm_backward_frozen(&s, stats, dy, &mut dt);
+            } else {
+                be.batchnorm_backward(&s, &bn.x, stats, dy, &mut dt);
+            }
+            dt
+        });
+        let dt = through_bn.as_ref().unwrap_or(dy);
+        self.conv_weight_backward(be, pass, conv, g, x, relu_x, dt);
         if let Some((dx, acc)) = dx {
-            be.conv2d_backward_data(g, &dt, self.params.value(conv.w), relu_x.then_some(x), dx, acc);
+            be.conv2d_backward_data(g, dt, self.params.value(conv.w), relu_x.then_some(x), dx, acc);
         }
     }
 
@@ -384,10 +419,16 @@ impl<B: Backend> Supernet<B> {
     /// `keep_for_backward = false` (evaluation) intermediate buffers are released
     /// as soon as they are consumed; the returned tape then only serves `logits`.
     pub fn forward(&self, be: &B, x: B::Buf, batch: usize, genotype: &Genotype, keep_for_backward: bool) -> Tape<B> {
+        self.forward_with(be, x, batch, genotype, keep_for_backward, BatchNorm::All)
+    }
+
+    /// [`Self::forward`] with batch norm where `bn` says.
+    pub fn forward_with(&self, be: &B, x: B::Buf, batch: usize, genotype: &Genotype, keep_for_backward: bool, bn: BatchNorm) -> Tape<B> {
         assert_eq!(be.len(&x), self.input_shape(batch).len(), "forward: input size");
-        let plan = genotype.plan();
         let (h, w) = (self.config.input.h, self.config.input.w);
-        let (stem, stem_out) = self.conv_bn_fresh(be, &self.stem, &self.stem.geom(batch, h, w), &x, false);
+        let outside = bn == BatchNorm::All; // batch norm outside the reduction blocks
+        let plan = genotype.plan_with(!outside);
+        let (stem, stem_out) = self.conv_bn_fresh(be, &self.stem, &self.stem.geom(batch, h, w), &x, false, outside);
         let mut tape = Tape {
             batch,
             genotype: *genotype,
@@ -403,7 +444,7 @@ impl<B: Backend> Supernet<B> {
         for (l, layer) in self.layers.iter().enumerate() {
             let (lt, out) = match (layer, tape.outputs[l].as_ref()) {
                 (_, None) => (LayerTape::Zero, None),
-                (Layer::Cell(cell), Some(x)) => self.cell_forward(be, cell, genotype, &plan, x, batch),
+                (Layer::Cell(cell), Some(x)) => self.cell_forward(be, cell, genotype, &plan, x, batch, outside),
                 (Layer::Reduction(r), Some(x)) => self.reduction_forward(be, r, x, batch),
             };
             tape.layers.push(lt);
@@ -420,8 +461,14 @@ impl<B: Backend> Supernet<B> {
         match tape.outputs.last().expect("at least one layer") {
             Some(feat) => {
                 let mut y = be.alloc(feat_shape.len());
-                let mut stats = be.alloc(2 * c_last);
-                be.batchnorm_forward(&feat_shape, feat, &mut y, false, &mut stats);
+                let stats = outside.then(|| {
+                    let mut stats = be.alloc(2 * c_last);
+                    be.batchnorm_forward(&feat_shape, feat, &mut y, false, &mut stats);
+                    stats
+                });
+                if stats.is_none() {
+                    be.copy(&mut y, feat);
+                }
                 be.global_avgpool_forward(&feat_shape, &y, true, &mut tape.pooled);
                 tape.head = Some((stats, y));
             }
@@ -433,6 +480,7 @@ impl<B: Backend> Supernet<B> {
         tape
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn cell_forward(
         &self,
         be: &B,
@@ -441,6 +489,7 @@ impl<B: Backend> Supernet<B> {
         plan: &CellPlan,
         x: &B::Buf,
         n: usize,
+        bn_on: bool,
     ) -> (LayerTape<B>, Option<B::Buf>) {
         if !plan.output_live {
             return (LayerTape::Zero, None);
@@ -453,6 +502,10 @@ impl<B: Backend> Supernet<B> {
             let mut sum: Option<B::Buf> = None;
             for (pos, &e) in edges.iter().enumerate() {
                 let src = EDGES[e].0;
+                if matches!(nodes[src], Node::Zero) {
+                    // an active edge from an identically zero node: a conv that emits its bias (no batch norm)
+                    nodes[src] = Node::Owned(be.alloc_zeroed(shape.len()));
+                }
                 let xin = resolve(&nodes, src, x);
                 let acc = sum.is_some();
                 let op = genotype.0[e];
@@ -482,7 +535,7 @@ impl<B: Backend> Supernet<B> {
                         let conv = cell.conv(e, op).expect("conv op");
                         let g = conv.geom(n, cell.h, cell.w);
                         let s = sum.get_or_insert_with(|| be.alloc(shape.len()));
-                        bn[e] = Some(self.conv_bn(be, conv, &g, xin, true, s, acc));
+                        bn[e] = Some(self.conv_bn(be, conv, &g, xin, true, s, acc, bn_on));
                     }
                     Op::None => unreachable!("none edges are never active"),
                 }
@@ -508,7 +561,7 @@ impl<B: Backend> Supernet<B> {
 
     fn reduction_forward(&self, be: &B, r: &Reduction, x: &B::Buf, n: usize) -> (LayerTape<B>, Option<B::Buf>) {
         let ga = r.conv_a.geom(n, r.h, r.w);
-        let (a, a_out) = self.conv_bn_fresh(be, &r.conv_a, &ga, x, true);
+        let (a, a_out) = self.conv_bn_fresh(be, &r.conv_a, &ga, x, true, true);
         let gp = PoolGeom::avg2x2(ActShape::new(r.c_in, n, r.h, r.w));
         let mut pooled = be.alloc(gp.output().len());
         be.avgpool2x2_forward(&gp, x, &mut pooled);
@@ -518,7 +571,7 @@ impl<B: Backend> Supernet<B> {
         let gb = r.conv_b.geom(n, ga.oh as usize, ga.ow as usize);
         debug_assert_eq!(gs.output(), gb.output());
         debug_assert_eq!(r.c_out, gs.c_out as usize);
-        let b = self.conv_bn(be, &r.conv_b, &gb, &a_out, true, &mut out, true);
+        let b = self.conv_bn(be, &r.conv_b, &gb, &a_out, true, &mut out, true, true);
         (LayerTape::Reduction { a, a_out, b, pooled }, Some(out))
     }
 
@@ -569,13 +622,18 @@ impl<B: Backend> Supernet<B> {
         let mut dy = be.alloc(feat_shape.len());
         be.global_avgpool_backward(&feat_shape, &dpooled, Some(head_y), &mut dy);
         drop(dpooled);
-        let mut grad = be.alloc(feat_shape.len());
-        if pass.frozen_bn_statistics {
-            be.batchnorm_backward_frozen(&feat_shape, head_stats, &dy, &mut grad);
-        } else {
-            be.batchnorm_backward(&feat_shape, feat, head_stats, &dy, &mut grad);
-        }
-        drop(dy);
+        let mut grad = match head_stats {
+            None => dy,
+            Some(stats) => {
+                let mut grad = be.alloc(feat_shape.len());
+                if pass.frozen_bn_statistics {
+                    be.batchnorm_backward_frozen(&feat_shape, stats, &dy, &mut grad);
+                } else {
+                    be.batchnorm_backward(&feat_shape, feat, stats, &dy, &mut grad);
+                }
+                grad
+            }
+        };
 
         let layers = std::mem::take(&mut self.layers);
         for (l, layer) in layers.iter().enumerate().rev() {
@@ -654,7 +712,8 @@ impl<B: Backend> Supernet<B> {
                 }
             }
         }
-        dnodes[0].take().expect("a live cell passes gradient to its input")
+        // no gradient reaches the input when only bias-emitting convs on zero nodes are live (no batch norm)
+        dnodes[0].take().unwrap_or_else(|| be.alloc_zeroed(shape.len()))
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -109,8 +109,16 @@ impl<B: Backend> ParamStore<B> {
     /// the same bound for biases. Tensors are filled in creation order from one
     /// ChaCha8 stream, so a seed gives the same weights on every platform.
     pub fn init(&mut self, be: &B, seed: u64) {
+        let all: Vec<ParamId> = (0..self.tensors.len()).map(ParamId).collect();
+        self.init_some(be, seed, &all);
+    }
+
+    /// [`Self::init`] of the tensors `ids` only, drawn in that order from one
+    /// stream of `seed` (all of them in order: [`Self::init`]).
+    pub fn init_some(&mut self, be: &B, seed: u64, ids: &[ParamId]) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        for p in &mut self.tensors {
+        for &id in ids {
+            let p = &mut self.tensors[id.0];
             let bound = 1.0 / (p.fan_in as f64).sqrt();
             let host: Vec<B::T> = (0..p.len()).map(|_| B::T::from_f64(rng.random_range(-bound..bound))).collect();
             be.upload_into(&host, &mut p.value);

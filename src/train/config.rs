@@ -7,18 +7,61 @@ use crate::data::DataSpec;
 use crate::optim::OffPath;
 use crate::sampler::{DataSamplerKind, PathSamplerKind};
 
-/// The size and length of a run on the embedded data when no flag says
-/// otherwise: the NAS-Bench-201 search space at C=8, N=1, chosen by measurement
-/// (README, "The first command") so that `pada train` trains and ranks the
-/// embedded ground truth in about two minutes on 2 cores.
-pub struct EmbeddedDefaults {
+/// The size and length of a run when no flag says otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunSize {
     pub epochs: usize,
     pub batch_size: usize,
     pub channels: usize,
     pub cells: usize,
 }
 
-pub const EMBEDDED: EmbeddedDefaults = EmbeddedDefaults { epochs: 16, batch_size: 64, channels: 8, cells: 1 };
+/// On the embedded data: the NAS-Bench-201 search space at C=8, N=1, chosen
+/// by measurement (README, "The first command") so that `pada train` trains
+/// and ranks the embedded ground truth in about two minutes on 2 cores.
+pub const EMBEDDED: RunSize = RunSize { epochs: 16, batch_size: 64, channels: 8, cells: 1 };
+
+/// `--preset laptop` on other data: chosen by measurement on CIFAR-10 (README,
+/// "The paper's benchmark on a laptop") so that training and the verdict on
+/// 1,000 NAS-Bench-201 architectures take about 10 minutes on 2 cores.
+pub const LAPTOP: RunSize = RunSize { epochs: 10, batch_size: 64, channels: 8, cells: 1 };
+
+/// The size and length of a run unless flags say otherwise (`--preset`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// Minutes on a laptop's CPU: C=8, N=1, batch 64, 10 epochs (16 on the embedded data):
+    /// on CIFAR-10 about 5 min of training and 3 of verdict on 2 cores.
+    Laptop,
+    /// The paper's setting: C=16, N=5, batch 256, 250 epochs on CIFAR-10/100, ImageNet16 and
+    /// image folders (10 on other data): on CIFAR-10 about 20 min on an H200 (FP32 kernels),
+    /// about 10 hours on 2 CPU cores.
+    #[default]
+    Official,
+}
+
+impl Preset {
+    /// The preset without `--preset`: laptop on the CPU and on the embedded data, official on a GPU.
+    pub fn default_for(data: &DataSpec, device: &str) -> Preset {
+        if *data == DataSpec::Embedded || device == "cpu" {
+            Preset::Laptop
+        } else {
+            Preset::Official
+        }
+    }
+
+    /// The run size of this preset on `data`.
+    pub fn size(self, data: &DataSpec) -> RunSize {
+        match (self, data) {
+            (Preset::Laptop, DataSpec::Embedded) => EMBEDDED,
+            (Preset::Laptop, _) => LAPTOP,
+            (Preset::Official, DataSpec::Embedded | DataSpec::FashionMnist(_) | DataSpec::Mnist(_) | DataSpec::Synthetic(_)) => {
+                RunSize { epochs: 10, batch_size: 256, channels: 16, cells: 5 }
+            }
+            (Preset::Official, _) => RunSize { epochs: 250, batch_size: 256, channels: 16, cells: 5 },
+        }
+    }
+}
 
 /// The supernet training method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -140,6 +183,9 @@ impl Default for SumnasConfig {
 /// A training run's settings, as given on the command line (defaults resolved).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// The preset the run's size came from, where no flag set it.
+    #[serde(default)]
+    pub preset: Preset,
     pub method: Method,
     pub data: DataSpec,
     pub epochs: usize,
@@ -193,12 +239,15 @@ impl TrainConfig {
     /// The paper's settings for `method` on `data`; on the embedded data, a
     /// mini supernet trained long enough to rank (see [`EMBEDDED`]).
     pub fn defaults(method: Method, data: DataSpec) -> Self {
-        let (epochs, batch_size, channels, cells) = match data {
-            DataSpec::Embedded => (EMBEDDED.epochs, EMBEDDED.batch_size, EMBEDDED.channels, EMBEDDED.cells),
-            _ if data.is_cifar() => (250, 256, 16, 5),
-            _ => (10, 256, 16, 5),
-        };
+        let preset = if data == DataSpec::Embedded { Preset::Laptop } else { Preset::Official };
+        Self::with_preset(method, data, preset)
+    }
+
+    /// The settings of `preset` for `method` on `data`.
+    pub fn with_preset(method: Method, data: DataSpec, preset: Preset) -> Self {
+        let RunSize { epochs, batch_size, channels, cells } = preset.size(&data);
         Self {
+            preset,
             method,
             data,
             epochs,
