@@ -166,18 +166,54 @@ KERNEL void importance_distribution(int n, const float* __restrict__ scores, con
 }
 PADA_KERNEL(importance_distribution)
 
-// out[i] = the first j with prefix[j] > uniform01(seed, i) * prefix[n - 1]
-// (at most n - 1): inverse-CDF draws with replacement; grid-stride.
+// The first j with prefix[j] > x (at most n - 1): the inverse CDF.
+__device__ __forceinline__ int inverse_cdf(int n, const double* __restrict__ prefix, double x) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (prefix[mid] <= x) lo = mid + 1; else hi = mid;
+    }
+    return min(lo, n - 1);
+}
+
+// out[i] = the inverse CDF at uniform01(seed, i) * prefix[n - 1]: draws with
+// replacement; grid-stride.
 KERNEL void draw_with_replacement(int n, int count, const double* __restrict__ prefix, unsigned long long seed, int* __restrict__ out) {
     double total = prefix[n - 1];
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < count; i += gridDim.x * blockDim.x) {
-        double u = uniform01(seed, (unsigned long long)i) * total;
-        int lo = 0, hi = n;
-        while (lo < hi) {
-            int mid = lo + (hi - lo) / 2;
-            if (prefix[mid] <= u) lo = mid + 1; else hi = mid;
-        }
-        out[i] = min(lo, n - 1);
-    }
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < count; i += gridDim.x * blockDim.x)
+        out[i] = inverse_cdf(n, prefix, uniform01(seed, (unsigned long long)i) * total);
 }
 PADA_KERNEL(draw_with_replacement)
+
+// permute(k, n, seed) of src/ops/sampling/mod.rs: a 4-round Feistel network of
+// Philox rounds on 4^h >= n values, cycle-walking into 0..n.
+__device__ __forceinline__ unsigned long long permute(unsigned long long k, unsigned long long n, unsigned long long seed) {
+    int bits = 0;
+    while (bits < 64 && ((n - 1) >> bits) != 0) ++bits;
+    int half = max((bits + 1) / 2, 1);
+    unsigned long long mask = (1ull << half) - 1, x = k;
+    for (;;) {
+        unsigned long long l = x >> half, r = x & mask;
+        for (uint32_t round = 0; round < 4; ++round) {
+            uint32_t ctr[4] = {(uint32_t)r, round, 0x5eedu, 0u};
+            uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+            philox4x32_10(ctr, key);
+            unsigned long long f = (unsigned long long)ctr[0] & mask, t = r;
+            r = l ^ f;
+            l = t;
+        }
+        x = (l << half) | r;
+        if (x < n) return x;
+    }
+}
+
+// out[k] = the inverse CDF at (permute(k) + u) / count * prefix[n - 1],
+// u = uniform01(seed, 0): systematic resampling in a random order; grid-stride.
+KERNEL void draw_systematic(int n, int count, const double* __restrict__ prefix, unsigned long long seed, int* __restrict__ out) {
+    double total = prefix[n - 1], u = uniform01(seed, 0ull);
+    for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < count; k += gridDim.x * blockDim.x) {
+        double p = (double)permute((unsigned long long)k, (unsigned long long)count, seed);
+        out[k] = inverse_cdf(n, prefix, (p + u) / (double)count * total);
+    }
+}
+PADA_KERNEL(draw_systematic)

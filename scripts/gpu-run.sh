@@ -2,8 +2,9 @@
 # The GPU check, run on a GPU machine from the repository root after
 # scripts/gpu-check.sh packed gpu-pack/ elsewhere: the ignored GPU tests (which
 # fail, never skip, without a GPU), PA&DA training on the GPU for a few hundred
-# steps, the step and per-kernel timings, ranking throughput, and PyTorch's
-# step at the same configuration on the same GPU. The logs are packed, after
+# steps, the step and per-kernel timings in FP32, TF32 and BF16 (with the
+# epoch-end resampling at 50,000 and 1,281,167 samples), ranking throughput,
+# and PyTorch's step at the same configuration on the same GPU. The logs are packed, after
 # every step, into $OUT/gpu-logs.tar.gz (or gpu-out/), so that a run cut short
 # still returns what it did (the device tool returns at most 8 files).
 set -uo pipefail
@@ -27,12 +28,12 @@ run tests-kernels 50 "$P/kernels" --ignored --test-threads 1
 run tests-training 70 "$P/gpu_training" --ignored --test-threads 1
 run tests-replay 40 "$P/replay" --ignored --test-threads 1
 run tests-proxies 25 "$P/proxies" --ignored --test-threads 1
-for prec in fp32 tf32; do
+for prec in fp32 tf32 bf16; do
     run bench-$prec 70 "$P/pada" bench --device cuda --precision $prec --config nb201 --batch-size 256 --steps 40 --warmup 5 --kernels --rank-archs 16 --json "$LOGS/bench-$prec.json"
 done
 run first-command 45 "$P/pada" train --device cuda --out /tmp/pada-gpu-first
 run train 30 "$P/pada" train --device cuda --method pada --data synthetic:3x32x32:25600:10000:10 --epochs 3 --batch-size 256 --out /tmp/pada-gpu-run -q
-for prec in fp32 tf32; do
+for prec in fp32 tf32 bf16; do
     run rank-$prec 40 "$P/pada" rank --device cuda --precision $prec --run /tmp/pada-gpu-run --archs 128 --out "$LOGS/rank-$prec.csv"
 done
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then

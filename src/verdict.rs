@@ -94,7 +94,7 @@ pub fn references<B: Backend>(
     be: &B,
     gt: &TableSource,
     truth: &ArchTable,
-    net: &Supernet<B>,
+    config: crate::supernet::SupernetConfig,
     data: &Data,
 ) -> anyhow::Result<Vec<Reference>> {
     let names: Vec<String> = truth.archs.iter().map(|g| g.to_string()).collect();
@@ -126,7 +126,7 @@ pub fn references<B: Backend>(
         };
         out.push(Reference { name: format!("noise ceiling (seed vs seed, {} seeds)", seeds.len()), consistency: ceiling });
     }
-    let proxies = crate::proxies::for_archs(be, net.config, data, 64, 0, &truth.archs, |_, _| {})?;
+    let proxies = crate::proxies::for_archs(be, config, data, 64, 0, &truth.archs, |_, _| {})?;
     for (k, name) in crate::proxies::LABELS.into_iter().enumerate() {
         let pred: Vec<f64> = proxies.iter().map(|p| p.values()[k]).collect();
         out.push(Reference { name: name.into(), consistency: Consistency::of(&names, &pred, &truth.values)? });
@@ -135,7 +135,8 @@ pub fn references<B: Backend>(
 }
 
 /// Scores the architectures of `truth` with `net`'s weights on the first
-/// `images` images of `data`'s test split, and compares with `truth`.
+/// `images` images of `data`'s test split, and compares with `truth`, beside
+/// the `references` ([`references`]: the same for every run of a sweep).
 pub fn verdict<B: Backend>(
     be: &B,
     net: &Supernet<B>,
@@ -143,6 +144,7 @@ pub fn verdict<B: Backend>(
     images: usize,
     gt: &TableSource,
     truth: &ArchTable,
+    references: Vec<Reference>,
 ) -> anyhow::Result<Verdict> {
     let test = data.test.subset(&(0..images.min(data.test.len())).collect::<Vec<_>>());
     let set = EvalSet::new(be, &test, &data.norm, 512);
@@ -157,7 +159,7 @@ pub fn verdict<B: Backend>(
         ground_truth: gt.to_string(),
         images: test.len(),
         supernet: Consistency::of(&names, &pred, &truth.values)?,
-        references: references(be, gt, truth, net, data)?,
+        references,
         scores: names.into_iter().zip(pred).collect(),
     })
 }
@@ -199,12 +201,18 @@ pub struct VerdictSpec {
     pub archs: VerdictArchs,
 }
 
-/// Judges the run in `dir` (its final weights) and writes `verdict.json` there.
-pub fn judge<B: Backend>(be: &B, dir: &std::path::Path, spec: &VerdictSpec) -> anyhow::Result<Verdict> {
+/// Judges the run in `dir` (its final weights) and writes `verdict.json`
+/// there; the reference rows are `references` when given (a sweep computes
+/// them once for all its runs), else computed for the run's supernet size.
+pub fn judge<B: Backend>(be: &B, dir: &std::path::Path, spec: &VerdictSpec, references: Option<Vec<Reference>>) -> anyhow::Result<Verdict> {
     let (record, net) = crate::rank::load_run(be, dir)?;
     let data = record.train.data.load()?;
     let truth = truth_sample(&spec.ground_truth, spec.archs)?;
-    let v = verdict(be, &net, &data, spec.images, &spec.ground_truth, &truth)?;
+    let references = match references {
+        Some(r) => r,
+        None => self::references(be, &spec.ground_truth, &truth, net.config, &data)?,
+    };
+    let v = verdict(be, &net, &data, spec.images, &spec.ground_truth, &truth, references)?;
     crate::fsutil::write_atomic(&dir.join(VERDICT), serde_json::to_string_pretty(&v)?.as_bytes())?;
     Ok(v)
 }

@@ -488,7 +488,7 @@ pub fn per_sample_norms<B: Backend<T = f32>>(be: &B) {
 /// score (one sample takes most draws: one long run to fold), N = 1 and
 /// ImageNet's 1,281,167 samples.
 pub fn sampling<B: Backend<T = f32>>(be: &B) {
-    use pada::ops::sampling::{draw_with_replacement, fold_scores, importance_distribution};
+    use pada::ops::sampling::{draw_systematic, draw_with_replacement, fold_scores, importance_distribution};
     let cpu = CpuBackend::<f32>::new();
     #[derive(Clone, Copy, Debug)]
     enum Scores {
@@ -557,6 +557,12 @@ pub fn sampling<B: Backend<T = f32>>(be: &B) {
                 let mut dc = cpu.alloc_i32(n);
                 cpu.draw_with_replacement(&q.clone().into(), seed, &mut dc);
                 assert_eq!(dc, want);
+                // systematic resampling
+                let want = draw_systematic(&q, seed, n);
+                be.draw_systematic(&up(be, &q), seed, &mut dg);
+                let got = be.download_i32(&dg);
+                let diff = got.iter().zip(&want).position(|(a, b)| a != b);
+                assert!(diff.is_none(), "{what}, tau {tau}: systematic draw {diff:?} differs");
             }
         }
     }

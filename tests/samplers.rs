@@ -8,7 +8,7 @@ use approx::{assert_abs_diff_eq, assert_relative_eq};
 use pada::arch::{Genotype, Op, NUM_EDGES};
 use pada::backend::cpu::CpuBackend;
 use pada::backend::prelude::*;
-use pada::ops::sampling::{draw_with_replacement, fold_scores};
+use pada::ops::sampling::{draw_systematic, draw_with_replacement, fold_scores, permute};
 use pada::ops::{self, NormGroup};
 use pada::optim::StepNorms;
 use pada::rng::{philox4x32_10, uniform01};
@@ -262,4 +262,41 @@ fn sampling_with_replacement_matches_distribution_and_skips_zeros() {
     assert_eq!(c[0] + c[3], 0.0, "zero-probability entries are never drawn");
     let chi2: f64 = [(1, 0.1), (2, 0.3), (4, 0.6)].iter().map(|&(i, p)| (c[i] - p * 20000.0).powi(2) / (p * 20000.0)).sum();
     assert!(chi2 < 13.82, "chi2 {chi2} {c:?}");
+}
+
+#[test]
+fn permute_is_a_bijection_that_depends_on_the_seed() {
+    for n in [1u64, 2, 3, 5, 17, 1000, 4096, 65_537] {
+        let p: Vec<u64> = (0..n).map(|k| permute(k, n, 9)).collect();
+        let mut sorted = p.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "n {n}: a permutation");
+        if n >= 17 {
+            assert_ne!(p, (0..n).collect::<Vec<_>>(), "n {n}: not the identity");
+            assert_ne!(p, (0..n).map(|k| permute(k, n, 10)).collect::<Vec<_>>(), "n {n}: another seed, another order");
+        }
+    }
+}
+
+#[test]
+fn systematic_resampling_draws_each_index_round_n_q_times() {
+    // uniform q: every index exactly once, in a random order
+    let n = 1000;
+    let out = draw_systematic(&vec![1.0f32; n], 3, n);
+    let mut sorted = out.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..n as i32).collect::<Vec<_>>());
+    assert_ne!(out, sorted);
+    // skewed q (zeros included): index i drawn floor or ceil of count q_i / Q times
+    let q: Vec<f32> = (0..97).map(|i| if i % 7 == 0 { 0.0 } else { 1.0 + (i % 5) as f32 * 3.5 }).collect();
+    let total: f64 = q.iter().map(|&v| v as f64).sum();
+    for count in [97usize, 500, 1234] {
+        let out = draw_systematic(&q, 5, count);
+        let mut c = vec![0usize; q.len()];
+        out.iter().for_each(|&i| c[i as usize] += 1);
+        for (i, (&k, &qi)) in c.iter().zip(&q).enumerate() {
+            let want = count as f64 * qi as f64 / total;
+            assert!((k as f64 - want).abs() < 1.0 + 1e-9, "count {count}, index {i}: drawn {k} times, expected {want:.2}");
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! reference rows). Resumable: finished runs are kept, an interrupted one
 //! resumes from its last epoch.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -174,7 +175,26 @@ impl BackendJob for Job {
             crate::train::request_interrupt();
         });
         let mut rows = Vec::new();
-        let mut references: Option<Vec<Reference>> = None;
+        // The reference rows depend on the architectures, the data and the
+        // supernet's size, not on the method: computed once per size (the
+        // table shows the first run's).
+        let data = self.plans[0].3.data.load()?;
+        let truth = crate::verdict::truth_sample(&self.spec.ground_truth, self.spec.archs)?;
+        let mut by_size: HashMap<(usize, usize), Vec<Reference>> = HashMap::new();
+        let mut references_of = |c: &crate::train::TrainConfig| -> anyhow::Result<Vec<Reference>> {
+            if let Some(r) = by_size.get(&(c.channels, c.cells)) {
+                return Ok(r.clone());
+            }
+            if !self.quiet {
+                eprintln!("reference rows (parameter count, FLOPs, zero-cost proxies) at C={} N={}...", c.channels, c.cells);
+            }
+            let size =
+                crate::supernet::SupernetConfig { channels: c.channels, cells: c.cells, classes: data.classes(), input: data.shape() };
+            let r = crate::verdict::references(be, &self.spec.ground_truth, &truth, size, &data)?;
+            by_size.insert((c.channels, c.cells), r.clone());
+            Ok(r)
+        };
+        let references = references_of(&self.plans[0].3)?;
         for (k, (v, seed, dir, config)) in self.plans.iter().enumerate() {
             let verdict_file = dir.join(VERDICT);
             let summary_file = dir.join(run::SUMMARY);
@@ -203,7 +223,7 @@ impl BackendJob for Job {
                     }
                     return Err(e.context(format!("{} seed {seed}", v.label)));
                 }
-                crate::verdict::judge(be, dir, &self.spec)?
+                crate::verdict::judge(be, dir, &self.spec, Some(references_of(config)?))?
             };
             let summary: run::Summary = serde_json::from_slice(&std::fs::read(&summary_file)?)?;
             let c = &verdict.supernet;
@@ -226,8 +246,7 @@ impl BackendJob for Job {
                 images: verdict.images,
                 train_seconds: summary.train_seconds,
             });
-            references.get_or_insert(verdict.references);
-            write_table(&self.out, &rows, references.as_deref().unwrap_or(&[]), &self.spec)?;
+            write_table(&self.out, &rows, &references, &self.spec)?;
         }
         print!("{}", std::fs::read_to_string(self.out.join("sweep.md"))?);
         Ok(())

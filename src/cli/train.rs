@@ -84,6 +84,12 @@ pub struct TrainArgs {
     /// gradient, every parameter, batch-norm statistics held fixed; a second backward pass) [default: proxy].
     #[arg(long, value_enum)]
     pub data_importance: Option<crate::train::DataImportance>,
+    /// How data importance draws each epoch from q: multinomial (N draws with replacement, the
+    /// official code's; an epoch sees about 63% of the samples even when q is uniform) |
+    /// systematic (the same expected epoch, each sample round(N q_i) times in a random order)
+    /// [default: multinomial].
+    #[arg(long, value_enum)]
+    pub resampling: Option<crate::ops::sampling::Resampling>,
     /// Learning-rate schedule: cosine (per epoch, the official code) | calr (complexity-aware,
     /// per step: lr (1 - t/T)^gamma with gamma from --calr-gamma-max for the smallest sampled
     /// sub-network to its inverse for the largest; Jeon et al., CVPR 2025) [default: cosine].
@@ -167,6 +173,7 @@ impl TrainArgs {
             augment,
             holdout,
             data_importance,
+            resampling,
             gradvar_every,
             gradvar_batches,
             on_nan,
@@ -203,6 +210,7 @@ impl TrainArgs {
             || self.augment.is_some()
             || self.holdout.is_some()
             || self.data_importance.is_some()
+            || self.resampling.is_some()
             || self.gradvar_every.is_some()
             || self.gradvar_batches.is_some()
             || self.on_nan.is_some()
@@ -301,7 +309,7 @@ impl BackendJob for Job {
                     eprintln!("ranking the architectures of {} with the trained weights...", spec.ground_truth);
                 }
                 let start = std::time::Instant::now();
-                let v = crate::verdict::judge(be, &self.dir, spec)?;
+                let v = crate::verdict::judge(be, &self.dir, spec, None)?;
                 print!("{}", crate::verdict::report(&v));
                 if !self.quiet {
                     eprintln!(

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::element::Element;
+use crate::ops::sampling::Resampling;
 use crate::rng::{derive_seed, stream, Purpose};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +40,8 @@ pub struct DataStats {
 
 pub struct DataSampler<B: Backend> {
     pub kind: DataSamplerKind,
+    /// How importance epochs are drawn from q.
+    pub resampling: Resampling,
     n: usize,
     /// The current epoch's order of training-set indices.
     order: Vec<u32>,
@@ -63,7 +66,19 @@ pub struct DataSampler<B: Backend> {
 
 impl<B: Backend> DataSampler<B> {
     pub fn new(kind: DataSamplerKind, n: usize) -> Self {
-        Self { kind, n, order: Vec::new(), order_on_device: None, log: None, logged: 0, next: None, q: None, scores: None, replay: None }
+        Self {
+            kind,
+            resampling: Resampling::Multinomial,
+            n,
+            order: Vec::new(),
+            order_on_device: None,
+            log: None,
+            logged: 0,
+            next: None,
+            q: None,
+            scores: None,
+            replay: None,
+        }
     }
 
     /// Replays recorded epoch orders instead of drawing (the importance
@@ -139,7 +154,11 @@ impl<B: Backend> DataSampler<B> {
             let mut q = be.alloc(self.n);
             be.importance_distribution(&scores, epoch as f64 / epochs as f64, &mut q);
             let mut next = be.alloc_i32(self.n);
-            be.draw_with_replacement(&q, derive_seed(seed, Purpose::Resample, epoch as u64, 0), &mut next);
+            let draw_seed = derive_seed(seed, Purpose::Resample, epoch as u64, 0);
+            match self.resampling {
+                Resampling::Multinomial => be.draw_with_replacement(&q, draw_seed, &mut next),
+                Resampling::Systematic => be.draw_systematic(&q, draw_seed, &mut next),
+            }
             let host: Vec<u32> = be.download_i32(&next).into_iter().map(|i| i as u32).collect();
             self.next = Some((host, Some(next)));
             self.q = Some(be.download(&q).into_iter().map(|v| v.as_f64()).collect());

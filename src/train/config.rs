@@ -211,6 +211,9 @@ pub struct TrainConfig {
     /// How data importance scores samples.
     #[serde(default)]
     pub data_importance: DataImportance,
+    /// How data importance draws an epoch from q.
+    #[serde(default)]
+    pub resampling: crate::ops::sampling::Resampling,
     /// The last `holdout` images of the training split are kept out of training,
     /// for `pada search` to select architectures on without touching the test split.
     #[serde(default)]
@@ -266,6 +269,7 @@ impl TrainConfig {
             per_edge: false,
             weighted_loss: false,
             data_importance: DataImportance::Proxy,
+            resampling: Default::default(),
             holdout: 0,
             gradvar_every: 0,
             gradvar_batches: default_gradvar_batches(),
@@ -307,6 +311,11 @@ impl TrainConfig {
         ensure!(
             self.data_importance == DataImportance::Proxy || matches!(self.method, Method::Pada | Method::Da),
             "--data-importance applies to data importance (--method pada or da), not to --method {}",
+            self.method.name()
+        );
+        ensure!(
+            self.resampling == Default::default() || matches!(self.method, Method::Pada | Method::Da),
+            "--resampling applies to data importance (--method pada or da), not to --method {}",
             self.method.name()
         );
         ensure!(

@@ -190,7 +190,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let net_config = SupernetConfig { channels: config.channels, cells: config.cells, classes: data.classes(), input: data.shape() };
         let net = Supernet::new(be, net_config, crate::rng::derive_seed(config.seed, crate::rng::Purpose::Init, 0, 0))?;
         let paths = PathSampler::new(kind);
-        let samples = DataSampler::new(config.method.data_sampler(), data.train.len());
+        let mut samples = DataSampler::new(config.method.data_sampler(), data.train.len());
+        samples.resampling = config.resampling;
         let sumnas = (config.method == Method::Sumnas).then(|| SumnasState {
             snapshot: net.params.tensors.iter().map(|p| be.alloc(p.len())).collect(),
             delta: net.params.tensors.iter().map(|p| be.alloc(p.len())).collect(),

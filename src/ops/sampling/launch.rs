@@ -37,6 +37,16 @@ impl<D: Device> GpuBackend<D> {
         (offsets, tiles)
     }
 
+    /// `out` drawn from `q` by kernel `k` (inverse-CDF searches of q's blocked prefix sums).
+    fn draw(&self, k: Kernel, q: &GpuBuf<D>, seed: u64, out: &mut GpuBuf<D>) {
+        let (n, count) = (q.len, out.len);
+        assert!(n > 0, "{}: empty distribution", k.name());
+        let mut prefix = self.alloc_f64(n);
+        self.blocked_scan(q, n, false, Some((&mut prefix, false)));
+        let args = Args::default().i32(n as i32).i32(count as i32).buf(&prefix).u64(seed).buf(out);
+        self.strided(k, count, args);
+    }
+
     fn strided(&self, k: Kernel, n: usize, args: Args) {
         if n > 0 {
             self.launch(k, [blocks_for(n).min(STRIDED_BLOCKS), 1, 1], [THREADS, 1, 1], 0, args);
@@ -80,11 +90,9 @@ impl<D: Device> SamplingOps for GpuBackend<D> {
     }
 
     fn draw_with_replacement(&self, q: &GpuBuf<D>, seed: u64, out: &mut GpuBuf<D>) {
-        let (n, count) = (q.len, out.len);
-        assert!(n > 0, "draw_with_replacement: empty distribution");
-        let mut prefix = self.alloc_f64(n);
-        self.blocked_scan(q, n, false, Some((&mut prefix, false)));
-        let args = Args::default().i32(n as i32).i32(count as i32).buf(&prefix).u64(seed).buf(out);
-        self.strided(Kernel::DrawWithReplacement, count, args);
+        self.draw(Kernel::DrawWithReplacement, q, seed, out);
+    }
+    fn draw_systematic(&self, q: &GpuBuf<D>, seed: u64, out: &mut GpuBuf<D>) {
+        self.draw(Kernel::DrawSystematic, q, seed, out);
     }
 }
