@@ -15,6 +15,10 @@ use crate::arch::Genotype;
 const NB201_TABLE: &[u8] = include_bytes!("../data/nb201/test_accuracy.csv.gz");
 /// The embedded data's ground truth (data/embedded/ground_truth.md).
 const EMBEDDED_TABLE: &[u8] = include_bytes!("../data/embedded/ground_truth.csv");
+/// Parameter count, FLOPs and zero-cost proxies of NAS-Bench-201 architectures
+/// (the verdict's default sample and more) on CIFAR-10 at the proxies'
+/// reference setting (data/nb201/README.md).
+const NB201_PROXIES_CIFAR10: &[u8] = include_bytes!("../data/nb201/proxies_cifar10.csv.gz");
 
 /// Where a table comes from: a CSV file, or one built into pada.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +28,11 @@ pub enum TableSource {
     Embedded,
     /// `nb201:cifar10|cifar100|imagenet16`: NAS-Bench-201's 200-epoch test accuracies.
     Nb201(&'static str),
+    /// `nb201-proxies:cifar10`: NAS-Bench-201 architectures' parameter count,
+    /// FLOPs and zero-cost proxies on CIFAR-10 as their authors compute them
+    /// (C=16, N=5, batch 64), made by `pada proxies`: the verdict's default
+    /// sample of 1,000 and more (data/nb201/README.md).
+    Nb201Proxies,
 }
 
 impl TableSource {
@@ -33,6 +42,7 @@ impl TableSource {
     pub fn default_column(&self) -> &str {
         match self {
             TableSource::Nb201(set) => set,
+            TableSource::Nb201Proxies => "synflow",
             _ => "test_accuracy",
         }
     }
@@ -42,9 +52,10 @@ impl TableSource {
         match self {
             TableSource::File(p) => std::fs::read(p).with_context(|| format!("cannot open {}", p.display())),
             TableSource::Embedded => Ok(EMBEDDED_TABLE.to_vec()),
-            TableSource::Nb201(_) => {
+            TableSource::Nb201(_) | TableSource::Nb201Proxies => {
+                let gz = if *self == TableSource::Nb201Proxies { NB201_PROXIES_CIFAR10 } else { NB201_TABLE };
                 let mut out = Vec::new();
-                flate2::read::GzDecoder::new(NB201_TABLE).read_to_end(&mut out).context("the built-in NAS-Bench-201 table")?;
+                flate2::read::GzDecoder::new(gz).read_to_end(&mut out).with_context(|| format!("the built-in table {self}"))?;
                 Ok(out)
             }
         }
@@ -56,6 +67,8 @@ impl FromStr for TableSource {
     fn from_str(s: &str) -> anyhow::Result<Self> {
         Ok(match s {
             "embedded" => TableSource::Embedded,
+            "nb201-proxies:cifar10" => TableSource::Nb201Proxies,
+            _ if s.starts_with("nb201-proxies:") => bail!("{s:?}: the built-in proxy table is for CIFAR-10 only (nb201-proxies:cifar10)"),
             _ => match s.strip_prefix("nb201:") {
                 Some(set) => TableSource::Nb201(Self::NB201_SETS.iter().find(|&&k| k == set).with_context(|| {
                     format!("{s:?}: NAS-Bench-201 has no set '{set}' (expected nb201:cifar10, nb201:cifar100 or nb201:imagenet16)")
@@ -72,6 +85,7 @@ impl fmt::Display for TableSource {
             TableSource::File(p) => write!(f, "{}", p.display()),
             TableSource::Embedded => write!(f, "embedded"),
             TableSource::Nb201(set) => write!(f, "nb201:{set}"),
+            TableSource::Nb201Proxies => write!(f, "nb201-proxies:cifar10"),
         }
     }
 }

@@ -116,6 +116,60 @@ fn built_in_nb201_table_is_the_benchmark() {
     assert_eq!(join(&c10, &c100, true).0.len(), 6466, "isomorphism classes");
 }
 
+/// The built-in proxy table (`nb201-proxies:cifar10`, data/nb201/README.md):
+/// the verdict's default sample and more, in NAS-Bench-201's order, with the
+/// parameter count and FLOPs pada computes for the C=16 N=5 network, and
+/// finite proxies.
+#[test]
+fn built_in_proxy_table_covers_the_verdict_sample() {
+    use pada::backend::cpu::CpuBackend;
+    use pada::supernet::{Supernet, SupernetConfig};
+    let src: TableSource = "nb201-proxies:cifar10".parse().unwrap();
+    let c10 = read_arch_table(&"nb201:cifar10".parse().unwrap(), None, "cifar10").unwrap();
+    let col = |c: &str| read_arch_table(&src, None, c).unwrap();
+    let (params, flops) = (col("params"), col("flops"));
+    let index: std::collections::HashMap<_, _> = c10.archs.iter().enumerate().map(|(i, g)| (*g, i)).collect();
+    assert!(params.archs.windows(2).all(|w| index[&w[0]] < index[&w[1]]), "NAS-Bench-201's order, no repeats");
+    let sample = pada::verdict::truth_sample(&"nb201:cifar10".parse().unwrap(), pada::verdict::VerdictArchs::Sample(1000)).unwrap();
+    let missing: Vec<_> = sample.archs.iter().filter(|g| !params.archs.contains(g)).collect();
+    assert!(missing.is_empty(), "the verdict's default sample: {} missing, e.g. {}", missing.len(), missing[0]);
+    let net = Supernet::uninit(&CpuBackend::<f32>::new(), SupernetConfig::nb201()).unwrap();
+    for (i, g) in params.archs.iter().enumerate().step_by(97) {
+        assert_eq!(params.values[i], net.param_count(Some(g)) as f64, "{g}: parameters");
+        assert_eq!(flops.values[i], net.forward_macs(g) as f64, "{g}: FLOPs");
+    }
+    for c in ["grad_norm", "snip", "synflow", "synflow_bn"] {
+        let t = col(c);
+        assert!(t.values.iter().all(|v| v.is_finite() && *v >= 0.0), "{c}");
+        assert!(t.values.iter().any(|&v| v > 0.0), "{c}");
+    }
+    assert!("nb201-proxies:cifar100".parse::<TableSource>().unwrap_err().to_string().contains("CIFAR-10 only"));
+}
+
+/// A verdict against NAS-Bench-201's CIFAR-10 takes its predictor rows from
+/// the built-in table when it holds every architecture judged: the same
+/// consistency as the table's column, named with its setting.
+#[test]
+fn cifar10_verdict_reads_the_built_in_proxies() {
+    use pada::backend::cpu::CpuBackend;
+    use pada::verdict::{references, truth_sample, VerdictArchs};
+    let gt: TableSource = "nb201:cifar10".parse().unwrap();
+    let truth = truth_sample(&gt, VerdictArchs::Sample(300)).unwrap();
+    // the run's own size and data would be used only without the table
+    let data = "synthetic:3x8x8:20:10:10".parse::<pada::data::DataSpec>().unwrap().load().unwrap();
+    let config = pada::supernet::SupernetConfig { channels: 4, cells: 1, classes: 10, input: data.shape() };
+    let refs = references(&CpuBackend::<f32>::new(), &gt, &truth, config, &data).unwrap();
+    let names: Vec<String> = truth.archs.iter().map(|g| g.to_string()).collect();
+    let table: TableSource = "nb201-proxies:cifar10".parse().unwrap();
+    let synflow = read_arch_table(&table, None, "synflow").unwrap();
+    let by_arch: std::collections::HashMap<_, _> = synflow.archs.iter().zip(&synflow.values).collect();
+    let pred: Vec<f64> = truth.archs.iter().map(|g| *by_arch[g]).collect();
+    let want = Consistency::of(&names, &pred, &truth.values).unwrap();
+    let row = refs.iter().find(|r| r.name == "synflow (zero-cost, C=16 N=5)").expect("the built-in synflow row");
+    assert_eq!(row.consistency.kendall_tau, want.kendall_tau);
+    assert!(refs.iter().any(|r| r.name == "parameter count (C=16 N=5)"));
+}
+
 #[test]
 fn unique_strings_are_nats_benchs() {
     // NATS-Bench's canonical string of every architecture (tests/fixtures, from scripts/make_nb201_table.py)

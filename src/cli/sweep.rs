@@ -186,7 +186,7 @@ impl BackendJob for Job {
                 return Ok(r.clone());
             }
             if !self.quiet {
-                eprintln!("reference rows (parameter count, FLOPs, zero-cost proxies) at C={} N={}...", c.channels, c.cells);
+                eprintln!("reference rows (parameter count, FLOPs, zero-cost proxies) for the C={} N={} runs...", c.channels, c.cells);
             }
             let size =
                 crate::supernet::SupernetConfig { channels: c.channels, cells: c.cells, classes: data.classes(), input: data.shape() };
