@@ -52,13 +52,16 @@ impl TableSource {
         match self {
             TableSource::File(p) => std::fs::read(p).with_context(|| format!("cannot open {}", p.display())),
             TableSource::Embedded => Ok(EMBEDDED_TABLE.to_vec()),
-            TableSource::Nb201(_) | TableSource::Nb201Proxies => {
-                let gz = if *self == TableSource::Nb201Proxies { NB201_PROXIES_CIFAR10 } else { NB201_TABLE };
-                let mut out = Vec::new();
-                flate2::read::GzDecoder::new(gz).read_to_end(&mut out).with_context(|| format!("the built-in table {self}"))?;
-                Ok(out)
-            }
+            TableSource::Nb201(_) => self.gunzip(NB201_TABLE),
+            TableSource::Nb201Proxies => self.gunzip(NB201_PROXIES_CIFAR10),
         }
+    }
+
+    /// A built-in gzipped table's bytes.
+    fn gunzip(&self, gz: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(gz).read_to_end(&mut out).with_context(|| format!("the built-in table {self}"))?;
+        Ok(out)
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Genotype;
@@ -107,11 +108,7 @@ pub fn references<B: Backend>(
         // each seed's accuracies of truth's architectures
         let seeds: Vec<Vec<f64>> = seed_columns
             .iter()
-            .map(|c| {
-                let t = read_arch_table(gt, None, c)?;
-                let by_arch: HashMap<Genotype, f64> = t.archs.into_iter().zip(t.values).collect();
-                Ok(truth.archs.iter().map(|g| by_arch[g]).collect())
-            })
+            .map(|c| column_of(gt, c, &truth.archs)?.with_context(|| format!("{gt}: column '{c}' lacks architectures of the ground truth")))
             .collect::<anyhow::Result<_>>()?;
         let mut pairs = Vec::new();
         for i in 0..seeds.len() {
@@ -159,16 +156,17 @@ pub fn references<B: Backend>(
 /// `None` when it lacks one of them (it holds the verdict's default sample and
 /// more, data/nb201/README.md).
 fn built_in_proxies(archs: &[Genotype]) -> anyhow::Result<Option<Vec<Vec<f64>>>> {
-    let mut columns = Vec::new();
-    for c in crate::proxies::COLUMNS {
-        let t = read_arch_table(&TableSource::Nb201Proxies, None, c)?;
-        let by_arch: HashMap<Genotype, f64> = t.archs.into_iter().zip(t.values).collect();
-        match archs.iter().map(|g| by_arch.get(g).copied()).collect::<Option<Vec<f64>>>() {
-            Some(column) => columns.push(column),
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(columns))
+    let columns =
+        crate::proxies::COLUMNS.iter().map(|c| column_of(&TableSource::Nb201Proxies, c, archs)).collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(columns.into_iter().collect())
+}
+
+/// `column` of the table `src` for each of `archs`, or `None` when the table
+/// lacks one of them.
+fn column_of(src: &TableSource, column: &str, archs: &[Genotype]) -> anyhow::Result<Option<Vec<f64>>> {
+    let t = read_arch_table(src, None, column)?;
+    let by_arch: HashMap<Genotype, f64> = t.archs.into_iter().zip(t.values).collect();
+    Ok(archs.iter().map(|g| by_arch.get(g).copied()).collect())
 }
 
 /// Scores the architectures of `truth` with `net`'s weights on the first
