@@ -112,9 +112,7 @@ pub struct DotRow {
 /// A dot plot with one row per label (top to bottom), every value a dot and
 /// each row's mean a bar: `<stem>.png` and `<stem>.svg`.
 pub fn dot_rows(stem: &Path, title: &str, x_label: &str, rows: &[DotRow]) -> anyhow::Result<[PathBuf; 2]> {
-    register_font();
-    let png = stem.with_extension("png");
-    let svg = stem.with_extension("svg");
+    let [png, svg] = outputs(stem)?;
     let height = 120 + 30 * rows.len() as u32;
     draw_dots(BitMapBackend::new(&png, (900, height)).into_drawing_area(), title, x_label, rows)
         .with_context(|| format!("drawing {}", png.display()))?;
@@ -170,14 +168,19 @@ where
     Ok(())
 }
 
-/// Writes `<stem>.png` and `<stem>.svg`; returns the two paths.
-pub fn chart(stem: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], scatter: bool) -> anyhow::Result<[PathBuf; 2]> {
+/// `<stem>.png` and `<stem>.svg`, their folder created (a user's `--out` need not exist yet),
+/// and the font registered: what every figure needs before drawing.
+fn outputs(stem: &Path) -> anyhow::Result<[PathBuf; 2]> {
     register_font();
     if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let png = stem.with_extension("png");
-    let svg = stem.with_extension("svg");
+    Ok([stem.with_extension("png"), stem.with_extension("svg")])
+}
+
+/// Writes `<stem>.png` and `<stem>.svg`; returns the two paths.
+pub fn chart(stem: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], scatter: bool) -> anyhow::Result<[PathBuf; 2]> {
+    let [png, svg] = outputs(stem)?;
     draw(BitMapBackend::new(&png, (900, 600)).into_drawing_area(), title, x_label, y_label, series, scatter)
         .with_context(|| format!("drawing {}", png.display()))?;
     draw(SVGBackend::new(&svg, (900, 600)).into_drawing_area(), title, x_label, y_label, series, scatter)

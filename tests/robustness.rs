@@ -430,4 +430,10 @@ fn sweep_resumes_after_a_kill_keeping_finished_runs() {
     for f in ["supernet.safetensors", "checkpoint.safetensors"] {
         assert_eq!(std::fs::read(whole.join("pada_per-edge-seed3").join(f)).unwrap(), std::fs::read(second.join(f)).unwrap(), "{f}");
     }
+    // the sweep's figure, into a folder that does not exist yet
+    let figs = tmp.path().join("figures/sweep");
+    ok(&["plot", "--sweep", whole.to_str().unwrap(), "--out", figs.to_str().unwrap()]);
+    for f in ["kendall_tau.png", "kendall_tau.svg"] {
+        assert!(figs.join(f).exists(), "{f}");
+    }
 }
