@@ -408,6 +408,10 @@ fn sweep_resumes_after_a_kill_keeping_finished_runs() {
     };
     let (whole, cut) = (tmp.path().join("whole"), tmp.path().join("cut"));
     ok(&sweep(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    // one seed per method: a mean without a spread, not "+- NaN"
+    let md = std::fs::read_to_string(whole.join("sweep.md")).unwrap();
+    let spos = md.lines().find(|l| l.starts_with("| spos | 1 | ")).unwrap_or_else(|| panic!("no spos row:\n{md}"));
+    assert!(!spos.contains("+-") && !md.contains("NaN"), "{md}");
     // kill -9 while the second run trains: after its first epoch is on disk
     let mut child = Command::new(env!("CARGO_BIN_EXE_pada")).args(sweep(&cut)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let second = cut.join("pada_per-edge-seed3");

@@ -253,12 +253,15 @@ impl BackendJob for Job {
     }
 }
 
-/// Mean and sample standard deviation.
-pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+/// "mean +- sample sd" with `digits` decimals; the mean alone for one seed (it has no spread).
+fn mean_sd(v: &[f64], digits: usize) -> String {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    let sd = if v.len() > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { f64::NAN };
-    (mean, sd)
+    if v.len() < 2 {
+        return format!("{mean:.digits$}");
+    }
+    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    format!("{mean:.digits$} +- {sd:.digits$}")
 }
 
 /// sweep.csv and sweep.md, rewritten after every run.
@@ -281,11 +284,15 @@ fn write_table(out: &std::path::Path, rows: &[SweepRow], references: &[Reference
         }
     }
     for l in labels {
-        let of = |f: fn(&SweepRow) -> f64| mean_sd(&rows.iter().filter(|r| r.method == l).map(f).collect::<Vec<_>>());
+        let of = |f: fn(&SweepRow) -> f64| rows.iter().filter(|r| r.method == l).map(f).collect::<Vec<_>>();
         let n = rows.iter().filter(|r| r.method == l).count();
-        let ((t, ts), (s, ss), (b, bs), (secs, _)) =
-            (of(|r| r.kendall_tau), of(|r| r.spearman_rho), of(|r| r.predicted_best_true_rank as f64), of(|r| r.train_seconds));
-        md += &format!("| {l} | {n} | {t:.3} +- {ts:.3} | {s:.3} +- {ss:.3} | {b:.1} +- {bs:.1} | {secs:.0} |\n");
+        let secs = of(|r| r.train_seconds).iter().sum::<f64>() / n as f64;
+        md += &format!(
+            "| {l} | {n} | {} | {} | {} | {secs:.0} |\n",
+            mean_sd(&of(|r| r.kendall_tau), 3),
+            mean_sd(&of(|r| r.spearman_rho), 3),
+            mean_sd(&of(|r| r.predicted_best_true_rank as f64), 1)
+        );
     }
     for r in references {
         let c = &r.consistency;
