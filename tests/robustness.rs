@@ -440,4 +440,13 @@ fn sweep_resumes_after_a_kill_keeping_finished_runs() {
     for f in ["kendall_tau.png", "kendall_tau.svg"] {
         assert!(figs.join(f).exists(), "{f}");
     }
+    // its grey rows are the sweep's own reference rows, those of sweep.md
+    let refs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(whole.join("sweep.references.json")).unwrap()).unwrap();
+    let md = std::fs::read_to_string(whole.join("sweep.md")).unwrap();
+    let refs = refs.as_array().unwrap();
+    assert!(!refs.is_empty());
+    for r in refs {
+        let row = format!("| *{}* | | {:.3} |", r["name"].as_str().unwrap(), r["consistency"]["kendall_tau"].as_f64().unwrap());
+        assert!(md.contains(&row), "{row} not in\n{md}");
+    }
 }

@@ -38,13 +38,14 @@ fn plot_sweep(dir: &Path, out: &Path) -> anyhow::Result<()> {
             None => dots.push(DotRow { label: r.method.clone(), values: vec![r.kendall_tau], reference: false }),
         }
     }
-    // the reference rows of one run's verdict, below the methods
-    let first = rows.iter().find_map(|r| {
-        std::fs::read(crate::cli::sweep::run_dir(dir, &r.method, r.seed).join(crate::verdict::VERDICT))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<crate::verdict::Verdict>(&b).ok())
-    });
-    for r in first.map(|v| v.references).unwrap_or_default() {
+    // the sweep's reference rows, below the methods
+    let path = dir.join(crate::cli::sweep::REFERENCES);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        anyhow::anyhow!("{}: {e} (an older sweep: run its command again to write it; finished runs are kept)", path.display())
+    })?;
+    let references: Vec<crate::verdict::Reference> =
+        serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for r in references {
         dots.push(DotRow { label: r.name, values: vec![r.consistency.kendall_tau], reference: true });
     }
     let files =

@@ -2,7 +2,7 @@
 //! every method (or variant) x seed, each a normal run directory under the
 //! sweep's folder, and writes `sweep.csv` (one row per run) and `sweep.md`
 //! (Kendall tau & co., mean +- standard deviation per method, with the
-//! reference rows). Resumable: finished runs are kept, an interrupted one
+//! reference rows, also in `sweep.references.json` for `pada plot --sweep`). Resumable: finished runs are kept, an interrupted one
 //! resumes from its last epoch.
 
 use std::collections::HashMap;
@@ -99,7 +99,7 @@ pub struct SweepRow {
 }
 
 /// The run directory of a variant and seed: the label with characters a path dislikes replaced.
-pub fn run_dir(out: &std::path::Path, label: &str, seed: u64) -> PathBuf {
+fn run_dir(out: &std::path::Path, label: &str, seed: u64) -> PathBuf {
     let name: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
     out.join(format!("{name}-seed{seed}"))
 }
@@ -264,13 +264,18 @@ fn mean_sd(v: &[f64], digits: usize) -> String {
     format!("{mean:.digits$} +- {sd:.digits$}")
 }
 
-/// sweep.csv and sweep.md, rewritten after every run.
+/// The sweep's reference rows (parameter count, FLOPs, proxies), as `pada plot --sweep` draws them:
+/// the sweep's own, not those of a run's verdict (a run kept from an earlier sweep may hold older ones).
+pub const REFERENCES: &str = "sweep.references.json";
+
+/// sweep.csv, sweep.md and sweep.references.json, rewritten after every run.
 fn write_table(out: &std::path::Path, rows: &[SweepRow], references: &[Reference], spec: &VerdictSpec) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
         w.serialize(r)?;
     }
     write_atomic(&out.join("sweep.csv"), &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    write_atomic(&out.join(REFERENCES), &serde_json::to_vec_pretty(references)?)?;
     let mut md = format!(
         "Kendall tau against {} ({} architectures, scored on {} test images); mean +- sd over seeds\n\n| method | seeds | Kendall tau | Spearman | true rank of the predicted best | train s |\n|---|---|---|---|---|---|\n",
         spec.ground_truth,
