@@ -2,8 +2,9 @@
 //! every method (or variant) x seed, each a normal run directory under the
 //! sweep's folder, and writes `sweep.csv` (one row per run) and `sweep.md`
 //! (Kendall tau & co., mean +- standard deviation per method, with the
-//! reference rows, also in `sweep.references.json` for `pada plot --sweep`). Resumable: finished runs are kept, an interrupted one
-//! resumes from its last epoch.
+//! reference rows, also in `sweep.references.json` for `pada plot --sweep`).
+//! Resumable: finished runs are kept, an interrupted one resumes from its
+//! last epoch.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
