@@ -196,6 +196,7 @@ impl BackendJob for Job {
             Ok(r)
         };
         let references = references_of(&self.plans[0].3)?;
+        write_atomic(&self.out.join(REFERENCES), &serde_json::to_vec_pretty(&references)?)?;
         for (k, (v, seed, dir, config)) in self.plans.iter().enumerate() {
             let verdict_file = dir.join(VERDICT);
             let summary_file = dir.join(run::SUMMARY);
@@ -269,14 +270,13 @@ fn mean_sd(v: &[f64], digits: usize) -> String {
 /// the sweep's own, not those of a run's verdict (a run kept from an earlier sweep may hold older ones).
 pub const REFERENCES: &str = "sweep.references.json";
 
-/// sweep.csv, sweep.md and sweep.references.json, rewritten after every run.
+/// sweep.csv and sweep.md, rewritten after every run.
 fn write_table(out: &std::path::Path, rows: &[SweepRow], references: &[Reference], spec: &VerdictSpec) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
         w.serialize(r)?;
     }
     write_atomic(&out.join("sweep.csv"), &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
-    write_atomic(&out.join(REFERENCES), &serde_json::to_vec_pretty(references)?)?;
     let mut md = format!(
         "Kendall tau against {} ({} architectures, scored on {} test images); mean +- sd over seeds\n\n| method | seeds | Kendall tau | Spearman | true rank of the predicted best | train s |\n|---|---|---|---|---|---|\n",
         spec.ground_truth,
