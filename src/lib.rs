@@ -7,6 +7,8 @@
 //! - [`supernet`]: the supernet, its parameters, forward and backward along a path;
 //! - [`optim`]: SGD and gradient clipping over the parameter store.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod arch;
 pub mod backend;
 pub mod bench;
@@ -18,6 +20,7 @@ pub mod fsutil;
 pub mod geometry;
 pub mod ops;
 pub mod optim;
+pub mod output;
 pub mod plot;
 pub mod progress;
 pub mod proxies;

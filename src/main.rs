@@ -6,14 +6,14 @@ fn main() {
         Err(e) if e.use_stderr() => {
             // One line: clap's first line names the flag and the problem.
             let text = e.to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: invalid command line").trim_end());
+            pada::logln!("{}", text.lines().next().unwrap_or("error: invalid command line").trim_end());
             std::process::exit(2);
         }
         Err(e) => e.exit(), // --help, --version
     };
     if let Err(e) = pada::cli::run(cli) {
         // One line: what went wrong, with its causes, no backtrace.
-        eprintln!("error: {:#}", e);
+        pada::logln!("error: {:#}", e);
         std::process::exit(1);
     }
 }

@@ -36,21 +36,46 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-fn bounds(series: &[Series]) -> (f64, f64, f64, f64) {
-    let pts = series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
-    for &(x, y) in pts {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(y);
-        y1 = y1.max(y);
-    }
-    if !x0.is_finite() {
+/// The axes' ranges: every point for curves; for a scatter of many points,
+/// a range that a few far-off points (an architecture with no path from input
+/// to output at 10%, say) do not squash: below `p05 - (p95 - p05)` on
+/// either axis a point is off-scale and drawn at the edge.
+fn bounds(series: &[Series], scatter: bool) -> (f64, f64, f64, f64) {
+    let finite = |axis: fn(&(f64, f64)) -> f64| -> Vec<f64> {
+        let mut v: Vec<f64> = series.iter().flat_map(|s| s.points.iter()).map(axis).filter(|v| v.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (xs, ys) = (finite(|p| p.0), finite(|p| p.1));
+    if xs.is_empty() || ys.is_empty() {
         return (0.0, 1.0, 0.0, 1.0);
     }
-    let pad = |a: f64, b: f64| if b > a { (b - a) * 0.05 } else { 0.5 };
-    let (px, py) = (pad(x0, x1), pad(y0, y1));
-    (x0 - px, x1 + px, y0 - py, y1 + py)
+    let range = |v: &[f64]| -> (f64, f64) {
+        let (lo, hi) = (v[0], v[v.len() - 1]);
+        let lo = if scatter && v.len() >= 20 {
+            let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
+            lo.max(q(0.05) - (q(0.95) - q(0.05)))
+        } else {
+            lo
+        };
+        let pad = if hi > lo { (hi - lo) * 0.05 } else { 0.5 };
+        (lo - pad, hi + pad)
+    };
+    let ((x0, x1), (y0, y1)) = (range(&xs), range(&ys));
+    (x0, x1, y0, y1)
+}
+
+/// Curves with exactly the same points drawn once, their names joined
+/// ("none = skip_connect"): otherwise the last one hides the others.
+fn merge_identical(series: &[Series]) -> Vec<Series> {
+    let mut out: Vec<Series> = Vec::new();
+    for s in series {
+        match out.iter_mut().find(|o| o.points == s.points && !o.points.is_empty()) {
+            Some(o) => o.name = format!("{} = {}", o.name, s.name),
+            None => out.push(Series { name: s.name.clone(), points: s.points.clone() }),
+        }
+    }
+    out
 }
 
 fn draw<DB: DrawingBackend>(
@@ -65,9 +90,23 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let (x0, x1, y0, y1) = bounds(series);
+    let merged;
+    let series = if scatter {
+        series
+    } else {
+        merged = merge_identical(series);
+        &merged[..]
+    };
+    let (x0, x1, y0, y1) = bounds(series, scatter);
+    let off_scale = series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| *x < x0 || *y < y0).count();
+    let title = match off_scale {
+        0 => title.to_string(),
+        k => format!("{title}; {k} off-scale (hollow, at the edge)"),
+    };
+    // a long title in a smaller font rather than cut at the figure's edge
+    let size = (22.0 * (80.0 / title.chars().count() as f64).min(1.0)).max(13.0);
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
+        .caption(&title, ("sans-serif", size))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -80,8 +119,17 @@ where
         let color = COLORS[i % COLORS.len()];
         let pts = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite());
         let anno = if scatter {
-            chart.draw_series(pts.map(|p| Circle::new(p, radius, color.mix(0.5).filled()))).map_err(|e| anyhow::anyhow!("{e:?}"))?
+            let (inside, outside): (Vec<_>, Vec<_>) = pts.partition(|(x, y)| *x >= x0 && *y >= y0);
+            chart
+                .draw_series(outside.into_iter().map(|(x, y)| Circle::new((x.max(x0), y.max(y0)), radius + 2, color.stroke_width(1))))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            chart
+                .draw_series(inside.into_iter().map(|p| Circle::new(p, radius, color.mix(0.5).filled())))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?
         } else {
+            let pts: Vec<(f64, f64)> = pts.collect();
+            // a marker on every point: a one-epoch run is a dot, not an empty panel
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| anyhow::anyhow!("{e:?}"))?;
             chart.draw_series(LineSeries::new(pts, color.stroke_width(2))).map_err(|e| anyhow::anyhow!("{e:?}"))?
         };
         if !s.name.is_empty() {
@@ -137,7 +185,8 @@ where
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(330)
-        .build_cartesian_2d(lo - pad..hi + pad, (0..n).into_segmented())
+        // (a segmented range a..b has b - a + 1 segments: 0..n - 1 gives one per row)
+        .build_cartesian_2d(lo - pad..hi + pad, (0..n - 1).into_segmented())
         .map_err(err)?;
     let label_of = |v: &SegmentValue<i32>| match v {
         SegmentValue::CenterOf(y) if (0..n).contains(y) => rows[(n - 1 - y) as usize].label.clone(),
@@ -160,7 +209,9 @@ where
         chart.draw_series(dots).map_err(err)?;
         if r.values.len() > 1 {
             let mean = r.values.iter().sum::<f64>() / r.values.len() as f64;
-            let bar = PathElement::new(vec![(mean, SegmentValue::Exact(y)), (mean, SegmentValue::Exact(y + 1))], color.stroke_width(2));
+            // a vertical bar 20 pixels tall, centred on the row
+            let bar =
+                EmptyElement::at((mean, SegmentValue::CenterOf(y))) + PathElement::new(vec![(0, -10), (0, 10)], color.stroke_width(3));
             chart.draw_series(std::iter::once(bar)).map_err(err)?;
         }
     }

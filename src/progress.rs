@@ -7,8 +7,16 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// How often a plain progress line is printed while work goes on.
+/// How often a plain progress line is printed while work goes on
+/// (`PADA_PROGRESS_SECONDS` overrides it: the tests ask for every update).
 pub const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+fn plain_every() -> Duration {
+    static EVERY: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *EVERY.get_or_init(|| {
+        std::env::var("PADA_PROGRESS_SECONDS").ok().and_then(|s| s.parse().ok()).map_or(PLAIN_EVERY, Duration::from_secs_f64)
+    })
+}
 
 pub struct Reporter {
     bar: Option<ProgressBar>,
@@ -36,8 +44,19 @@ impl Reporter {
             pb.set_length(len);
             pb.set_position(pos);
             pb.set_message(msg());
-        } else if self.plain && !self.quiet && self.last.elapsed() >= PLAIN_EVERY {
-            eprintln!("{}", msg());
+        } else if self.plain && !self.quiet && self.last.elapsed() >= plain_every() {
+            crate::logln!("{}", msg());
+            self.last = Instant::now();
+        }
+    }
+
+    /// What is going on now, shown as [`Reporter::update`] shows progress:
+    /// the bar's message, or a plain line when none was printed for a while.
+    pub fn note(&mut self, msg: &str) {
+        if let Some(pb) = &self.bar {
+            pb.set_message(msg.to_string());
+        } else if self.plain && !self.quiet && self.last.elapsed() >= plain_every() {
+            crate::logln!("{msg}");
             self.last = Instant::now();
         }
     }
@@ -50,7 +69,7 @@ impl Reporter {
         }
         match &self.bar {
             Some(pb) => pb.println(line),
-            None => eprintln!("{line}"),
+            None => crate::logln!("{line}"),
         }
         self.last = Instant::now();
     }
@@ -80,6 +99,15 @@ impl Drop for Reporter {
 pub fn rate_and_eta(done: usize, total: usize, start: Instant, unit: &str) -> String {
     let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
     format!("{rate:.2} {unit}/s, ETA {}", duration(total.saturating_sub(done) as f64 / rate))
+}
+
+/// "1 epoch", "16 epochs".
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 /// `seconds` as "45 s", "3 min 20 s" or "2 h 05 min".

@@ -51,11 +51,23 @@ impl std::fmt::Display for ArchSelection {
     }
 }
 
+/// Which random stream `--archs N` draws from, for a given seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Draw {
+    /// `pada groundtruth` and `pada proxies` (their own `--seed`): the
+    /// stream the embedded ground truth was drawn from.
+    Table,
+    /// `pada rank` and `pada search` (the run's seed): another stream, so
+    /// that a run of seed S does not rank the architectures of a ground
+    /// truth drawn with seed S.
+    Scoring,
+}
+
 impl ArchSelection {
-    /// The architectures, in a fixed order; `seed` picks the random ones.
+    /// The architectures, in a fixed order; `seed` and `draw` pick the random ones.
     /// With `unique`, only the first architecture of each isomorphism class
     /// (so N random ones are N distinct cells).
-    pub fn resolve(&self, seed: u64, arch_column: Option<&str>, unique: bool) -> anyhow::Result<Vec<Genotype>> {
+    pub fn resolve(&self, seed: u64, draw: Draw, arch_column: Option<&str>, unique: bool) -> anyhow::Result<Vec<Genotype>> {
         let mut seen = std::collections::HashSet::new();
         let keep = |g: &Genotype| !unique || seen.insert(g.unique_string());
         Ok(match self {
@@ -64,7 +76,11 @@ impl ArchSelection {
             ArchSelection::Random(n) => {
                 // The first N of one fixed shuffle: asking for more later extends the set.
                 let mut idx: Vec<usize> = (0..NUM_ARCHS).collect();
-                idx.shuffle(&mut stream(seed, Purpose::Ranking, 0, 0));
+                let stream_id = match draw {
+                    Draw::Table => 0,
+                    Draw::Scoring => 2, // (1 is the verdict's sample)
+                };
+                idx.shuffle(&mut stream(seed, Purpose::Ranking, stream_id, 0));
                 idx.into_iter().map(|i| Genotype::from_index(i).expect("in range")).filter(keep).take(*n).collect()
             }
         })

@@ -127,38 +127,86 @@ pub fn spearman_rho(x: &[f64], y: &[f64]) -> f64 {
     pearson_r(&average_ranks(x), &average_ranks(y))
 }
 
-/// Indices of the `m` largest values, ties broken by position (earlier first).
-fn top(x: &[f64], m: usize) -> Vec<usize> {
+/// Indices of the `m` largest values of `x`, ties broken by `names`
+/// (byte order, smallest first): the same set and order whatever the order
+/// of the rows, so that `pada compare`, a verdict and `pada rank` agree.
+fn top(x: &[f64], names: &[String], m: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..x.len()).collect();
-    idx.sort_by(|&a, &b| x[b].total_cmp(&x[a]).then(a.cmp(&b)));
+    idx.sort_by(|&a, &b| x[b].total_cmp(&x[a]).then_with(|| names[a].cmp(&names[b])));
     idx.truncate(m);
     idx
 }
 
-/// The fraction of the true top k% found in the predicted top k%, both of
-/// size `max(1, round(n * k / 100))`.
-pub fn precision_at_top(pred: &[f64], truth: &[f64], k_percent: f64) -> f64 {
-    let m = ((pred.len() as f64 * k_percent / 100.0).round() as usize).max(1).min(pred.len());
-    let p: std::collections::HashSet<usize> = top(pred, m).into_iter().collect();
-    top(truth, m).iter().filter(|i| p.contains(i)).count() as f64 / m as f64
+/// `max(min, round(n * k / 100))`, at most n: how many architectures the top k% holds.
+fn top_count(n: usize, k_percent: f64, min: usize) -> usize {
+    ((n as f64 * k_percent / 100.0).round() as usize).max(min).min(n)
 }
 
-/// All the consistency metrics of a predicted ranking.
+/// The fraction of the true top k% found in the predicted top k%, both of
+/// size `max(1, round(n * k / 100))`, ties broken by the architecture names.
+pub fn precision_at_top(names: &[String], pred: &[f64], truth: &[f64], k_percent: f64) -> f64 {
+    let m = top_count(pred.len(), k_percent, 1);
+    let p: std::collections::HashSet<usize> = top(pred, names, m).into_iter().collect();
+    top(truth, names, m).iter().filter(|i| p.contains(i)).count() as f64 / m as f64
+}
+
+/// Kendall tau-b among the true top k% (`max(2, round(n * k / 100))`
+/// architectures by ground truth, ties broken by name): how well a predictor
+/// orders the architectures a search cares about. NaN when either side is
+/// constant there.
+pub fn kendall_tau_top(names: &[String], pred: &[f64], truth: &[f64], k_percent: f64) -> f64 {
+    let best = top(truth, names, top_count(truth.len(), k_percent, 2));
+    let (p, t): (Vec<f64>, Vec<f64>) = best.iter().map(|&i| (pred[i], truth[i])).unzip();
+    kendall_tau_b(&p, &t)
+}
+
+/// JSON has no NaN: serde_json writes it as `null`, read back here as NaN
+/// (a Kendall tau of a constant predictor, say).
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer};
+    pub fn de<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+    pub fn nan() -> f64 {
+        f64::NAN
+    }
+}
+
+/// All the consistency metrics of a predicted ranking. Every metric is
+/// independent of the order of the rows: where predictions tie, the
+/// architecture names break the tie (byte order of the strings, smallest
+/// first), in the predicted best and in the top-k% sets alike.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Consistency {
     pub n: usize,
+    #[serde(deserialize_with = "nan_as_null::de")]
     pub kendall_tau: f64,
+    #[serde(deserialize_with = "nan_as_null::de")]
     pub spearman_rho: f64,
+    #[serde(deserialize_with = "nan_as_null::de")]
     pub pearson_r: f64,
     pub precision_top1: f64,
     pub precision_top5: f64,
     pub precision_top10: f64,
-    /// The architecture with the best predicted score (first on ties).
+    /// Kendall tau among the true top 5% and 10% ([`kendall_tau_top`]).
+    #[serde(default = "nan_as_null::nan", deserialize_with = "nan_as_null::de")]
+    pub kendall_tau_top5: f64,
+    #[serde(default = "nan_as_null::nan", deserialize_with = "nan_as_null::de")]
+    pub kendall_tau_top10: f64,
+    /// The architecture with the best predicted score; among ties, the first
+    /// by name (byte order).
     pub predicted_best: String,
+    /// How many architectures share the best predicted score (1: no tie).
+    #[serde(default = "one")]
+    pub predicted_best_ties: usize,
     pub predicted_best_true_accuracy: f64,
     /// 1 + the number of architectures with a strictly better true accuracy.
     pub predicted_best_true_rank: usize,
     pub best_true_accuracy: f64,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Consistency {
@@ -168,16 +216,19 @@ impl Consistency {
             "metrics need one prediction and one truth per architecture"
         );
         anyhow::ensure!(pred.len() >= 2, "metrics need at least 2 architectures in common, got {}", pred.len());
-        let best = top(pred, 1)[0];
+        let best = top(pred, archs, 1)[0];
         Ok(Self {
             n: pred.len(),
             kendall_tau: kendall_tau_b(pred, truth),
             spearman_rho: spearman_rho(pred, truth),
             pearson_r: pearson_r(pred, truth),
-            precision_top1: precision_at_top(pred, truth, 1.0),
-            precision_top5: precision_at_top(pred, truth, 5.0),
-            precision_top10: precision_at_top(pred, truth, 10.0),
+            precision_top1: precision_at_top(archs, pred, truth, 1.0),
+            precision_top5: precision_at_top(archs, pred, truth, 5.0),
+            precision_top10: precision_at_top(archs, pred, truth, 10.0),
+            kendall_tau_top5: kendall_tau_top(archs, pred, truth, 5.0),
+            kendall_tau_top10: kendall_tau_top(archs, pred, truth, 10.0),
             predicted_best: archs[best].clone(),
+            predicted_best_ties: pred.iter().filter(|&&p| p == pred[best]).count(),
             predicted_best_true_accuracy: truth[best],
             predicted_best_true_rank: 1 + truth.iter().filter(|&&t| t > truth[best]).count(),
             best_true_accuracy: truth.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
@@ -185,12 +236,18 @@ impl Consistency {
     }
 
     pub fn report(&self) -> String {
+        let ties = match self.predicted_best_ties {
+            1 => String::new(),
+            k => format!(" (first by name of {k} tied)"),
+        };
         format!(
-            "architectures: {}\nKendall tau-b: {:.4}\nSpearman rho: {:.4}\nPearson r: {:.4}\nprecision@top1%: {:.4}\nprecision@top5%: {:.4}\nprecision@top10%: {:.4}\npredicted best: {}\n  true accuracy {:.2} (true rank {} of {}; best true accuracy {:.2})\n",
+            "architectures: {}\nKendall tau-b: {:.4}\nSpearman rho: {:.4}\nPearson r: {:.4}\nKendall tau-b among the true top 5%: {:.4}\nKendall tau-b among the true top 10%: {:.4}\nprecision@top1%: {:.4}\nprecision@top5%: {:.4}\nprecision@top10%: {:.4}\npredicted best{ties}: {}\n  true accuracy {:.2} (true rank {} of {}; best true accuracy {:.2})\n",
             self.n,
             self.kendall_tau,
             self.spearman_rho,
             self.pearson_r,
+            self.kendall_tau_top5,
+            self.kendall_tau_top10,
             self.precision_top1,
             self.precision_top5,
             self.precision_top10,

@@ -20,7 +20,8 @@ const EMBEDDED_TABLE: &[u8] = include_bytes!("../data/embedded/ground_truth.csv"
 /// reference setting (data/nb201/README.md).
 const NB201_PROXIES_CIFAR10: &[u8] = include_bytes!("../data/nb201/proxies_cifar10.csv.gz");
 
-/// Where a table comes from: a CSV file, or one built into pada.
+/// Where a table comes from: a CSV file, or one built into pada. Written as
+/// on the command line (`embedded`, `nb201:cifar10`, a path), also in JSON.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TableSource {
     File(PathBuf),
@@ -38,12 +39,23 @@ pub enum TableSource {
 impl TableSource {
     const NB201_SETS: [&'static str; 3] = ["cifar10", "cifar100", "imagenet16"];
 
-    /// The accuracy column this table is read by unless one is named.
+    /// The accuracy column this table is read by unless one is named: a
+    /// built-in table's own, `test_accuracy` in a ground-truth file (as
+    /// `pada groundtruth` writes).
     pub fn default_column(&self) -> &str {
         match self {
             TableSource::Nb201(set) => set,
             TableSource::Nb201Proxies => "synflow",
             _ => "test_accuracy",
+        }
+    }
+
+    /// The score column a table of predictions is read by unless one is
+    /// named: a built-in table's own, `accuracy` in a file (as `pada rank` writes).
+    pub fn default_prediction_column(&self) -> &str {
+        match self {
+            TableSource::File(_) => "accuracy",
+            _ => self.default_column(),
         }
     }
 
@@ -79,6 +91,18 @@ impl FromStr for TableSource {
                 None => TableSource::File(PathBuf::from(s)),
             },
         })
+    }
+}
+
+impl serde::Serialize for TableSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TableSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -128,13 +152,19 @@ fn arch_column(path: &TableSource, headers: &[String], first: &csv::StringRecord
     if let Some(i) = headers.iter().position(|h| h == "arch").filter(|&i| looks_like(i)) {
         return Ok(i);
     }
-    (0..headers.len()).find(|&i| looks_like(i)).with_context(|| {
-        format!(
-            "{}: no column holds NAS-Bench-201 architecture strings (columns: {}); name one with --arch-column",
-            path,
-            headers.join(", ")
-        )
-    })
+    if let Some(i) = (0..headers.len()).find(|&i| looks_like(i)) {
+        return Ok(i);
+    }
+    // no column parses: the `arch` column's (else the first column's) own
+    // parse error says what is wrong with its strings
+    let guess = headers.iter().position(|h| h == "arch").unwrap_or(0);
+    let why = first.get(guess).and_then(|v| v.trim().parse::<Genotype>().err()).map_or(String::new(), |e| format!(": {e}"));
+    bail!(
+        "{}: no column holds NAS-Bench-201 architecture strings (columns: {}); row 2, column '{}'{why}; name the column with --arch-column",
+        path,
+        headers.join(", "),
+        headers[guess]
+    )
 }
 
 fn parse_archs(path: &TableSource, headers: &[String], rows: &[csv::StringRecord], col: usize) -> anyhow::Result<Vec<Genotype>> {

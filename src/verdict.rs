@@ -12,16 +12,21 @@ use crate::arch::Genotype;
 use crate::backend::Backend;
 use crate::data::Data;
 use crate::eval::EvalSet;
+use crate::progress::{rate_and_eta, Reporter};
 use crate::rank::{score, Scored};
 use crate::rankstats::Consistency;
 use crate::supernet::Supernet;
 use crate::table::{columns, read_arch_table, ArchTable, TableSource};
+pub use crate::train::config::{default_images, VerdictArchs, VerdictSpec};
 
 /// A ranking's consistency with the ground truth, and the reference rows.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Verdict {
     /// The ground truth (`embedded`, `nb201:cifar10`, a CSV).
     pub ground_truth: String,
+    /// The settings it was made with (none in verdicts from before pada recorded them).
+    #[serde(default)]
+    pub spec: Option<VerdictSpec>,
     /// Test images each architecture was scored on.
     pub images: usize,
     pub supernet: Consistency,
@@ -35,36 +40,6 @@ pub struct Verdict {
 pub struct Reference {
     pub name: String,
     pub consistency: Consistency,
-}
-
-/// How many of a ground truth's architectures a verdict ranks
-/// (`--verdict-archs`): all of them, or a fixed sample.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VerdictArchs {
-    All,
-    Sample(usize),
-}
-
-impl std::str::FromStr for VerdictArchs {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s {
-            "all" => Ok(VerdictArchs::All),
-            _ => match s.parse::<usize>() {
-                Ok(n) if n >= 2 => Ok(VerdictArchs::Sample(n)),
-                _ => anyhow::bail!("--verdict-archs {s:?}: expected all or a number of architectures (at least 2)"),
-            },
-        }
-    }
-}
-
-impl std::fmt::Display for VerdictArchs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VerdictArchs::All => write!(f, "all"),
-            VerdictArchs::Sample(n) => write!(f, "{n}"),
-        }
-    }
 }
 
 /// The ground truth's architectures and accuracies: every row (`All`), or a
@@ -100,6 +75,7 @@ pub fn references<B: Backend>(
     truth: &ArchTable,
     config: crate::supernet::SupernetConfig,
     data: &Data,
+    quiet: bool,
 ) -> anyhow::Result<Vec<Reference>> {
     let names: Vec<String> = truth.archs.iter().map(|g| g.to_string()).collect();
     let mut out = Vec::new();
@@ -122,6 +98,8 @@ pub fn references<B: Backend>(
             kendall_tau: mean(|c| c.kendall_tau),
             spearman_rho: mean(|c| c.spearman_rho),
             pearson_r: mean(|c| c.pearson_r),
+            kendall_tau_top5: mean(|c| c.kendall_tau_top5),
+            kendall_tau_top10: mean(|c| c.kendall_tau_top10),
             ..pairs[0].clone()
         };
         out.push(Reference { name: format!("noise ceiling (seed vs seed, {} seeds)", seeds.len()), consistency: ceiling });
@@ -136,7 +114,17 @@ pub fn references<B: Backend>(
     let (columns, setting) = match built_in {
         Some(columns) => (columns, Some("C=16 N=5")),
         None => {
-            let proxies = crate::proxies::for_archs(be, config, data, 64, 0, &truth.archs, |_, _| {})?;
+            let n = truth.archs.len();
+            let (mut progress, start) = (Reporter::new(quiet, n as u64, "[{bar:30}] {pos}/{len} {msg}"), std::time::Instant::now());
+            let proxies = crate::proxies::for_archs(be, config, data, 64, 0, &truth.archs, |k, _| {
+                progress.update(k as u64 + 1, n as u64, || {
+                    format!(
+                        "reference rows: zero-cost proxies of {}/{n} architectures, {}",
+                        k + 1,
+                        rate_and_eta(k + 1, n, start, "architectures")
+                    )
+                })
+            })?;
             ((0..crate::proxies::COLUMNS.len()).map(|k| proxies.iter().map(|p| p.values()[k]).collect()).collect(), None)
         }
     };
@@ -172,26 +160,34 @@ fn column_of(src: &TableSource, column: &str, archs: &[Genotype]) -> anyhow::Res
 /// Scores the architectures of `truth` with `net`'s weights on the first
 /// `images` images of `data`'s test split, and compares with `truth`, beside
 /// the `references` ([`references`]: the same for every run of a sweep).
+#[allow(clippy::too_many_arguments)]
 pub fn verdict<B: Backend>(
     be: &B,
     net: &Supernet<B>,
     data: &Data,
-    images: usize,
-    gt: &TableSource,
+    spec: &VerdictSpec,
     truth: &ArchTable,
     references: Vec<Reference>,
+    quiet: bool,
 ) -> anyhow::Result<Verdict> {
-    let test = data.test.subset(&(0..images.min(data.test.len())).collect::<Vec<_>>());
+    let test = data.test.subset(&(0..spec.images.min(data.test.len())).collect::<Vec<_>>());
     let set = EvalSet::new(be, &test, &data.norm, 512);
+    let n = truth.archs.len();
+    let (mut progress, start) = (Reporter::new(quiet, n as u64, "[{bar:30}] {pos}/{len} {msg}"), std::time::Instant::now());
     let mut scored: Vec<Scored> = Vec::new();
     score(be, net, &set, &truth.archs, |chunk| {
         scored.extend_from_slice(chunk);
+        progress.update(scored.len() as u64, n as u64, || {
+            format!("verdict: scored {}/{n} architectures, {}", scored.len(), rate_and_eta(scored.len(), n, start, "architectures"))
+        });
         Ok(())
     })?;
+    progress.finish();
     let pred: Vec<f64> = scored.iter().map(|s| s.accuracy).collect();
     let names: Vec<String> = truth.archs.iter().map(|g: &Genotype| g.to_string()).collect();
     Ok(Verdict {
-        ground_truth: gt.to_string(),
+        ground_truth: spec.ground_truth.to_string(),
+        spec: Some(spec.clone()),
         images: test.len(),
         supernet: Consistency::of(&names, &pred, &truth.values)?,
         references,
@@ -199,14 +195,34 @@ pub fn verdict<B: Backend>(
     })
 }
 
-/// The verdict as a few lines for a terminal or a log.
+/// The verdict as a table for a terminal or a log: Kendall tau and Spearman
+/// over every architecture judged, Kendall tau among the true top 10% and
+/// 5%, and the true rank of each predictor's best.
 pub fn report(v: &Verdict) -> String {
+    let width = v.references.iter().map(|r| r.name.len()).chain([13]).max().unwrap_or(13);
     let row = |name: &str, c: &Consistency| {
-        format!("  {name:<38} {:>8.3} {:>8.3}   {:>4} of {}\n", c.kendall_tau, c.spearman_rho, c.predicted_best_true_rank, c.n)
+        format!(
+            "  {name:<width$} {:>8.3} {:>8.3} {:>8.3} {:>8.3}   {:>4} of {}\n",
+            c.kendall_tau, c.spearman_rho, c.kendall_tau_top10, c.kendall_tau_top5, c.predicted_best_true_rank, c.n
+        )
     };
     let mut s = format!(
-        "ranking of {} ground-truth architectures ({}), supernet scored on {} test images:\n  {:<38} {:>8} {:>8}   {}\n",
-        v.supernet.n, v.ground_truth, v.images, "", "Kendall", "Spearman", "true rank of the predicted best"
+        "ranking of {} ground-truth architectures ({}), supernet scored on {} test images:\n  {:<width$} {:>8} {:>8} {:>8} {:>8}   {}\n  {:<width$} {:>8} {:>8} {:>8} {:>8}   {}\n",
+        v.supernet.n,
+        v.ground_truth,
+        v.images,
+        "",
+        "Kendall",
+        "Spearman",
+        "Kendall",
+        "Kendall",
+        "true rank of",
+        "",
+        "",
+        "",
+        "top 10%",
+        "top 5%",
+        "the predicted best"
     );
     s += &row("this supernet", &v.supernet);
     for r in &v.references {
@@ -215,39 +231,47 @@ pub fn report(v: &Verdict) -> String {
     s
 }
 
-/// Test images a verdict scores each architecture on unless told: 2,000 on
-/// the embedded data (its first command's measured setting), 1,000 elsewhere
-/// (on CIFAR-10 1,000 rank as well as 2,000 in half the time: README).
-pub fn default_images(data: &crate::data::DataSpec) -> usize {
-    if *data == crate::data::DataSpec::Embedded {
-        2000
-    } else {
-        1000
+/// `spec` with its ground truth checked now (read, sampled, a file named by
+/// its absolute path so that a resumed run finds it), before any training:
+/// a bad table must not wait for the end of a long run.
+pub fn checked(mut spec: VerdictSpec) -> anyhow::Result<VerdictSpec> {
+    anyhow::ensure!(spec.images > 0, "--verdict-images must be at least 1");
+    if let TableSource::File(p) = &spec.ground_truth {
+        let abs = std::fs::canonicalize(p).with_context(|| format!("--ground-truth {}: cannot open it", p.display()))?;
+        spec.ground_truth = TableSource::File(abs);
     }
+    truth_sample(&spec.ground_truth, spec.archs).with_context(|| format!("--ground-truth {}", spec.ground_truth))?;
+    Ok(spec)
 }
 
-/// What to judge a trained run against (`pada train --ground-truth`, `pada sweep`).
-#[derive(Clone, Debug)]
-pub struct VerdictSpec {
-    pub ground_truth: TableSource,
-    /// Test images to score each architecture on (the first of the split).
-    pub images: usize,
-    /// Architectures to rank.
-    pub archs: VerdictArchs,
+/// A note when `gt` is a built-in ground truth of other data than `data`:
+/// the ranking then compares different tasks (not an error: it can be
+/// what a transfer study wants).
+pub fn mismatch_note(gt: &TableSource, data: &crate::data::DataSpec, data_name: &str) -> Option<String> {
+    let built_in = !matches!(gt, TableSource::File(_));
+    (built_in && data.benchmark().as_ref() != Some(gt)).then(|| {
+        format!("note: {gt} holds accuracies measured on other data than this run's ({data_name}): the ranking compares different tasks")
+    })
 }
 
 /// Judges the run in `dir` (its final weights) and writes `verdict.json`
 /// there; the reference rows are `references` when given (a sweep computes
 /// them once for all its runs), else computed for the run's supernet size.
-pub fn judge<B: Backend>(be: &B, dir: &std::path::Path, spec: &VerdictSpec, references: Option<Vec<Reference>>) -> anyhow::Result<Verdict> {
+pub fn judge<B: Backend>(
+    be: &B,
+    dir: &std::path::Path,
+    spec: &VerdictSpec,
+    references: Option<Vec<Reference>>,
+    quiet: bool,
+) -> anyhow::Result<Verdict> {
     let (record, net) = crate::rank::load_run(be, dir)?;
     let data = record.train.data.load()?;
     let truth = truth_sample(&spec.ground_truth, spec.archs)?;
     let references = match references {
         Some(r) => r,
-        None => self::references(be, &spec.ground_truth, &truth, net.config, &data)?,
+        None => self::references(be, &spec.ground_truth, &truth, net.config, &data, quiet)?,
     };
-    let v = verdict(be, &net, &data, spec.images, &spec.ground_truth, &truth, references)?;
+    let v = verdict(be, &net, &data, spec, &truth, references, quiet)?;
     crate::fsutil::write_atomic(&dir.join(VERDICT), serde_json::to_string_pretty(&v)?.as_bytes())?;
     Ok(v)
 }

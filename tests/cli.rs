@@ -66,12 +66,21 @@ fn train_groundtruth_rank_search_plot() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     train_tiny(&run, "pada", &[]);
+    // 12 random architectures ranked in two goes (6, then 12: the first 6 of the same shuffle are kept)
+    let run_s = run.to_str().unwrap();
+    ok(&["rank", "--run", run_s, "--archs", "6", "-q"]);
+    ok(&["rank", "--run", run_s, "--archs", "12", "-q"]);
+    let rank = std::fs::read_to_string(run.join("rank.csv")).unwrap();
+    assert_eq!(rank.lines().count(), 13, "12 rows, none twice:\n{rank}");
+    assert!(rank.starts_with("arch,accuracy,loss\n"));
+    // their stand-alone accuracies: a ground truth
     let gt = tmp.path().join("gt.csv");
     let gt_s = gt.to_str().unwrap();
+    let ranked = run.join("rank.csv");
     ok(&[
         "groundtruth",
         "--archs",
-        "12",
+        ranked.to_str().unwrap(),
         "--epochs",
         "1",
         "--data",
@@ -87,14 +96,9 @@ fn train_groundtruth_rank_search_plot() {
         "-q",
     ]);
     assert_eq!(std::fs::read_to_string(&gt).unwrap().lines().count(), 13);
-    // the same 12 (first 12 of the seed's shuffle) are ranked, in two goes: 6 then the rest
-    let run_s = run.to_str().unwrap();
-    ok(&["rank", "--run", run_s, "--archs", "6", "-q"]);
     let out = ok(&["rank", "--run", run_s, "--archs", "12", "--ground-truth", gt_s, "--gt-column", "test_accuracy", "-q"]);
-    assert!(out.contains("Kendall tau-b") && out.contains("precision@top10%"), "{out}");
-    let rank = std::fs::read_to_string(run.join("rank.csv")).unwrap();
-    assert_eq!(rank.lines().count(), 13, "12 rows, none twice:\n{rank}");
-    assert!(rank.starts_with("arch,accuracy,loss\n"));
+    assert!(out.contains("Kendall tau-b") && out.contains("precision@top10%") && out.contains("true top 5%"), "{out}");
+    assert_eq!(std::fs::read_to_string(run.join("rank.csv")).unwrap(), rank, "nothing scored twice");
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("rank.summary.json")).unwrap()).unwrap();
     assert_eq!(summary["architectures"], 12);
     assert!(summary["consistency"]["kendall_tau"].is_number());
@@ -108,19 +112,85 @@ fn train_groundtruth_rank_search_plot() {
     // search on held-out training images, with true accuracies where known
     let s = ok(&["search", "--run", run_s, "--strategy", "exhaustive", "--archs", "12", "--top", "3", "--ground-truth", gt_s]);
     assert!(s.contains("(true "), "{s}");
-    let s = ok(&["search", "--run", run_s, "--population", "6", "--iterations", "2", "--parents", "3", "--top", "2"]);
+    let o = pada(&["search", "--run", run_s, "--population", "6", "--iterations", "2", "--parents", "3", "--top", "2"]);
+    let (s, e) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(s.lines().filter(|l| l.contains("|+|")).count() == 2, "{s}");
+    // no holdout: said so, with the way to hold images out, and no claim of held-out data
+    assert!(e.contains("pada train --holdout") && s.contains("training images the supernet saw") && !s.contains("held-out"), "{e}\n{s}");
+    // --iterations 2: the initial population and generations 1 and 2
+    assert!(e.contains("initial population") && e.contains("generation 2 of 2") && !e.contains("generation 3"), "{e}");
+    for (flag, value, want) in [
+        ("--mutation-prob", "2", "--mutation-prob must be a probability"),
+        ("--mutation-prob", "nan", "--mutation-prob must be a probability"),
+        ("--parents", "0", "--parents must be between 1 and --population"),
+        ("--population", "1", "--population must be at least 2"),
+        ("--iterations", "0", "--iterations must be at least 1"),
+    ] {
+        let started = std::time::Instant::now();
+        let e = err(&["search", "--run", run_s, flag, value]);
+        assert!(e.contains(want) && e.trim().lines().count() == 1, "{flag} {value}: {e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{flag}: checked before any scoring");
+    }
     // plots
     let p = ok(&["plot", "--run", run_s]);
     for f in ["loss.png", "accuracy.svg", "path_distribution.png", "data_ess.png", "rank.png"] {
         assert!(run.join("plots").join(f).exists(), "{f} missing:\n{p}");
     }
+    let e = err(&["plot", "--run", tmp.path().join("nope").to_str().unwrap()]);
+    assert!(e.contains("is nope a pada run directory") || e.contains("a pada run directory"), "{e}");
+}
+
+/// The verdict's scatter is drawn by `pada plot --run`; a verdict prints
+/// Kendall tau among the true top 10% and 5%; every long phase prints plain
+/// progress lines (here every update: PADA_PROGRESS_SECONDS=0).
+#[test]
+fn verdict_progress_and_its_plot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_pada"))
+        .args(["train", "--data", DATA, "--epochs", "1", "--batch-size", "32", "--channels", "2", "--cells", "1"])
+        .args(["--ground-truth", "embedded", "--verdict-archs", "24", "--out", run.to_str().unwrap()])
+        .env("PADA_PROGRESS_SECONDS", "0")
+        .output()
+        .unwrap();
+    let (out, e) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{e}");
+    for phase in [
+        "epoch 1/1 step",
+        "summary.json: test accuracy of random architecture 5 of 5",
+        "reference rows: zero-cost proxies of 24/24",
+        "verdict: scored 24/24",
+    ] {
+        assert!(e.contains(phase), "no progress line '{phase}':\n{e}");
+    }
+    assert!(e.contains("done: 1 epoch,") && !e.contains("1 epochs"), "{e}");
+    assert!(out.contains("top 10%") && out.contains("top 5%") && out.contains("synflow with batch norm"), "{out}");
+    // every row of the table lines up
+    let widths: Vec<usize> = out.lines().skip(3).map(|l| l.find(" of ").unwrap()).collect();
+    assert!(widths.windows(2).all(|w| w[0] == w[1]), "{out}");
+    let p = ok(&["plot", "--run", run.to_str().unwrap()]);
+    assert!(run.join("plots/verdict.png").exists() && run.join("plots/verdict.svg").exists(), "{p}");
+}
+
+/// `pada rank --archs N` does not draw the architectures of a ground truth
+/// drawn with the run's seed (the embedded one was drawn with seed 0).
+#[test]
+fn random_rankings_are_not_the_ground_truths_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    train_tiny(&run, "spos", &[]);
+    ok(&["rank", "--run", run.to_str().unwrap(), "--archs", "50", "-q"]);
+    let gt = pada::table::read_arch_table(&"embedded".parse().unwrap(), None, "test_accuracy").unwrap();
+    let ranked = pada::table::read_archs(&run.join("rank.csv"), None).unwrap();
+    let common = ranked.iter().filter(|g| gt.archs.contains(g)).count();
+    assert!(common <= 3, "{common} of the 50 random architectures are in the embedded ground truth");
 }
 
 #[test]
 fn compare_built_in_tables_by_keyword() {
-    // NAS-Bench-201's CIFAR-10 ranking against its CIFAR-100 one (scipy: tau-b 0.8820)
-    let out = ok(&["compare", "nb201:cifar10", "nb201:cifar100", "--pred-column", "cifar10"]);
+    // NAS-Bench-201's CIFAR-10 ranking against its CIFAR-100 one (scipy: tau-b 0.8820), by
+    // their default columns
+    let out = ok(&["compare", "nb201:cifar10", "nb201:cifar100"]);
     assert!(out.contains("Kendall tau-b: 0.8820") && out.contains("architectures: 15625"), "{out}");
     // the embedded ground truth against itself, by its mean and by one seed
     let out = ok(&["compare", "embedded", "embedded", "--pred-column", "test_accuracy"]);
@@ -186,4 +256,22 @@ fn rank_shards_merge_to_the_unsharded_ranking() {
     assert_eq!(rows(&listed), rows(&whole));
     let e = err(&["rank", "--run", r, "--shard", "3/3"]);
     assert!(e.contains("--shard") && e.contains("0 <= I < N"), "{e}");
+}
+
+/// `pada <command> --help` describes every flag and argument of every command.
+#[test]
+fn every_flag_has_help() {
+    use clap::CommandFactory;
+    let cli = pada::cli::Cli::command();
+    let mut missing = Vec::new();
+    for sub in cli.get_subcommands() {
+        assert!(sub.get_about().is_some(), "pada {} has no description", sub.get_name());
+        for arg in sub.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id != "help" && id != "version" && arg.get_help().is_none() {
+                missing.push(format!("pada {} {}", sub.get_name(), arg.get_long().map_or(id.to_string(), |l| format!("--{l}"))));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no help text: {}", missing.join(", "));
 }

@@ -79,17 +79,84 @@ fn kendall_matches_brute_force_on_random_tied_data() {
 
 #[test]
 fn precision_at_top_k() {
+    let names: Vec<String> = (0..100).map(|i| format!("{i:03}")).collect();
     let truth: Vec<f64> = (0..100).map(|i| i as f64).collect();
-    assert_eq!(precision_at_top(&truth, &truth, 10.0), 1.0);
+    assert_eq!(precision_at_top(&names, &truth, &truth, 10.0), 1.0);
     let rev: Vec<f64> = truth.iter().map(|v| -v).collect();
-    assert_eq!(precision_at_top(&rev, &truth, 10.0), 0.0);
+    assert_eq!(precision_at_top(&names, &rev, &truth, 10.0), 0.0);
     // top 5 of 100: predicted puts 97..99 and two misses on top
     let mut pred = truth.clone();
     pred[0] = 1000.0;
     pred[1] = 999.0;
-    assert_eq!(precision_at_top(&pred, &truth, 5.0), 3.0 / 5.0);
-    let c = Consistency::of(&(0..100).map(|i| i.to_string()).collect::<Vec<_>>(), &pred, &truth).unwrap();
-    assert_eq!((c.predicted_best.as_str(), c.predicted_best_true_rank, c.predicted_best_true_accuracy), ("0", 100, 0.0));
+    assert_eq!(precision_at_top(&names, &pred, &truth, 5.0), 3.0 / 5.0);
+    let c = Consistency::of(&names, &pred, &truth).unwrap();
+    assert_eq!((c.predicted_best.as_str(), c.predicted_best_true_rank, c.predicted_best_true_accuracy), ("000", 100, 0.0));
+}
+
+/// Every metric is the same whatever the order of the rows: tied predictions
+/// are broken by the architecture names, so `pada compare` (rows in the
+/// prediction's order) and a verdict (rows in the ground truth's order) agree.
+#[test]
+fn ties_are_broken_by_name_whatever_the_row_order() {
+    use rand::{seq::SliceRandom, Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let n = 120;
+    let names: Vec<String> = (0..n).map(|i| format!("arch{:03}", (i * 37) % n)).collect();
+    // a coarse predictor: many ties, also at the top (as the parameter count)
+    let pred: Vec<f64> = (0..n).map(|_| rng.random_range(0..6) as f64).collect();
+    let truth: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..100.0)).collect();
+    let base = Consistency::of(&names, &pred, &truth).unwrap();
+    assert!(base.predicted_best_ties > 1, "the test needs ties at the top");
+    let tied_names: Vec<&String> = (0..n).filter(|&i| pred[i] == 5.0).map(|i| &names[i]).collect();
+    assert_eq!(&base.predicted_best, *tied_names.iter().min().unwrap(), "the first by name among the tied");
+    for _ in 0..10 {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        let pick = |v: &[f64]| order.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        let shuffled_names: Vec<String> = order.iter().map(|&i| names[i].clone()).collect();
+        let c = Consistency::of(&shuffled_names, &pick(&pred), &pick(&truth)).unwrap();
+        assert_eq!(c.predicted_best, base.predicted_best);
+        assert_eq!(c.predicted_best_true_rank, base.predicted_best_true_rank);
+        assert_eq!(
+            (c.precision_top1, c.precision_top5, c.precision_top10),
+            (base.precision_top1, base.precision_top5, base.precision_top10)
+        );
+        assert_eq!(
+            (c.kendall_tau_top5.to_bits(), c.kendall_tau_top10.to_bits()),
+            (base.kendall_tau_top5.to_bits(), base.kendall_tau_top10.to_bits())
+        );
+    }
+}
+
+/// Kendall tau among the true top k%: the best max(2, round(n k / 100)) by
+/// ground truth, checked by hand; and a predictor perfect overall but
+/// reversed among the best scores well overall and -1 there.
+#[test]
+fn kendall_tau_among_the_true_top() {
+    use pada::rankstats::kendall_tau_top;
+    let names: Vec<String> = (0..40).map(|i| format!("{i:02}")).collect();
+    let truth: Vec<f64> = (0..40).map(|i| i as f64).collect();
+    let mut pred = truth.clone();
+    // the true top 10% (4 architectures: 36..39) in reverse order, below nothing else
+    for (i, p) in pred.iter_mut().enumerate().skip(36) {
+        *p = 100.0 - i as f64;
+    }
+    assert_eq!(kendall_tau_top(&names, &pred, &truth, 10.0), -1.0);
+    assert_eq!(kendall_tau_top(&names, &pred, &truth, 5.0), -1.0, "2 architectures: 38 and 39, reversed");
+    assert!(kendall_tau_b(&pred, &truth) > 0.8);
+    assert_eq!(kendall_tau_top(&names, &truth, &truth, 10.0), 1.0);
+    // top 10% by hand: 4 of 40; pred over them = [3, 1, 2, 4] for truth [36, 37, 38, 39]
+    let mut p = truth.clone();
+    (p[36], p[37], p[38], p[39]) = (3.0, 1.0, 2.0, 4.0);
+    assert_abs_diff_eq!(kendall_tau_top(&names, &p, &truth, 10.0), kendall_tau_b(&[3.0, 1.0, 2.0, 4.0], &[36.0, 37.0, 38.0, 39.0]));
+    let c = Consistency::of(&names, &p, &truth).unwrap();
+    assert_abs_diff_eq!(c.kendall_tau_top10, 1.0 / 3.0, epsilon = 1e-12);
+    // NaN (a constant predictor among the best) survives a JSON round trip as null
+    let flat = Consistency::of(&names, &vec![1.0; 40], &truth).unwrap();
+    assert!(flat.kendall_tau.is_nan());
+    let back: Consistency = serde_json::from_str(&serde_json::to_string(&flat).unwrap()).unwrap();
+    assert!(back.kendall_tau.is_nan() && back.kendall_tau_top5.is_nan());
+    assert_eq!(back.predicted_best_ties, 40);
 }
 
 #[test]
@@ -158,7 +225,7 @@ fn cifar10_verdict_reads_the_built_in_proxies() {
     // the run's own size and data would be used only without the table
     let data = "synthetic:3x8x8:20:10:10".parse::<pada::data::DataSpec>().unwrap().load().unwrap();
     let config = pada::supernet::SupernetConfig { channels: 4, cells: 1, classes: 10, input: data.shape() };
-    let refs = references(&CpuBackend::<f32>::new(), &gt, &truth, config, &data).unwrap();
+    let refs = references(&CpuBackend::<f32>::new(), &gt, &truth, config, &data, true).unwrap();
     let names: Vec<String> = truth.archs.iter().map(|g| g.to_string()).collect();
     let table: TableSource = "nb201-proxies:cifar10".parse().unwrap();
     let synflow = read_arch_table(&table, None, "synflow").unwrap();
@@ -208,6 +275,10 @@ fn table_errors_name_the_problem() {
     assert!(err(&p, "acc").contains("unknown op"), "{}", err(&p, "acc"));
     let p = write("noarch.csv", "x,acc\n1,2\n");
     assert!(err(&p, "acc").contains("no column holds NAS-Bench-201"));
+    // an `arch` column whose strings are all malformed: the first row's own parse error
+    let p = write("allbad.csv", &format!("arch,acc\n{},1\n", a.replace("~0|+", "~0+")));
+    let e = err(&p, "acc");
+    assert!(e.contains("column 'arch'") && e.contains("node 1"), "{e}");
     let p = write("empty.csv", "arch,acc\n");
     assert!(err(&p, "acc").contains("no rows"));
     let t = read_arch_table(&TableSource::File(write("ok.csv", &format!("id,name,acc\n7,{a},1.5\n8,{b},2.5\n"))), None, "acc").unwrap();

@@ -428,7 +428,11 @@ fn sweep_resumes_after_a_kill_keeping_finished_runs() {
     assert_eq!(std::fs::read(cut.join("spos-seed3/verdict.json")).unwrap(), first_verdict, "the finished run is kept as it was");
     // the same table as an uninterrupted sweep (training times aside)
     let rows = |d: &Path| -> Vec<String> {
-        std::fs::read_to_string(d.join("sweep.csv")).unwrap().lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
+        let mut rd = csv::Reader::from_path(d.join("sweep.csv")).unwrap();
+        let seconds = rd.headers().unwrap().iter().position(|h| h == "train_seconds").unwrap();
+        rd.records()
+            .map(|r| r.unwrap().iter().enumerate().filter(|(i, _)| *i != seconds).map(|(_, v)| v).collect::<Vec<_>>().join(","))
+            .collect()
     };
     assert_eq!(rows(&whole), rows(&cut));
     for f in ["supernet.safetensors", "checkpoint.safetensors"] {
@@ -449,4 +453,129 @@ fn sweep_resumes_after_a_kill_keeping_finished_runs() {
         let row = format!("| *{}* | | {:.3} |", r["name"].as_str().unwrap(), r["consistency"]["kendall_tau"].as_f64().unwrap());
         assert!(md.contains(&row), "{row} not in\n{md}");
     }
+}
+
+/// A sweep keeps a finished run only when it was trained with the settings
+/// asked for (a changed train flag is an error naming the setting), makes its
+/// verdict again when the verdict's settings changed, and records the train
+/// flags in sweep.md and sweep.csv.
+#[test]
+fn sweep_keeps_only_runs_of_the_settings_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    let sweep = |extra_train: &[&str], extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<&str> = vec!["sweep", "--methods", "spos", "--seeds", "0", "--out", out.to_str().unwrap(), "-q"];
+        v.extend(["--ground-truth", "embedded"]);
+        v.extend_from_slice(extra);
+        v.extend(["--", "--data", "synthetic:1x8x8:64:200:10", "--cells", "1", "--batch-size", "32"]);
+        v.extend_from_slice(extra_train);
+        v.iter().map(|s| s.to_string()).collect()
+    };
+    let run = |args: Vec<String>| pada(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(sweep(&["--epochs", "1", "--channels", "2"], &["--verdict-archs", "20"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(out.join("sweep.md")).unwrap();
+    assert!(md.contains("(20 architectures") && md.contains("train flags: `--data synthetic:1x8x8:64:200:10"), "{md}");
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().contains("train_flags") && csv.contains("--channels 2"), "{csv}");
+    // other train settings: refused, naming each difference
+    for (flags, want) in [
+        (vec!["--epochs", "2", "--channels", "2"], "epochs 1 (asked: 2)"),
+        (vec!["--epochs", "1", "--channels", "3"], "channels 2 (asked: 3)"),
+        (vec!["--epochs", "1", "--channels", "2", "--lr", "0.1"], "lr 0.05 (asked: 0.1)"),
+    ] {
+        let o = run(sweep(&flags, &["--verdict-archs", "20"]));
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(want) && e.contains("another --out"), "{flags:?}: {e}");
+        assert_eq!(e.lines().filter(|l| l.starts_with("error:")).count(), 1, "one error line: {e}");
+    }
+    // other verdict settings: the run is judged again, not retrained
+    let weights = std::fs::read(out.join("spos-seed0/supernet.safetensors")).unwrap();
+    let o = run(sweep(&["--epochs", "1", "--channels", "2"], &["--verdict-archs", "30"]));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("judging it again"), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(out.join("sweep.md")).unwrap();
+    assert!(md.contains("(30 architectures"), "{md}");
+    assert_eq!(std::fs::read(out.join("spos-seed0/supernet.safetensors")).unwrap(), weights, "not retrained");
+    // the sweep owns --out, --seed and --resume: one line saying so
+    for bad in [["--out", "x"], ["--seed", "3"]] {
+        let o = run(sweep(&bad, &[]));
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains("the sweep owns its folder") && e.trim().lines().count() == 1, "{e}");
+    }
+    let o = run(sweep(&["--verdict-archs", "5"], &[]));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("give it before --"), "{e}");
+}
+
+/// `pada train --resume` judges with the verdict settings the run recorded,
+/// and a bad ground truth fails before the first step.
+#[test]
+fn resume_keeps_the_verdict_settings_and_bad_inputs_fail_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let d = dir.to_str().unwrap();
+    let o = pada(&train_args(d, &["--epochs", "3", "--ground-truth", "embedded", "--verdict-archs", "17", "--verdict-images", "9"]));
+    assert!(o.status.success());
+    // cut the run back to its first epoch, as a kill would leave it... then resume
+    let full: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("verdict.json")).unwrap()).unwrap();
+    assert_eq!((full["supernet"]["n"].as_u64(), full["images"].as_u64()), (Some(17), Some(9)));
+    let cut = tmp.path().join("cut");
+    let c = cut.to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pada"))
+        .args(train_args(c, &["--epochs", "40", "--ground-truth", "embedded", "--verdict-archs", "17", "--verdict-images", "9"]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !cut.join("checkpoint.safetensors").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no first epoch");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_file(cut.join("verdict.json")); // (had it finished before the kill)
+    let o = pada(&["train", "--resume", c, "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(cut.join("verdict.json")).unwrap()).unwrap();
+    assert_eq!((v["supernet"]["n"].as_u64(), v["images"].as_u64(), v["ground_truth"].as_str()), (Some(17), Some(9), Some("embedded")));
+    // a ground truth that cannot be read fails at once: no run directory, no training
+    for (gt, want) in [("/nonexistent.csv", "cannot open"), ("nb201:cifar11", "no set 'cifar11'")] {
+        let bad = tmp.path().join("bad");
+        let started = std::time::Instant::now();
+        let o = pada(&train_args(bad.to_str().unwrap(), &["--epochs", "30", "--ground-truth", gt]));
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(want), "{gt}: {e}");
+        assert!(!bad.exists() && started.elapsed() < Duration::from_secs(5), "{gt}: checked before training");
+    }
+}
+
+/// A closed stdout or stderr (`pada rank ... 2>&1 | head -1`) does not stop
+/// long work: the results land and the exit is clean.
+#[test]
+fn closed_output_streams_do_not_stop_the_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let d = dir.to_str().unwrap();
+    let closed = |args: Vec<&str>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pada"))
+            .args(&args)
+            .env("PADA_PROGRESS_SECONDS", "0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // the reading ends go away at once: every write fails with a broken pipe
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "pada {args:?}: {status}");
+    };
+    let mut args = train_args(d, &["--epochs", "2", "--ground-truth", "embedded", "--verdict-archs", "12"]);
+    args.retain(|a| *a != "-q");
+    closed(args);
+    assert!(dir.join("summary.json").exists() && dir.join("verdict.json").exists());
+    closed(vec!["rank", "--run", d, "--archs", "30"]);
+    let rows = std::fs::read_to_string(dir.join("rank.csv")).unwrap();
+    assert_eq!(rows.lines().count(), 31, "every architecture ranked");
 }

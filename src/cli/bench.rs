@@ -22,13 +22,16 @@ pub enum BenchConfig {
 pub struct BenchArgs {
     #[command(flatten)]
     pub dev: DeviceArgs,
+    /// The supernet and input the steps are timed at.
     #[arg(long, value_enum, default_value = "nb201")]
     pub config: BenchConfig,
+    /// Training batch size of the timed steps.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// Timed steps (after the warm-up).
     #[arg(long, default_value_t = 32)]
     pub steps: usize,
+    /// Untimed steps first (buffer pools, caches, a GPU's clocks).
     #[arg(long, default_value_t = 4)]
     pub warmup: usize,
     /// Architectures evaluated for the ranking throughput.
@@ -77,8 +80,8 @@ struct Job {
 
 impl BackendJob for Job {
     fn run<B: Backend>(self, be: &B) -> anyhow::Result<()> {
-        let r = bench::run(be, &self.o, |m| eprintln!("{m}..."))?;
-        print!("{}", bench::format_report(&r));
+        let r = bench::run(be, &self.o, |m| crate::logln!("{m}..."))?;
+        crate::out!("{}", bench::format_report(&r));
         if let Some(p) = self.json {
             crate::fsutil::write_atomic(&p, serde_json::to_string_pretty(&r)?.as_bytes())?;
         }

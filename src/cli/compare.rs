@@ -13,14 +13,16 @@ pub struct CompareArgs {
     pub pred: TableSource,
     /// Ground truth: a CSV (e.g. `pada groundtruth` output), embedded, or nb201:cifar10|cifar100|imagenet16.
     pub gt: TableSource,
-    /// Score column of PRED.
-    #[arg(long, default_value = "accuracy")]
-    pub pred_column: String,
-    /// Accuracy column of GT [default: test_accuracy; the set's for nb201:SET].
+    /// Score column of PRED [default: accuracy, as `pada rank` writes; a built-in table's own].
+    #[arg(long)]
+    pub pred_column: Option<String>,
+    /// Accuracy column of GT [default: test_accuracy, as `pada groundtruth` writes; a built-in table's own].
     #[arg(long)]
     pub gt_column: Option<String>,
+    /// Architecture column of PRED [default: `arch` if it holds architecture strings, else the first column that does].
     #[arg(long, value_name = "NAME")]
     pub pred_arch_column: Option<String>,
+    /// Architecture column of GT [default: as for PRED].
     #[arg(long, value_name = "NAME")]
     pub gt_arch_column: Option<String>,
     /// One architecture per isomorphism class.
@@ -35,15 +37,16 @@ pub struct CompareArgs {
 }
 
 pub fn run(a: CompareArgs) -> anyhow::Result<()> {
-    let pred = read_arch_table(&a.pred, a.pred_arch_column.as_deref(), &a.pred_column)?;
+    let pred =
+        read_arch_table(&a.pred, a.pred_arch_column.as_deref(), a.pred_column.as_deref().unwrap_or(a.pred.default_prediction_column()))?;
     let gt = read_arch_table(&a.gt, a.gt_arch_column.as_deref(), a.gt_column.as_deref().unwrap_or(a.gt.default_column()))?;
     let (archs, p, t) = join(&pred, &gt, a.unique);
     if archs.len() < pred.archs.len() && !a.unique {
-        eprintln!("note: {} of {} architectures of {} are not in {}", pred.archs.len() - archs.len(), pred.archs.len(), a.pred, a.gt);
+        crate::logln!("note: {} of {} architectures of {} are not in {}", pred.archs.len() - archs.len(), pred.archs.len(), a.pred, a.gt);
     }
     let names: Vec<String> = archs.iter().map(|g| g.to_string()).collect();
     let c = Consistency::of(&names, &p, &t)?;
-    print!("{}", c.report());
+    crate::out!("{}", c.report());
     if let Some(j) = &a.json {
         crate::fsutil::write_atomic(j, serde_json::to_string_pretty(&c)?.as_bytes())?;
     }

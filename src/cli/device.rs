@@ -96,7 +96,7 @@ pub fn with_backend(device: &Device, precision: Option<Precision>, job: impl Bac
         #[cfg(feature = "cuda")]
         Device::Cuda(n) => {
             let be = crate::backend::gpu::cuda::CudaBackend::open_with(*n, precision)?;
-            eprintln!("device: {}", crate::backend::Memory::name(&be));
+            crate::logln!("device: {}", crate::backend::Memory::name(&be));
             job.run(&be)
         }
         #[cfg(not(feature = "cuda"))]

@@ -71,7 +71,7 @@ impl BackendJob for GradVarArgs {
             epoch: t.epoch,
         };
         let g = measure(be, &mut t.net, &draws);
-        println!(
+        crate::outln!(
             "gradient variance at the weights of {} (after {} epochs), drawn as {} does, {} batches of {}:",
             a.run.display(),
             t.epoch,
@@ -79,9 +79,9 @@ impl BackendJob for GradVarArgs {
             a.batches,
             bs
         );
-        println!("  (1/K) sum ||g_k - mean||^2 = {:.6e}", g.variance);
-        println!("  ||mean||^2                 = {:.6e}", g.mean_sq_norm);
-        println!("  relative variance          = {:.4}", g.relative);
+        crate::outln!("  (1/K) sum ||g_k - mean||^2 = {:.6e}", g.variance);
+        crate::outln!("  ||mean||^2                 = {:.6e}", g.mean_sq_norm);
+        crate::outln!("  relative variance          = {:.4}", g.relative);
         if let Some(j) = a.json {
             crate::fsutil::write_atomic(&j, serde_json::to_string_pretty(&g)?.as_bytes())?;
         }

@@ -34,28 +34,37 @@ pub struct GroundTruthArgs {
     /// Architectures: FILE (a CSV with an arch column) | N (N distinct random ones from --seed) | all.
     #[arg(long)]
     pub archs: ArchSelection,
+    /// The architecture column of --archs FILE [default: `arch` if it holds architecture strings, else the first column that does].
     #[arg(long, value_name = "NAME")]
     pub arch_column: Option<String>,
     /// Epochs of each stand-alone training (cosine schedule over them).
     #[arg(long)]
     pub epochs: usize,
+    /// Data to train and test on (as `pada train --data`).
     #[arg(long, default_value = "embedded")]
     pub data: DataSpec,
     /// Output CSV; architectures already in it are skipped, so an interrupted run resumes.
     #[arg(long)]
     pub out: PathBuf,
+    /// Training batch size.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
+    /// Channels of the first stage (C).
     #[arg(long, default_value_t = 16)]
     pub channels: usize,
+    /// Search cells per stage (N).
     #[arg(long, default_value_t = 5)]
     pub cells: usize,
+    /// Initial learning rate, annealed to 0 by a per-epoch cosine.
     #[arg(long, default_value_t = 0.05)]
     pub lr: f64,
+    /// SGD momentum.
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f64,
+    /// SGD weight decay, on all parameters.
     #[arg(long, default_value_t = 2.5e-4)]
     pub weight_decay: f64,
+    /// Augmentation: auto | none | cropN[+flip] (auto = crop4+flip on CIFAR, crop2 on 28x28).
     #[arg(long, default_value = "auto")]
     pub augment: AugmentChoice,
     /// Seed that picks N random architectures.
@@ -70,6 +79,7 @@ pub struct GroundTruthArgs {
     pub seeds: Option<super::SeedList>,
     #[command(flatten)]
     pub dev: DeviceArgs,
+    /// No progress display.
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -95,7 +105,7 @@ impl BackendJob for GroundTruthArgs {
         config.precision = a.dev.precision();
         config.validate()?;
         let data = Arc::new(a.data.load()?);
-        let archs = a.archs.resolve(a.seed, a.arch_column.as_deref(), a.unique)?;
+        let archs = a.archs.resolve(a.seed, crate::rank::Draw::Table, a.arch_column.as_deref(), a.unique)?;
         let seeds = a.seeds.clone().map_or(vec![a.seed], |s| s.0);
         let header = header(&seeds);
         let header: Vec<&str> = header.iter().map(String::as_str).collect();
@@ -105,7 +115,7 @@ impl BackendJob for GroundTruthArgs {
             .map(|(i, r)| r[0].parse().map_err(|e| anyhow::anyhow!("{} row {}: {e}", a.out.display(), i + 2)))
             .collect::<anyhow::Result<_>>()?;
         let todo: Vec<Genotype> = archs.iter().filter(|g| !done.contains(g)).copied().collect();
-        eprintln!(
+        crate::logln!(
             "stand-alone training of {} architectures ({} already in {}), {} seed(s) of {} epochs each on {}, {}",
             archs.len(),
             archs.len() - todo.len(),

@@ -50,7 +50,7 @@ fn plot_sweep(dir: &Path, out: &Path) -> anyhow::Result<()> {
     }
     let files =
         dot_rows(&out.join("kendall_tau"), "Kendall tau: every seed a dot, the bar its mean; grey: reference rows", "Kendall tau", &dots)?;
-    println!("{}\n{}", files[0].display(), files[1].display());
+    crate::outln!("{}\n{}", files[0].display(), files[1].display());
     Ok(())
 }
 
@@ -67,6 +67,7 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
     let mut written = Vec::new();
     let mut runs = Vec::new();
     for dir in &a.run {
+        read_record(dir)?; // a missing or foreign directory says so
         let m = read_metrics(dir)?;
         anyhow::ensure!(!m.is_empty(), "{}: metrics.jsonl has no epochs yet", dir.display());
         runs.push((label(dir)?, m));
@@ -128,8 +129,28 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
         let stem = if runs.len() == 1 { out.join("path_distribution") } else { out.join(format!("path_distribution_{i}")) };
         written.extend(chart(&stem, &format!("op sampling probability: {name}"), "epoch", "probability", &series, false)?);
     }
-    // the ranking scatter, where `pada rank` ran with a ground truth
+    // the ranking scatters: the verdict's, and `pada rank`'s where it ran with a ground truth
     for (i, dir) in a.run.iter().enumerate() {
+        let stem = |name: &str| if a.run.len() == 1 { out.join(name) } else { out.join(format!("{name}_{i}")) };
+        let verdict = dir.join(crate::verdict::VERDICT);
+        if let Ok(bytes) = std::fs::read(&verdict) {
+            let v: crate::verdict::Verdict = serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", verdict.display()))?;
+            let gt: TableSource = v.ground_truth.parse()?;
+            let truth = read_arch_table(&gt, None, gt.default_column())?;
+            let by_arch: std::collections::HashMap<String, f64> =
+                truth.archs.iter().map(|g| g.to_string()).zip(truth.values.iter().copied()).collect();
+            let points: Vec<(f64, f64)> = v.scores.iter().filter_map(|(arch, p)| by_arch.get(arch).map(|t| (*p, *t))).collect();
+            let title =
+                format!("{}: verdict, Kendall tau {:.3}, {} archs on {} images", runs[i].0, v.supernet.kendall_tau, v.supernet.n, v.images);
+            written.extend(chart(
+                &stem("verdict"),
+                &title,
+                "supernet accuracy (%)",
+                &format!("true accuracy ({})", v.ground_truth),
+                &[Series { name: String::new(), points }],
+                true,
+            )?);
+        }
         let summary = dir.join("rank.summary.json");
         let Ok(text) = std::fs::read_to_string(&summary) else { continue };
         let s: super::rank::RankSummary = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", summary.display()))?;
@@ -138,10 +159,9 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
         let truth = read_arch_table(&gt.parse()?, None, &col)?;
         let (archs, p, t) = join(&pred, &truth, false);
         let c = Consistency::of(&archs.iter().map(|g| g.to_string()).collect::<Vec<_>>(), &p, &t)?;
-        let stem = if a.run.len() == 1 { out.join("rank") } else { out.join(format!("rank_{i}")) };
         let title = format!("{}: Kendall tau {:.3} ({} archs)", runs[i].0, c.kendall_tau, c.n);
         written.extend(chart(
-            &stem,
+            &stem("rank"),
             &title,
             "supernet accuracy (%)",
             &format!("true accuracy ({col})"),
@@ -150,7 +170,7 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
         )?);
     }
     for w in written {
-        println!("{}", w.display());
+        crate::outln!("{}", w.display());
     }
     Ok(())
 }

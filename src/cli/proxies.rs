@@ -23,6 +23,7 @@ pub struct ProxiesArgs {
     /// Architectures: FILE (a CSV with an arch column, e.g. a ground truth) | N (N random ones) | all.
     #[arg(long)]
     pub archs: ArchSelection,
+    /// The architecture column of --archs FILE [default: `arch` if it holds architecture strings, else the first column that does].
     #[arg(long, value_name = "NAME")]
     pub arch_column: Option<String>,
     /// Data: each architecture sees its own batch of --batch-size training images, augmented as in training.
@@ -34,6 +35,7 @@ pub struct ProxiesArgs {
     /// Search cells per stage (N) [default: 1 on the embedded data, else 5, the reference's].
     #[arg(long)]
     pub cells: Option<usize>,
+    /// Training images each architecture's proxies are measured on (the reference's 64).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// Seed of every architecture's initial weights and batch (and of N random architectures).
@@ -44,6 +46,7 @@ pub struct ProxiesArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub dev: DeviceArgs,
+    /// No progress display.
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -66,12 +69,12 @@ impl BackendJob for ProxiesArgs {
             input: data.shape(),
         };
         config.validate()?;
-        let archs = a.archs.resolve(a.seed, a.arch_column.as_deref(), false)?;
+        let archs = a.archs.resolve(a.seed, crate::rank::Draw::Table, a.arch_column.as_deref(), false)?;
         let header: Vec<&str> = std::iter::once("arch").chain(COLUMNS).collect();
         let done: HashSet<Genotype> = crate::results::read_done(&a.out, &header)?.iter().filter_map(|r| r[0].parse().ok()).collect();
         let todo: Vec<Genotype> = archs.into_iter().filter(|g| !done.contains(g)).collect();
         if !a.quiet {
-            eprintln!(
+            crate::logln!(
                 "zero-cost proxies of {} architectures ({} already in {}) at C={} N={} on {} images of {}, {}",
                 todo.len() + done.len(),
                 done.len(),
@@ -84,16 +87,34 @@ impl BackendJob for ProxiesArgs {
             );
         }
         let mut progress = Reporter::new(a.quiet, todo.len() as u64, "[{bar:30}] {pos}/{len} {msg}");
-        let mut failed = None;
+        let (mut failed, start) = (None, std::time::Instant::now());
         for_archs(be, config, &data, a.batch_size, a.seed, &todo, |k, p| {
             let mut row = vec![todo[k].to_string()];
             row.extend(p.values().iter().map(|v| format!("{v:.8e}")));
             if let Err(e) = crate::results::append(&a.out, &header, &[row]) {
                 failed.get_or_insert(e);
             }
-            progress.update(k as u64 + 1, todo.len() as u64, || format!("{}/{} architectures", k + 1, todo.len()));
+            progress.update(k as u64 + 1, todo.len() as u64, || {
+                format!(
+                    "{}/{} architectures, {}",
+                    k + 1,
+                    todo.len(),
+                    crate::progress::rate_and_eta(k + 1, todo.len(), start, "architectures")
+                )
+            });
         })?;
         progress.finish();
-        failed.map_or(Ok(()), Err)
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        crate::outln!(
+            "{} computed in {:.0} s; {} holds {} (compare it with a ground truth: pada compare {} TABLE --pred-column synflow)",
+            crate::progress::plural(todo.len(), "architecture"),
+            start.elapsed().as_secs_f64(),
+            a.out.display(),
+            COLUMNS.join(", "),
+            a.out.display()
+        );
+        Ok(())
     }
 }

@@ -31,12 +31,12 @@ pub fn run(a: SummaryArgs) -> anyhow::Result<()> {
     let net = Supernet::uninit(&be, config)?;
     let arch: Option<Genotype> = a.arch.map(|s| s.parse()).transpose().map_err(|e| anyhow::anyhow!("--arch: {e}"))?;
     // The first line is the bare count, for scripts.
-    println!("{}", net.param_count(None));
+    crate::outln!("{}", net.param_count(None));
     if let Some(g) = arch {
         let macs = net.forward_macs(&g);
-        println!("arch: {g}");
-        println!("arch_params: {}", net.param_count(Some(&g)));
-        println!(
+        crate::outln!("arch: {g}");
+        crate::outln!("arch_params: {}", net.param_count(Some(&g)));
+        crate::outln!(
             "arch_forward_flops_per_image: {} ({:.2} MFLOPs = 2 x {:.2} M multiply-accumulates)",
             2 * macs,
             2.0 * macs as f64 / 1e6,

@@ -48,10 +48,13 @@ pub struct SweepArgs {
     /// The sweep's folder: one run directory per method and seed, sweep.csv, sweep.md.
     #[arg(long, default_value = "runs/sweep")]
     pub out: PathBuf,
+    /// Device of every run: cpu | cuda | cuda:N | cuda-emu [default: cpu].
     #[arg(long)]
     pub device: Option<Device>,
+    /// CPU threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// No progress display (the runs' results are still printed).
     #[arg(long, short)]
     pub quiet: bool,
     /// Train settings every run shares, after `--` (e.g. `-- --epochs 20 --data embedded`).
@@ -93,10 +96,18 @@ pub struct SweepRow {
     pub precision_top5: f64,
     pub precision_top10: f64,
     pub predicted_best_true_rank: usize,
+    /// Kendall tau among the true top 5% and 10%.
+    #[serde(default)]
+    pub kendall_tau_top5: f64,
+    #[serde(default)]
+    pub kendall_tau_top10: f64,
     pub archs: usize,
     /// Test images each architecture was scored on.
     pub images: usize,
     pub train_seconds: f64,
+    /// The train flags every run of the sweep shared (after `--`).
+    #[serde(default)]
+    pub train_flags: String,
 }
 
 /// The run directory of a variant and seed: the label with characters a path dislikes replaced.
@@ -109,6 +120,17 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     super::set_threads(a.threads)?;
     let variants: Vec<Variant> = a.methods.split(',').map(str::parse).collect::<anyhow::Result<_>>()?;
     anyhow::ensure!(!variants.is_empty(), "--methods names no method");
+    for flag in a.train.iter().chain(variants.iter().flat_map(|v| &v.flags)) {
+        let name = flag.split('=').next().unwrap_or(flag);
+        if ["--out", "--seed", "--resume"].contains(&name) {
+            bail!(
+                "{name} is not a train flag of a sweep: the sweep owns its folder (pada sweep --out DIR) and sets each run's --out, --seed and --resume itself (--seeds chooses the seeds)"
+            );
+        }
+        if ["--ground-truth", "--verdict-images", "--verdict-archs", "--no-verdict"].contains(&name) {
+            bail!("{name} is a flag of the sweep itself, not a train flag: give it before --, where it applies to every run's verdict");
+        }
+    }
     // every run's settings, parsed as `pada train` parses them (so every train flag works, and a bad one fails now)
     let mut plans = Vec::new();
     for v in &variants {
@@ -121,11 +143,13 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
             argv.extend(a.train.iter().cloned());
             argv.extend(v.flags.iter().cloned());
             argv.extend(["--seed".into(), seed.to_string(), "--out".into(), dir.display().to_string()]);
-            let t = TrainCli::try_parse_from(&argv).map_err(|e| anyhow::anyhow!("--methods {}: {}", v.label, e.to_string().trim()))?.train;
-            if t.resume.is_some() || t.out.as_ref() != Some(&dir) || t.seed != Some(seed) {
-                bail!("train flags after -- must not set --resume, --out or --seed: the sweep sets them per run");
-            }
-            let config = t.config();
+            let t = TrainCli::try_parse_from(&argv).map_err(|e| {
+                // clap's first line, without its "error: "
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+                anyhow::anyhow!("--methods {} with the train flags {:?}: {first}", v.label, a.train.join(" "))
+            })?;
+            let config = t.train.config();
             config.validate().with_context(|| format!("--methods {}", v.label))?;
             plans.push((v.clone(), seed, dir, config));
         }
@@ -141,16 +165,55 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         },
     };
     let images = a.verdict_images.unwrap_or_else(|| crate::verdict::default_images(&data));
-    anyhow::ensure!(images > 0, "--verdict-images must be at least 1");
-    let spec = VerdictSpec { ground_truth, images, archs: a.verdict_archs };
+    let spec = crate::verdict::checked(VerdictSpec { ground_truth, images, archs: a.verdict_archs })?;
+    if let Some(note) = crate::verdict::mismatch_note(&spec.ground_truth, &data, &data.to_string()) {
+        crate::logln!("{note}");
+    }
+    for p in &mut plans {
+        p.3.verdict = crate::train::VerdictPlan::Judge(spec.clone());
+    }
     // one backend serves every run
     let (device, precision) = (plans[0].3.device.clone(), plans[0].3.precision);
     if let Some((v, ..)) = plans.iter().find(|p| p.3.device != device || p.3.precision != precision) {
         bail!("--methods {}: every run of a sweep runs on one device with one precision ({device}, {precision})", v.label);
     }
     let device: Device = device.parse()?;
+    // a run kept from before must have been asked for with these settings
+    for (v, seed, dir, config) in &plans {
+        if dir.join(run::CONFIG).exists() {
+            let kept = run::read_record(dir)?.train;
+            let differences = config_differences(&kept, config)?;
+            if !differences.is_empty() {
+                bail!(
+                    "{} (--methods {} seed {seed}) was trained with other settings than this sweep asks for: {}. Keep the sweep's train flags as they were, choose another --out, or delete that run directory to train it again",
+                    dir.display(),
+                    v.label,
+                    differences.join(", ")
+                );
+            }
+        }
+    }
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    with_backend(&device, Some(precision), Job { plans, spec, out: a.out, quiet: a.quiet })
+    let flags = a.train.join(" ");
+    with_backend(&device, Some(precision), Job { plans, spec, out: a.out, quiet: a.quiet, flags })
+}
+
+/// The training settings (the verdict aside: a changed verdict is made
+/// again, not an error) in which a kept run differs from the asked one, as
+/// "epochs 4 (asked: 5)".
+fn config_differences(kept: &crate::train::TrainConfig, asked: &crate::train::TrainConfig) -> anyhow::Result<Vec<String>> {
+    let as_map = |c: &crate::train::TrainConfig| -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+        let mut v = serde_json::to_value(c)?;
+        let map = v.as_object_mut().context("a config is a JSON object")?;
+        map.remove("verdict");
+        Ok(map.clone())
+    };
+    let (kept, asked) = (as_map(kept)?, as_map(asked)?);
+    Ok(asked
+        .iter()
+        .filter(|(k, v)| kept.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{} {} (asked: {v})", k.replace('_', "-"), kept.get(k).map_or("unset".to_string(), |x| x.to_string())))
+        .collect())
 }
 
 /// `pada train`'s flags, to parse each run's settings exactly as `pada train` does.
@@ -165,6 +228,8 @@ struct Job {
     spec: VerdictSpec,
     out: PathBuf,
     quiet: bool,
+    /// The train flags after `--`, recorded in sweep.csv and sweep.md.
+    flags: String,
 }
 
 impl BackendJob for Job {
@@ -187,11 +252,11 @@ impl BackendJob for Job {
                 return Ok(r.clone());
             }
             if !self.quiet {
-                eprintln!("reference rows (parameter count, FLOPs, zero-cost proxies) for the C={} N={} runs...", c.channels, c.cells);
+                crate::logln!("reference rows (parameter count, FLOPs, zero-cost proxies) for the C={} N={} runs...", c.channels, c.cells);
             }
             let size =
                 crate::supernet::SupernetConfig { channels: c.channels, cells: c.cells, classes: data.classes(), input: data.shape() };
-            let r = crate::verdict::references(be, &self.spec.ground_truth, &truth, size, &data)?;
+            let r = crate::verdict::references(be, &self.spec.ground_truth, &truth, size, &data, self.quiet)?;
             by_size.insert((c.channels, c.cells), r.clone());
             Ok(r)
         };
@@ -200,39 +265,67 @@ impl BackendJob for Job {
         for (k, (v, seed, dir, config)) in self.plans.iter().enumerate() {
             let verdict_file = dir.join(VERDICT);
             let summary_file = dir.join(run::SUMMARY);
-            let verdict: Verdict = if verdict_file.exists() && summary_file.exists() {
-                if !self.quiet {
-                    eprintln!("[{}/{}] {} seed {seed}: done before, kept ({})", k + 1, self.plans.len(), v.label, dir.display());
-                }
-                serde_json::from_slice(&std::fs::read(&verdict_file)?).with_context(|| format!("{}: unreadable", verdict_file.display()))?
-            } else {
-                let resume = dir.join(run::CONFIG).exists();
-                eprintln!(
-                    "[{}/{}] {} seed {seed}: {} ({})",
-                    k + 1,
-                    self.plans.len(),
-                    v.label,
-                    if resume { "resuming" } else { "training" },
-                    dir.display()
-                );
-                let mut bar = Bar::new(self.quiet);
-                let trained = run::train(be, (!resume).then(|| config.clone()), dir, &mut bar);
-                bar.finish();
-                if let Err(e) = trained {
-                    if let Some(i) = e.downcast_ref::<crate::train::Interrupted>() {
-                        eprintln!("{i}: continue the sweep with the same command; finished runs are kept and {} resumes", dir.display());
-                        std::process::exit(130);
+            let kept: Option<Verdict> = match verdict_file.exists() && summary_file.exists() {
+                true => Some(
+                    serde_json::from_slice(&std::fs::read(&verdict_file)?)
+                        .with_context(|| format!("{}: unreadable", verdict_file.display()))?,
+                ),
+                false => None,
+            };
+            let verdict: Verdict = match kept {
+                Some(same) if same.spec.as_ref() == Some(&self.spec) => {
+                    if !self.quiet {
+                        crate::logln!("[{}/{}] {} seed {seed}: done before, kept ({})", k + 1, self.plans.len(), v.label, dir.display());
                     }
-                    return Err(e.context(format!("{} seed {seed}", v.label)));
+                    same
                 }
-                crate::verdict::judge(be, dir, &self.spec, Some(references_of(config)?))?
+                Some(old) => {
+                    crate::logln!(
+                        "[{}/{}] {} seed {seed}: trained before; judging it again: its verdict was {}, this sweep asks for {} ({})",
+                        k + 1,
+                        self.plans.len(),
+                        v.label,
+                        old.spec.as_ref().map_or("made with unrecorded settings".to_string(), |s| s.to_string()),
+                        self.spec,
+                        dir.display()
+                    );
+                    crate::verdict::judge(be, dir, &self.spec, Some(references_of(config)?), self.quiet)?
+                }
+                None => {
+                    let resume = dir.join(run::CONFIG).exists();
+                    crate::logln!(
+                        "[{}/{}] {} seed {seed}: {} ({})",
+                        k + 1,
+                        self.plans.len(),
+                        v.label,
+                        if resume { "resuming" } else { "training" },
+                        dir.display()
+                    );
+                    let mut bar = Bar::new(self.quiet);
+                    let trained = run::train(be, (!resume).then(|| config.clone()), dir, &mut bar);
+                    bar.finish();
+                    if let Err(e) = trained {
+                        if let Some(i) = e.downcast_ref::<crate::train::Interrupted>() {
+                            crate::logln!(
+                                "{i}: continue the sweep with the same command; finished runs are kept and {} resumes",
+                                dir.display()
+                            );
+                            std::process::exit(130);
+                        }
+                        return Err(e.context(format!("{} seed {seed}", v.label)));
+                    }
+                    crate::verdict::judge(be, dir, &self.spec, Some(references_of(config)?), self.quiet)?
+                }
             };
             let summary: run::Summary = serde_json::from_slice(&std::fs::read(&summary_file)?)?;
             let c = &verdict.supernet;
             if !self.quiet {
-                eprintln!(
+                crate::logln!(
                     "    Kendall tau {:.3}, Spearman {:.3}, predicted best has true rank {} of {}",
-                    c.kendall_tau, c.spearman_rho, c.predicted_best_true_rank, c.n
+                    c.kendall_tau,
+                    c.spearman_rho,
+                    c.predicted_best_true_rank,
+                    c.n
                 );
             }
             rows.push(SweepRow {
@@ -244,26 +337,39 @@ impl BackendJob for Job {
                 precision_top5: c.precision_top5,
                 precision_top10: c.precision_top10,
                 predicted_best_true_rank: c.predicted_best_true_rank,
+                kendall_tau_top5: c.kendall_tau_top5,
+                kendall_tau_top10: c.kendall_tau_top10,
                 archs: c.n,
                 images: verdict.images,
                 train_seconds: summary.train_seconds,
+                train_flags: self.flags.clone(),
             });
-            write_table(&self.out, &rows, &references, &self.spec)?;
+            write_table(&self.out, &rows, &references, &self.spec, &self.flags)?;
         }
-        print!("{}", std::fs::read_to_string(self.out.join("sweep.md"))?);
+        crate::out!("{}", std::fs::read_to_string(self.out.join("sweep.md"))?);
         Ok(())
     }
 }
 
-/// "mean +- sample sd" with `digits` decimals; the mean alone for one seed (it has no spread).
-fn mean_sd(v: &[f64], digits: usize) -> String {
+/// "mean +- sample sd" with `digits` decimals; the mean alone for one seed (it
+/// has no spread). Undefined values (a Kendall tau where a predictor ties
+/// every architecture compared) are left out and counted.
+fn mean_sd(all: &[f64], digits: usize) -> String {
+    let v: Vec<f64> = all.iter().copied().filter(|x| x.is_finite()).collect();
+    let undefined = match all.len() - v.len() {
+        0 => String::new(),
+        k => format!(" ({k} of {} undefined: tied predictions)", all.len()),
+    };
+    if v.is_empty() {
+        return format!("undefined{undefined}");
+    }
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     if v.len() < 2 {
-        return format!("{mean:.digits$}");
+        return format!("{mean:.digits$}{undefined}");
     }
     let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    format!("{mean:.digits$} +- {sd:.digits$}")
+    format!("{mean:.digits$} +- {sd:.digits$}{undefined}")
 }
 
 /// The sweep's reference rows (parameter count, FLOPs, proxies), as `pada plot --sweep` draws them:
@@ -271,17 +377,18 @@ fn mean_sd(v: &[f64], digits: usize) -> String {
 pub const REFERENCES: &str = "sweep.references.json";
 
 /// sweep.csv and sweep.md, rewritten after every run.
-fn write_table(out: &std::path::Path, rows: &[SweepRow], references: &[Reference], spec: &VerdictSpec) -> anyhow::Result<()> {
+fn write_table(out: &std::path::Path, rows: &[SweepRow], references: &[Reference], spec: &VerdictSpec, flags: &str) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
         w.serialize(r)?;
     }
     write_atomic(&out.join("sweep.csv"), &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
     let mut md = format!(
-        "Kendall tau against {} ({} architectures, scored on {} test images); mean +- sd over seeds\n\n| method | seeds | Kendall tau | Spearman | true rank of the predicted best | train s |\n|---|---|---|---|---|---|\n",
+        "Kendall tau against {} ({} architectures, scored on {} test images); mean +- sd over seeds; train flags: `{}`\n\n| method | seeds | Kendall tau | Spearman | Kendall tau, true top 10% | Kendall tau, true top 5% | true rank of the predicted best | train s |\n|---|---|---|---|---|---|---|---|\n",
         spec.ground_truth,
         rows.first().map_or(0, |r| r.archs),
-        rows.first().map_or(0, |r| r.images)
+        rows.first().map_or(0, |r| r.images),
+        if flags.is_empty() { "(none)" } else { flags }
     );
     let mut labels: Vec<&str> = Vec::new();
     for r in rows {
@@ -294,15 +401,20 @@ fn write_table(out: &std::path::Path, rows: &[SweepRow], references: &[Reference
         let n = rows.iter().filter(|r| r.method == l).count();
         let secs = of(|r| r.train_seconds).iter().sum::<f64>() / n as f64;
         md += &format!(
-            "| {l} | {n} | {} | {} | {} | {secs:.0} |\n",
+            "| {l} | {n} | {} | {} | {} | {} | {} | {secs:.0} |\n",
             mean_sd(&of(|r| r.kendall_tau), 3),
             mean_sd(&of(|r| r.spearman_rho), 3),
+            mean_sd(&of(|r| r.kendall_tau_top10), 3),
+            mean_sd(&of(|r| r.kendall_tau_top5), 3),
             mean_sd(&of(|r| r.predicted_best_true_rank as f64), 1)
         );
     }
     for r in references {
         let c = &r.consistency;
-        md += &format!("| *{}* | | {:.3} | {:.3} | {} | |\n", r.name, c.kendall_tau, c.spearman_rho, c.predicted_best_true_rank);
+        md += &format!(
+            "| *{}* | | {:.3} | {:.3} | {:.3} | {:.3} | {} | |\n",
+            r.name, c.kendall_tau, c.spearman_rho, c.kendall_tau_top10, c.kendall_tau_top5, c.predicted_best_true_rank
+        );
     }
     write_atomic(&out.join("sweep.md"), md.as_bytes())
 }

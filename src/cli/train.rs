@@ -133,9 +133,9 @@ pub struct TrainArgs {
     pub verdict_images: Option<usize>,
     /// Architectures the verdict ranks: all (every row of the ground truth: 15,625 for NB201,
     /// about 40 min on 2 cores at the CPU defaults) | N (a fixed sample, one per isomorphism
-    /// class, the same for every run; all of a smaller table).
-    #[arg(long, default_value = "1000")]
-    pub verdict_archs: crate::verdict::VerdictArchs,
+    /// class, the same for every run; all of a smaller table) [default: 1000].
+    #[arg(long)]
+    pub verdict_archs: Option<crate::verdict::VerdictArchs>,
     /// No verdict after training.
     #[arg(long, conflicts_with = "ground_truth")]
     pub no_verdict: bool,
@@ -190,7 +190,28 @@ impl TrainArgs {
         }
         c.per_edge = self.per_edge;
         c.weighted_loss = self.weighted_loss;
+        c.verdict = self.verdict_plan(&c.data, None);
         c
+    }
+
+    /// The verdict after training: the flags', over `recorded` (a resumed
+    /// run's), over the data's default.
+    fn verdict_plan(&self, data: &DataSpec, recorded: Option<&crate::train::VerdictPlan>) -> crate::train::VerdictPlan {
+        use crate::train::VerdictPlan;
+        let base = recorded.cloned().unwrap_or(VerdictPlan::Unrecorded).spec(data);
+        if self.no_verdict {
+            return VerdictPlan::None;
+        }
+        let ground_truth = match (&self.ground_truth, &base) {
+            (Some(t), _) => t.clone(),
+            (None, Some(b)) => b.ground_truth.clone(),
+            (None, None) => return VerdictPlan::None,
+        };
+        VerdictPlan::Judge(VerdictSpec {
+            ground_truth,
+            images: self.verdict_images.or(base.as_ref().map(|b| b.images)).unwrap_or_else(|| crate::verdict::default_images(data)),
+            archs: self.verdict_archs.or(base.as_ref().map(|b| b.archs)).unwrap_or(crate::verdict::VerdictArchs::Sample(1000)),
+        })
     }
 
     fn any_setting(&self) -> bool {
@@ -225,39 +246,43 @@ impl TrainArgs {
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     super::set_threads(a.threads)?;
-    let (config, dir) = match &a.resume {
+    let (config, dir, recorded) = match &a.resume {
         Some(dir) => {
             if a.any_setting() {
                 bail!("--resume {} continues the run with the settings in its config.json; give no other training flags", dir.display());
             }
-            (None, dir.clone())
+            (None, dir.clone(), Some(run::read_record(dir)?))
         }
         None => {
             let c = a.config();
             let dir = a.out.clone().unwrap_or_else(|| run::default_dir(&c));
-            (Some(c), dir)
+            (Some(c), dir, None)
         }
     };
-    let (device, precision): (Device, _) = match (&config, &a.device) {
-        (Some(c), _) => (c.device.parse()?, c.precision),
-        (None, Some(d)) => (d.clone(), a.precision.unwrap_or_else(|| d.default_precision())),
-        (None, None) => {
-            let t = run::read_record(&dir)?.train;
-            (t.device.parse()?, a.precision.unwrap_or(t.precision))
+    let (device, precision): (Device, _) = match (&config, &a.device, &recorded) {
+        (Some(c), ..) => (c.device.parse()?, c.precision),
+        (None, Some(d), _) => (d.clone(), a.precision.unwrap_or_else(|| d.default_precision())),
+        (None, None, Some(r)) => (r.train.device.parse()?, a.precision.unwrap_or(r.train.precision)),
+        (None, None, None) => unreachable!("a resumed run has a record"),
+    };
+    // the verdict: as asked, or as the resumed run recorded it (flags given now win)
+    let (data, plan) = match (&config, &recorded) {
+        (Some(c), _) => (c.data.clone(), c.verdict.clone()),
+        (None, Some(r)) => (r.train.data.clone(), a.verdict_plan(&r.train.data, Some(&r.train.verdict))),
+        (None, None) => unreachable!("a resumed run has a record"),
+    };
+    // every input is checked before the first step
+    let verdict = plan.spec(&data).map(crate::verdict::checked).transpose()?;
+    if let (Some(v), Some(c)) = (&verdict, &config) {
+        if let Some(note) = crate::verdict::mismatch_note(&v.ground_truth, &c.data, &c.data.to_string()) {
+            crate::logln!("{note}");
         }
-    };
-    let data = match &config {
-        Some(c) => c.data.clone(),
-        None => run::read_record(&dir)?.train.data,
-    };
-    let ground_truth = match (&a.ground_truth, a.no_verdict) {
-        (_, true) => None,
-        (Some(t), _) => Some(t.clone()),
-        (None, false) => data.benchmark(),
-    };
-    let images = a.verdict_images.unwrap_or_else(|| crate::verdict::default_images(&data));
-    anyhow::ensure!(images > 0, "--verdict-images must be at least 1");
-    let verdict = ground_truth.map(|ground_truth| VerdictSpec { ground_truth, images, archs: a.verdict_archs });
+    }
+    let config = config.map(|mut c| {
+        // the checked spec (a ground-truth file by its absolute path) is what the run records
+        c.verdict = verdict.clone().map_or(crate::train::VerdictPlan::None, crate::train::VerdictPlan::Judge);
+        c
+    });
     with_backend(&device, Some(precision), Job { config, dir, quiet: a.quiet, verdict })
 }
 
@@ -283,7 +308,7 @@ impl BackendJob for Job {
             Err(e) => {
                 bar.finish();
                 if let Some(i) = e.downcast_ref::<crate::train::Interrupted>() {
-                    eprintln!(
+                    crate::logln!(
                         "{i}: {} keeps the {} complete epoch(s); continue with: pada train --resume {}",
                         self.dir.display(),
                         i.epoch,
@@ -295,9 +320,9 @@ impl BackendJob for Job {
             }
         };
         bar.finish();
-        eprintln!(
-            "done: {} epochs, final loss {:.4}, train accuracy {:.2}%, {:.0} s; run directory {}",
-            summary.epochs,
+        crate::logln!(
+            "done: {}, final loss {:.4}, train accuracy {:.2}%, {:.0} s; run directory {}",
+            crate::progress::plural(summary.epochs, "epoch"),
             summary.final_loss,
             summary.final_accuracy,
             summary.train_seconds,
@@ -306,13 +331,13 @@ impl BackendJob for Job {
         match &self.verdict {
             Some(spec) => {
                 if !self.quiet {
-                    eprintln!("ranking the architectures of {} with the trained weights...", spec.ground_truth);
+                    crate::logln!("ranking the architectures of {} with the trained weights...", spec.ground_truth);
                 }
                 let start = std::time::Instant::now();
-                let v = crate::verdict::judge(be, &self.dir, spec, None)?;
-                print!("{}", crate::verdict::report(&v));
+                let v = crate::verdict::judge(be, &self.dir, spec, None, self.quiet)?;
+                crate::out!("{}", crate::verdict::report(&v));
                 if !self.quiet {
-                    eprintln!(
+                    crate::logln!(
                         "ranked in {:.0} s; {} holds the scores",
                         start.elapsed().as_secs_f64(),
                         self.dir.join(crate::verdict::VERDICT).display()
@@ -320,9 +345,9 @@ impl BackendJob for Job {
                 }
             }
             None => {
-                eprintln!("test accuracy with the supernet's weights of {} random architectures:", summary.sample_archs.len());
+                crate::logln!("test accuracy with the supernet's weights of {} random architectures:", summary.sample_archs.len());
                 for (arch, acc) in &summary.sample_archs {
-                    eprintln!("  {acc:6.2}%  {arch}");
+                    crate::logln!("  {acc:6.2}%  {arch}");
                 }
             }
         }
@@ -362,8 +387,8 @@ impl Progress for Bar {
         self.epochs = r.train.epochs;
         self.reporter = Some(Reporter::new(self.quiet, 1, "{prefix} [{bar:25}] {pos}/{len} {msg} ETA {eta}"));
         if !self.quiet {
-            eprintln!(
-                "pada {}: {} on {} ({} train / {} test, {}), supernet C={} N={} ({} parameters), {} epochs from epoch {}, batch {}, seed {}, {}",
+            crate::logln!(
+                "pada {}: {} on {} ({} train / {} test, {}), supernet C={} N={} ({} parameters), {} from epoch {}, batch {}, seed {}, {}",
                 r.pada_version,
                 r.train.method.name(),
                 r.data.name,
@@ -373,12 +398,20 @@ impl Progress for Bar {
                 r.supernet.channels,
                 r.supernet.cells,
                 r.supernet_params,
-                r.train.epochs,
+                crate::progress::plural(r.train.epochs, "epoch"),
                 first_epoch,
                 r.train.batch_size,
                 r.train.seed,
                 r.backend
             );
+            if r.train.batch_size > r.data.train_size {
+                crate::logln!(
+                    "note: --batch-size {} is larger than the {} training images: each epoch is one step of {}",
+                    r.train.batch_size,
+                    r.data.train_size,
+                    r.data.train_size
+                );
+            }
         }
     }
     fn step(&mut self, p: &StepProgress) {
@@ -402,6 +435,11 @@ impl Progress for Bar {
                 crate::progress::duration(eta)
             )
         });
+    }
+    fn message(&mut self, line: &str) {
+        if let Some(r) = &mut self.reporter {
+            r.note(line);
+        }
     }
     fn epoch(&mut self, m: &EpochMetrics) {
         let line = format!(

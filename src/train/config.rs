@@ -6,6 +6,7 @@ use crate::data::augment::AugmentChoice;
 use crate::data::DataSpec;
 use crate::optim::OffPath;
 use crate::sampler::{DataSamplerKind, PathSamplerKind};
+use crate::table::TableSource;
 
 /// The size and length of a run when no flag says otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,6 +237,112 @@ pub struct TrainConfig {
     #[serde(default = "default_momentum_groups")]
     pub momentum_groups: usize,
     pub sumnas: SumnasConfig,
+    /// What `pada train` does once training ends (`--ground-truth`,
+    /// `--verdict-images`, `--verdict-archs`, `--no-verdict`), so that
+    /// `--resume` judges as the run was asked to.
+    #[serde(default = "VerdictPlan::unrecorded")]
+    pub verdict: VerdictPlan,
+}
+
+/// The verdict a run ends with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerdictPlan {
+    /// No verdict (`--no-verdict`, or data without a ground truth of its own).
+    None,
+    /// A verdict with these settings.
+    Judge(VerdictSpec),
+    /// Not recorded (runs made before pada recorded it): the data's default verdict.
+    Unrecorded,
+}
+
+/// How many of a ground truth's architectures a verdict ranks
+/// (`--verdict-archs`): all of them, or a fixed sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum VerdictArchs {
+    All,
+    Sample(usize),
+}
+
+impl std::str::FromStr for VerdictArchs {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "all" => Ok(VerdictArchs::All),
+            _ => match s.parse::<usize>() {
+                Ok(n) if n >= 2 => Ok(VerdictArchs::Sample(n)),
+                _ => anyhow::bail!("--verdict-archs {s:?}: expected all or a number of architectures (at least 2)"),
+            },
+        }
+    }
+}
+
+impl From<VerdictArchs> for String {
+    fn from(a: VerdictArchs) -> String {
+        a.to_string()
+    }
+}
+
+impl TryFrom<String> for VerdictArchs {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> anyhow::Result<Self> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for VerdictArchs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VerdictArchs::All => write!(f, "all"),
+            VerdictArchs::Sample(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// What to judge a trained run against (`pada train --ground-truth`, `pada sweep`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerdictSpec {
+    pub ground_truth: TableSource,
+    /// Test images to score each architecture on (the first of the split).
+    pub images: usize,
+    /// Architectures to rank.
+    pub archs: VerdictArchs,
+}
+
+impl std::fmt::Display for VerdictSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} architectures of {} on {} test images", self.archs, self.ground_truth, self.images)
+    }
+}
+
+/// Test images a verdict scores each architecture on unless told: 2,000 on
+/// the embedded data (its first command's measured setting), 1,000 elsewhere
+/// (on CIFAR-10 1,000 rank as well as 2,000 in half the time: README).
+pub fn default_images(data: &crate::data::DataSpec) -> usize {
+    if *data == crate::data::DataSpec::Embedded {
+        2000
+    } else {
+        1000
+    }
+}
+
+impl VerdictPlan {
+    fn unrecorded() -> Self {
+        VerdictPlan::Unrecorded
+    }
+    /// The verdict's settings, resolving [`VerdictPlan::Unrecorded`] to the data's defaults.
+    pub fn spec(&self, data: &DataSpec) -> Option<VerdictSpec> {
+        match self {
+            VerdictPlan::None => None,
+            VerdictPlan::Judge(s) => Some(s.clone()),
+            VerdictPlan::Unrecorded => data.benchmark().map(|ground_truth| VerdictSpec {
+                ground_truth,
+                images: default_images(data),
+                archs: VerdictArchs::Sample(1000),
+            }),
+        }
+    }
 }
 
 impl TrainConfig {
@@ -278,6 +385,7 @@ impl TrainConfig {
             calr_gamma_max: default_calr_gamma_max(),
             momentum_groups: default_momentum_groups(),
             sumnas: SumnasConfig::default(),
+            verdict: VerdictPlan::None,
         }
     }
 
@@ -292,6 +400,9 @@ impl TrainConfig {
         ensure!((0.0..1.0).contains(&self.momentum), "--momentum must be in [0, 1) (got {})", self.momentum);
         ensure!(self.weight_decay >= 0.0 && self.weight_decay.is_finite(), "--weight-decay must be >= 0 (got {})", self.weight_decay);
         ensure!(self.clip > 0.0, "--clip must be positive (got {})", self.clip);
+        if let VerdictPlan::Judge(v) = &self.verdict {
+            ensure!(v.images > 0, "--verdict-images must be at least 1");
+        }
         ensure!(self.gradvar_batches >= 2, "--gradvar-batches must be at least 2 (got {})", self.gradvar_batches);
         ensure!(
             self.calr_gamma_max >= 1.0 && self.calr_gamma_max.is_finite(),

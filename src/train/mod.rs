@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-pub use config::{calr_lr, cosine_lr, DataImportance, LrSchedule, Method, SumnasConfig, TrainConfig};
+pub use config::{calr_lr, cosine_lr, DataImportance, LrSchedule, Method, SumnasConfig, TrainConfig, VerdictPlan};
 
 use crate::arch::Genotype;
 use crate::backend::{Backend, SgdSlot};

@@ -78,6 +78,8 @@ pub trait Progress {
     fn run_start(&mut self, _record: &RunRecord, _first_epoch: usize) {}
     fn step(&mut self, _p: &StepProgress) {}
     fn epoch(&mut self, _m: &EpochMetrics) {}
+    /// What the run does after its last epoch (each part a few seconds at most).
+    fn message(&mut self, _line: &str) {}
 }
 
 /// No output.
@@ -184,7 +186,7 @@ pub fn train<B: Backend>(be: &B, config: Option<TrainConfig>, dir: &Path, progre
         final_accuracy: last.accuracy,
         final_path_prob: trainer.paths.distribution().to_vec(),
         train_seconds: history.iter().map(|m| m.seconds).sum(),
-        sample_archs: sample_arch_accuracies(be, &trainer, &data, 5),
+        sample_archs: sample_arch_accuracies(be, &trainer, &data, 5, progress),
     };
     write_atomic(&dir.join(SUMMARY), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)
@@ -217,12 +219,23 @@ fn new_record<B: Backend>(be: &B, config: &TrainConfig, data: &Data) -> anyhow::
 }
 
 /// Test accuracy of `count` random architectures (from the run's seed).
-fn sample_arch_accuracies<B: Backend>(be: &B, t: &Trainer<B>, data: &Data, count: usize) -> Vec<(String, f64)> {
+fn sample_arch_accuracies<B: Backend>(
+    be: &B,
+    t: &Trainer<B>,
+    data: &Data,
+    count: usize,
+    progress: &mut dyn Progress,
+) -> Vec<(String, f64)> {
     use rand::Rng;
     let mut rng = stream(t.config.seed, Purpose::Ranking, u64::MAX, 0);
     let set = EvalSet::new(be, &data.test, &data.norm, 512);
     (0..count)
-        .map(|_| {
+        .map(|k| {
+            progress.message(&format!(
+                "summary.json: test accuracy of random architecture {} of {count} on the {} test images",
+                k + 1,
+                data.test.len()
+            ));
             let g = Genotype::from_index(rng.random_range(0..crate::arch::NUM_ARCHS)).expect("in range");
             let (acc, _) = evaluate(be, &t.net, &g, &set);
             (g.to_string(), acc)
