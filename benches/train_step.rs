@@ -20,7 +20,7 @@ fn bench_config(c: &mut Criterion, name: &str, config: SupernetConfig, batch: us
     let be = CpuBackend::<f32>::new();
     let data = bench_data(&config, batch, 1).unwrap();
     // more paths than criterion takes steps
-    let paths = bench_paths(100_000);
+    let paths = bench_paths(pada::arch::Space::NB201, 100_000);
     let (mut trainer, mut ep) = bench_trainer(&be, &config, batch, &data, Method::Spos, DataImportance::Proxy, Some(&paths)).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let x: Vec<f64> = (0..batch * config.input.len()).map(|_| rng.random_range(-1.0..1.0)).collect();

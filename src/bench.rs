@@ -2,14 +2,15 @@
 //! cost on this machine, measured in one run.
 //!
 //! Steps follow a fixed sequence of uniformly sampled paths (SplitMix64 from
-//! seed 0, architecture = next() % 15625 as pada's base-5 index): the sequence
-//! `scripts/torch_step_bench.py` times in PyTorch, so the two are comparable.
+//! seed 0, architecture = next() % (the space's count) as pada's index, e.g.
+//! base 5 in NAS-Bench-201): the sequence `scripts/torch_step_bench.py` times
+//! in PyTorch, so the two are comparable.
 
 use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use crate::arch::{Genotype, NUM_ARCHS};
+use crate::arch::{Arch, Space};
 use crate::backend::{Backend, LaunchStat};
 use crate::data::{Batch, Data, DataSpec};
 use crate::eval::{evaluate, EvalSet};
@@ -113,9 +114,13 @@ pub fn kernel_timings<B: Backend>(be: &B, config: &SupernetConfig, n: usize, rep
         let gflops = flops.map(|f| f / (t.median_ms * 1e6));
         out.push(KernelTiming { op: op.into(), shape, timing: t, gflops });
     };
+    use crate::space::nb201::supernet::{stage_channels, stage_hw};
+    if config.space != Space::NB201 {
+        return out; // (the ops of NAS-Bench-201's stages; other spaces' are timed in their steps)
+    }
     for stage in 0..3 {
-        let c = config.stage_channels(stage);
-        let (h, w) = config.stage_hw(stage);
+        let c = stage_channels(config, stage);
+        let (h, w) = stage_hw(config, stage);
         let s = ActShape::new(c, n, h, w);
         let x = rand(s.len(), 1);
         let dy = rand(s.len(), 2);
@@ -166,7 +171,7 @@ pub fn kernel_timings<B: Backend>(be: &B, config: &SupernetConfig, n: usize, rep
             );
         }
     }
-    let (c_last, k) = (config.stage_channels(2), config.classes);
+    let (c_last, k) = (stage_channels(config, 2), config.classes);
     let lg = LinearGeom::new(n, c_last, k);
     let (xl, wl, bl) = (rand(n * c_last, 7), rand(k * c_last, 8), rand(k, 9));
     let mut logits = be.alloc(n * k);
@@ -203,10 +208,10 @@ pub fn kernel_timings<B: Backend>(be: &B, config: &SupernetConfig, n: usize, rep
     out
 }
 
-/// The sequence of benchmark paths.
-pub fn bench_paths(count: usize) -> Vec<Genotype> {
+/// The sequence of benchmark paths in `space`.
+pub fn bench_paths(space: Space, count: usize) -> Vec<Arch> {
     let mut s = SplitMix64(0);
-    (0..count).map(|_| Genotype::from_index((s.next() % NUM_ARCHS as u64) as usize).expect("in range")).collect()
+    (0..count).map(|_| space.arch((s.next() % space.num_archs() as u64) as usize).expect("in range")).collect()
 }
 
 fn peak_rss_mib() -> Option<f64> {
@@ -267,9 +272,10 @@ pub fn bench_trainer<'a, B: Backend>(
     data: &Arc<Data>,
     method: Method,
     importance: DataImportance,
-    paths: Option<&[Genotype]>,
+    paths: Option<&[Arch]>,
 ) -> anyhow::Result<(Trainer<'a, B>, EpochRun<B>)> {
-    let (net, mut config) = (config, TrainConfig::defaults(method, data.spec.clone()));
+    let preset = crate::train::config::Preset::Official;
+    let (net, mut config) = (config, TrainConfig::with_preset(config.space, method, data.spec.clone(), preset));
     config.batch_size = batch_size;
     config.channels = net.channels;
     config.cells = net.cells;
@@ -311,7 +317,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
         (0..n * o.config.input.len()).map(|_| (s.next() >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0).collect()
     };
     let batch = Batch { n, x: images, labels: (0..n as i32).map(|i| i % k as i32).collect(), indices: (0..n as i32).collect() };
-    let paths = bench_paths(total);
+    let paths = bench_paths(o.config.space, total);
 
     // SPOS, PA&DA and PA&DA with each exact per-sample score, interleaved on the same paths.
     log("timing SPOS, PA&DA and per-sample-norm steps");
@@ -355,12 +361,12 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
     let g = paths[0];
     let on = on_path(&pada.net, &[g]);
     let norms = clip_and_step(be, &mut pada.net.params, &on, &SGD, Some(5.0), OffPath::Frozen, None);
-    let mut importance = PathSampler::<B>::new(PathSamplerKind::Importance { per_edge: false });
+    let mut importance = PathSampler::<B>::new(PathSamplerKind::Importance { per_edge: false }, &pada.net);
     importance.begin_epoch(be, 0, 0, 1);
     importance.replay(vec![vec![g]]);
     importance.next_paths()?;
     let extra_path_importance = repeat(be, reps, || importance.observe(be, &pada.net, &norms));
-    let mut sampler = PathSampler::<B>::new(PathSamplerKind::Importance { per_edge: false });
+    let mut sampler = PathSampler::<B>::new(PathSamplerKind::Importance { per_edge: false }, &pada.net);
     sampler.begin_epoch(be, 0, 0, reps);
     let extra_path_sampling = repeat(be, reps, || {
         let _ = sampler.next_paths();
@@ -387,7 +393,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
     let rank_data: Data = o.rank_data.load()?;
     let rank_net = Supernet::new(be, SupernetConfig { classes: rank_data.classes(), input: rank_data.shape(), ..o.config }, 0)?;
     let set = EvalSet::new(be, &rank_data.test, &rank_data.norm, 512);
-    let archs = bench_paths(o.rank_archs);
+    let archs = bench_paths(o.config.space, o.rank_archs);
     let (_, t_rank) = be.timed(|| {
         for g in &archs {
             let _ = evaluate(be, &rank_net, g, &set);
@@ -431,13 +437,13 @@ const SGD: SgdStep = SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 2.5e-4 };
 pub fn format_report(r: &BenchReport) -> String {
     let row = |name: &str, t: &Timing| format!("  {name:<38} {:>10.3} {:>10.3} {:>10.3}\n", t.median_ms, t.p10_ms, t.p90_ms);
     let mut s = format!(
-        "pada bench: {}, config {} (C={} N={} {} {} classes), batch {}, {} steps after {} warm-up\n",
-        r.backend, r.config, r.supernet.channels, r.supernet.cells, r.supernet.input, r.supernet.classes, r.batch_size, r.steps, r.warmup
+        "pada bench: {}, config {} ({}), batch {}, {} steps after {} warm-up\n",
+        r.backend, r.config, r.supernet, r.batch_size, r.steps, r.warmup
     );
     s += &format!("  {:<38} {:>10} {:>10} {:>10}\n", "milliseconds", "median", "p10", "p90");
     s += &row("SPOS step", &r.spos_step);
     s += &row("PA&DA step", &r.pada_step);
-    s += &row("FairNAS step (5 paths)", &r.fairnas_step);
+    s += &row(&format!("FairNAS step ({} paths)", r.supernet.space.choices()), &r.fairnas_step);
     s += "  PA&DA's extra work:\n";
     s += &row("  per-sample score update", &r.extra_sample_scores);
     s += &row("  per-op gradient-norm importance", &r.extra_path_importance);

@@ -1,6 +1,6 @@
 //! Evaluating sub-networks with inherited weights.
 
-use crate::arch::Genotype;
+use crate::arch::Arch;
 use crate::backend::Backend;
 use crate::data::loader::make_batch;
 use crate::data::{Dataset, Normalization};
@@ -32,7 +32,7 @@ impl<B: Backend> EvalSet<B> {
 
 /// Top-1 accuracy (%) and mean cross-entropy of architecture `g` on `set`,
 /// with batch statistics in every BN (as during training).
-pub fn evaluate<B: Backend>(be: &B, net: &Supernet<B>, g: &Genotype, set: &EvalSet<B>) -> (f64, f64) {
+pub fn evaluate<B: Backend>(be: &B, net: &Supernet<B>, g: &Arch, set: &EvalSet<B>) -> (f64, f64) {
     let k = net.config.classes;
     let mut sums = be.alloc_zeroed(3);
     for (n, x, labels) in &set.batches {

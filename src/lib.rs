@@ -1,10 +1,11 @@
-//! pada: PA&DA one-shot NAS supernet training on NAS-Bench-201, on CPUs and GPUs.
+//! pada: PA&DA one-shot NAS supernet training on NAS-Bench-201 and
+//! NAS-Bench-Macro, on CPUs and GPUs.
 //!
 //! Map of the crate:
 //! - [`ops`]: the CPU reference ops (the specification every CUDA kernel is tested against);
 //! - [`backend`]: the [`backend::Backend`] trait and its CPU implementation;
-//! - [`arch`]: NAS-Bench-201 genotypes and strings;
-//! - [`supernet`]: the supernet, its parameters, forward and backward along a path;
+//! - [`space`]: the search spaces (one folder each) and their architectures ([`space::Arch`]);
+//! - [`supernet`]: a space's supernet, its parameters, forward and backward along a path;
 //! - [`optim`]: SGD and gradient clipping over the parameter store.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -30,6 +31,7 @@ pub mod results;
 pub mod rng;
 pub mod sampler;
 pub mod search;
+pub mod space;
 pub mod supernet;
 pub mod table;
 pub mod train;

@@ -24,7 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::arch::Genotype;
+use crate::arch::Arch;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::element::Element;
@@ -81,8 +81,8 @@ impl<'a, B: Backend> ProxyEngine<'a, B> {
 
     /// `g`'s own network: the parameters of its path drawn, in order, from
     /// PyTorch's default distributions (uniform within +-1/sqrt(fan_in)) from
-    /// the stream of `seed` and `g`'s NAS-Bench-201 index.
-    pub fn init_arch(&mut self, g: &Genotype, seed: u64) {
+    /// the stream of `seed` and `g`'s index in its space.
+    pub fn init_arch(&mut self, g: &Arch, seed: u64) {
         let s = crate::rng::derive_seed(seed, crate::rng::Purpose::Proxies, g.index() as u64, 0);
         self.net.params.init_some(self.be, s, &self.net.path_params(g));
     }
@@ -90,7 +90,7 @@ impl<'a, B: Backend> ProxyEngine<'a, B> {
     /// The proxies of `g` with `net`'s current weights, on the batch `x` of
     /// `n` images with `labels`. The weights are left as they were; the
     /// gradients are zeroed.
-    pub fn proxies(&mut self, g: &Genotype, x: &B::Buf, labels: &B::IBuf, n: usize) -> Proxies {
+    pub fn proxies(&mut self, g: &Arch, x: &B::Buf, labels: &B::IBuf, n: usize) -> Proxies {
         let (be, cpu) = (self.be, &self.cpu);
         let path: Vec<usize> = self.net.path_params(g).into_iter().map(|id| id.0).collect();
         let host = |b: &B::Buf| -> Vec<f64> { be.download(b).into_iter().map(|v| v.as_f64()).collect() };
@@ -111,7 +111,7 @@ impl<'a, B: Backend> ProxyEngine<'a, B> {
             crate::backend::Memory::upload_into(cpu, &abs, &mut self.net64.params.tensors[i].value);
         }
         let mut synflow = [0.0; 2];
-        for (k, bn) in [BatchNorm::ReductionsOnly, BatchNorm::All].into_iter().enumerate() {
+        for (k, bn) in [BatchNorm::Removed, BatchNorm::All].into_iter().enumerate() {
             let net64 = &mut self.net64;
             net64.params.zero_grads(cpu);
             let ones = crate::backend::Memory::upload(cpu, &vec![1.0; net64.config.input.len()]);
@@ -144,7 +144,7 @@ pub fn for_archs<B: Backend>(
     data: &crate::data::Data,
     batch: usize,
     seed: u64,
-    archs: &[Genotype],
+    archs: &[Arch],
     mut each: impl FnMut(usize, &Proxies),
 ) -> anyhow::Result<Vec<Proxies>> {
     let mut engine = ProxyEngine::new(be, config)?;

@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::arch::{Genotype, NUM_ARCHS};
+use crate::arch::{Arch, Space};
 use crate::backend::Backend;
 use crate::eval::{evaluate, EvalSet};
 use crate::rng::{stream, Purpose};
@@ -17,8 +17,8 @@ use crate::supernet::Supernet;
 use crate::train::checkpoint::load_weights;
 use crate::train::run::{self, RunRecord};
 
-/// `--archs`: every NB201 architecture, those of a CSV, or N random distinct ones
-/// (the first N of a shuffle fixed by the seed, so N+M extends N).
+/// `--archs`: every architecture of the space, those of a CSV, or N random
+/// distinct ones (the first N of a shuffle fixed by the seed, so N+M extends N).
 #[derive(Clone, Debug, PartialEq)]
 pub enum ArchSelection {
     All,
@@ -33,7 +33,6 @@ impl FromStr for ArchSelection {
             "all" => ArchSelection::All,
             _ => match s.parse::<usize>() {
                 Ok(0) => bail!("--archs 0: ask for at least one architecture"),
-                Ok(n) if n > NUM_ARCHS => bail!("--archs {n}: NAS-Bench-201 has only {NUM_ARCHS} architectures"),
                 Ok(n) => ArchSelection::Random(n),
                 Err(_) => ArchSelection::File(PathBuf::from(s)),
             },
@@ -64,24 +63,46 @@ pub enum Draw {
 }
 
 impl ArchSelection {
-    /// The architectures, in a fixed order; `seed` and `draw` pick the random ones.
-    /// With `unique`, only the first architecture of each isomorphism class
-    /// (so N random ones are N distinct cells).
-    pub fn resolve(&self, seed: u64, draw: Draw, arch_column: Option<&str>, unique: bool) -> anyhow::Result<Vec<Genotype>> {
+    /// The space of these architectures: `given` (`--space`), else a file's
+    /// own (its strings say), else NAS-Bench-201.
+    pub fn space(&self, given: Option<Space>, arch_column: Option<&str>) -> anyhow::Result<Space> {
+        Ok(match (given, self) {
+            (Some(s), _) => s,
+            (None, ArchSelection::File(p)) => crate::table::read_archs(p, arch_column)?.first().map_or(Space::default(), |a| a.space()),
+            (None, _) => Space::default(),
+        })
+    }
+
+    /// The architectures of `space`, in a fixed order; `seed` and `draw` pick
+    /// the random ones. With `unique`, only the first architecture of each
+    /// isomorphism class (so N random ones are N distinct networks).
+    pub fn resolve(&self, space: Space, seed: u64, draw: Draw, arch_column: Option<&str>, unique: bool) -> anyhow::Result<Vec<Arch>> {
         let mut seen = std::collections::HashSet::new();
-        let keep = |g: &Genotype| !unique || seen.insert(g.unique_string());
+        let keep = |g: &Arch| !unique || seen.insert(g.canonical());
         Ok(match self {
-            ArchSelection::All => Genotype::all().filter(keep).collect(),
-            ArchSelection::File(p) => crate::table::read_archs(p, arch_column)?.into_iter().filter(keep).collect(),
+            ArchSelection::All => space.all().filter(keep).collect(),
+            ArchSelection::File(p) => {
+                let archs = crate::table::read_archs(p, arch_column)?;
+                if let Some(other) = archs.iter().find(|a| a.space() != space) {
+                    bail!("--archs {}: {other} is an architecture of {}, not of {} (the run's space)", p.display(), other.space(), space);
+                }
+                archs.into_iter().filter(keep).collect()
+            }
             ArchSelection::Random(n) => {
+                anyhow::ensure!(
+                    *n <= space.num_archs(),
+                    "--archs {n}: {} has only {} architectures",
+                    space.def().title(),
+                    space.num_archs()
+                );
                 // The first N of one fixed shuffle: asking for more later extends the set.
-                let mut idx: Vec<usize> = (0..NUM_ARCHS).collect();
+                let mut idx: Vec<usize> = (0..space.num_archs()).collect();
                 let stream_id = match draw {
                     Draw::Table => 0,
                     Draw::Scoring => 2, // (1 is the verdict's sample)
                 };
                 idx.shuffle(&mut stream(seed, Purpose::Ranking, stream_id, 0));
-                idx.into_iter().map(|i| Genotype::from_index(i).expect("in range")).filter(keep).take(*n).collect()
+                idx.into_iter().map(|i| space.arch(i).expect("in range")).filter(keep).take(*n).collect()
             }
         })
     }
@@ -102,7 +123,7 @@ pub fn load_run<B: Backend>(be: &B, dir: &Path) -> anyhow::Result<(RunRecord, Su
 /// One scored architecture.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scored {
-    pub arch: Genotype,
+    pub arch: Arch,
     pub accuracy: f64,
     pub loss: f64,
 }
@@ -113,7 +134,7 @@ pub fn score<B: Backend>(
     be: &B,
     net: &Supernet<B>,
     set: &EvalSet<B>,
-    archs: &[Genotype],
+    archs: &[Arch],
     mut done: impl FnMut(&[Scored]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let chunk = 2 * rayon::current_num_threads().max(1);

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::arch::Genotype;
+use crate::arch::Arch;
 use crate::backend::Backend;
 use crate::data::Data;
 use crate::eval::EvalSet;
@@ -53,7 +53,7 @@ pub fn truth_sample(gt: &TableSource, archs: VerdictArchs) -> anyhow::Result<Arc
         let mut idx: Vec<usize> = (0..t.archs.len()).collect();
         idx.shuffle(&mut crate::rng::stream(0, crate::rng::Purpose::Ranking, 1, 0));
         let mut classes = std::collections::HashSet::new();
-        idx.retain(|&i| classes.insert(t.archs[i].unique_string()));
+        idx.retain(|&i| classes.insert(t.archs[i].canonical()));
         idx.truncate(n);
         t.archs = idx.iter().map(|&i| t.archs[i]).collect();
         t.values = idx.iter().map(|&i| t.values[i]).collect();
@@ -108,8 +108,8 @@ pub fn references<B: Backend>(
     // the built-in table (as the literature reports them, and instant) when it
     // has every architecture judged; else computed at the run's supernet size
     let built_in = match gt {
-        TableSource::Nb201("cifar10") => built_in_proxies(&truth.archs)?,
-        _ => None,
+        TableSource::BuiltIn(t) => t.proxies.map(|p| built_in_proxies(p, &truth.archs)).transpose()?.flatten(),
+        TableSource::File(_) => None,
     };
     let (columns, setting) = match built_in {
         Some(columns) => (columns, Some("C=16 N=5")),
@@ -143,17 +143,17 @@ pub fn references<B: Backend>(
 /// The built-in table's columns ([`crate::proxies::COLUMNS`]) for `archs`, or
 /// `None` when it lacks one of them (it holds the verdict's default sample and
 /// more, data/nb201/README.md).
-fn built_in_proxies(archs: &[Genotype]) -> anyhow::Result<Option<Vec<Vec<f64>>>> {
+fn built_in_proxies(table: &'static crate::table::BuiltInTable, archs: &[Arch]) -> anyhow::Result<Option<Vec<Vec<f64>>>> {
     let columns =
-        crate::proxies::COLUMNS.iter().map(|c| column_of(&TableSource::Nb201Proxies, c, archs)).collect::<anyhow::Result<Vec<_>>>()?;
+        crate::proxies::COLUMNS.iter().map(|c| column_of(&TableSource::BuiltIn(table), c, archs)).collect::<anyhow::Result<Vec<_>>>()?;
     Ok(columns.into_iter().collect())
 }
 
 /// `column` of the table `src` for each of `archs`, or `None` when the table
 /// lacks one of them.
-fn column_of(src: &TableSource, column: &str, archs: &[Genotype]) -> anyhow::Result<Option<Vec<f64>>> {
+fn column_of(src: &TableSource, column: &str, archs: &[Arch]) -> anyhow::Result<Option<Vec<f64>>> {
     let t = read_arch_table(src, None, column)?;
-    let by_arch: HashMap<Genotype, f64> = t.archs.into_iter().zip(t.values).collect();
+    let by_arch: HashMap<Arch, f64> = t.archs.into_iter().zip(t.values).collect();
     Ok(archs.iter().map(|g| by_arch.get(g).copied()).collect())
 }
 
@@ -184,7 +184,7 @@ pub fn verdict<B: Backend>(
     })?;
     progress.finish();
     let pred: Vec<f64> = scored.iter().map(|s| s.accuracy).collect();
-    let names: Vec<String> = truth.archs.iter().map(|g: &Genotype| g.to_string()).collect();
+    let names: Vec<String> = truth.archs.iter().map(|g: &Arch| g.to_string()).collect();
     Ok(Verdict {
         ground_truth: spec.ground_truth.to_string(),
         spec: Some(spec.clone()),
@@ -234,22 +234,36 @@ pub fn report(v: &Verdict) -> String {
 /// `spec` with its ground truth checked now (read, sampled, a file named by
 /// its absolute path so that a resumed run finds it), before any training:
 /// a bad table must not wait for the end of a long run.
-pub fn checked(mut spec: VerdictSpec) -> anyhow::Result<VerdictSpec> {
+pub fn checked(mut spec: VerdictSpec, space: crate::arch::Space) -> anyhow::Result<VerdictSpec> {
     anyhow::ensure!(spec.images > 0, "--verdict-images must be at least 1");
     if let TableSource::File(p) = &spec.ground_truth {
         let abs = std::fs::canonicalize(p).with_context(|| format!("--ground-truth {}: cannot open it", p.display()))?;
         spec.ground_truth = TableSource::File(abs);
     }
-    truth_sample(&spec.ground_truth, spec.archs).with_context(|| format!("--ground-truth {}", spec.ground_truth))?;
+    let truth = truth_sample(&spec.ground_truth, spec.archs).with_context(|| format!("--ground-truth {}", spec.ground_truth))?;
+    same_space(&spec.ground_truth, &truth, space)?;
     Ok(spec)
+}
+
+/// An error unless the architectures of the table `gt` are of `space` (a run's).
+pub fn same_space(gt: &TableSource, truth: &ArchTable, space: crate::arch::Space) -> anyhow::Result<()> {
+    match truth.archs.first().map(|a| a.space()) {
+        Some(other) if other != space => anyhow::bail!(
+            "--ground-truth {gt}: its architectures are {}'s ({}), but the run is in {}: a ranking compares architectures of one space (choose --space {other}, or a table of {space})",
+            other.def().title(),
+            truth.archs[0],
+            space.def().title()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// A note when `gt` is a built-in ground truth of other data than `data`:
 /// the ranking then compares different tasks (not an error: it can be
 /// what a transfer study wants).
 pub fn mismatch_note(gt: &TableSource, data: &crate::data::DataSpec, data_name: &str) -> Option<String> {
-    let built_in = !matches!(gt, TableSource::File(_));
-    (built_in && data.benchmark().as_ref() != Some(gt)).then(|| {
+    let TableSource::BuiltIn(t) = gt else { return None };
+    (data.known() != Some(t.data)).then(|| {
         format!("note: {gt} holds accuracies measured on other data than this run's ({data_name}): the ranking compares different tasks")
     })
 }

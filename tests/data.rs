@@ -319,7 +319,7 @@ fn image_folders_decode_png_and_jpeg_class_interleaved() {
     }
     // not CIFAR-10: normalised by the training split's statistics, no built-in benchmark
     assert_eq!(data.norm, pada::data::Normalization::of(&data.train));
-    assert_eq!(spec.benchmark(), None);
+    assert_eq!(pada::arch::Space::NB201.benchmark(&spec), None);
     assert_eq!(data.files.len(), 1, "one checksum for the whole folder");
     assert_eq!(data.files[0].sha256, spec.load().unwrap().files[0].sha256, "the checksum is deterministic");
 }
@@ -339,7 +339,8 @@ fn image_folders_of_cifar10_classes_are_cifar10() {
     let data = spec.load().unwrap();
     assert_eq!(data.norm, pada::data::cifar::cifar10_normalization());
     assert_eq!(data.default_augment, pada::data::Augment { crop_pad: 4, flip: true });
-    assert_eq!(spec.benchmark().map(|t| t.to_string()), Some("nb201:cifar10".to_string()));
+    assert_eq!(pada::arch::Space::NB201.benchmark(&spec).map(|t| t.to_string()), Some("nb201:cifar10".to_string()));
+    assert_eq!(pada::arch::Space::NB_MACRO.benchmark(&spec).map(|t| t.to_string()), Some("nbmacro:cifar10".to_string()));
 }
 
 #[test]
@@ -404,7 +405,8 @@ fn imagenet16_120_keeps_the_first_120_classes() {
     let spec: DataSpec = format!("imagenet16:{}", dir.display()).parse().unwrap();
     let data = spec.load().unwrap();
     assert_eq!((data.classes(), data.shape().to_string()), (120, "3x16x16".to_string()));
-    assert_eq!(spec.benchmark().map(|t| t.to_string()), Some("nb201:imagenet16".to_string()));
+    assert_eq!(pada::arch::Space::NB201.benchmark(&spec).map(|t| t.to_string()), Some("nb201:imagenet16".to_string()));
+    assert_eq!(pada::arch::Space::NB_MACRO.benchmark(&spec), None, "NAS-Bench-Macro has CIFAR-10 only");
     let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     for (split, set) in [("train", &data.train), ("test", &data.test)] {
         let want = expected[split].as_array().unwrap();

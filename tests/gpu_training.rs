@@ -13,7 +13,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{assert_close, random_vec};
-use pada::arch::Genotype;
+use pada::arch::Arch;
 use pada::backend::cpu::CpuBackend;
 use pada::backend::prelude::*;
 use pada::ops::SgdStep;
@@ -39,7 +39,7 @@ fn close(what: &str, got: &[f32], want: &[f32], rel: f64) {
 
 pub fn one_step<B: Backend<T = f32>>(be: &B) {
     let cpu = CpuBackend::<f32>::new();
-    let config = SupernetConfig { channels: 4, cells: 1, classes: 5, input: "3x8x8".parse().unwrap() };
+    let config = SupernetConfig::nb201_with(4, 1, 5, "3x8x8".parse().unwrap());
     let n = 6;
     let x: Vec<f32> = random_vec(n * config.input.len(), 1).into_iter().map(|v| v as f32).collect();
     let labels: Vec<i32> = (0..n as i32).map(|i| i % 5).collect();
@@ -52,7 +52,7 @@ pub fn one_step<B: Backend<T = f32>>(be: &B) {
     .iter()
     .enumerate()
     {
-        let g: Genotype = arch.parse().unwrap();
+        let g: Arch = arch.parse().unwrap();
         let mut nc = Supernet::new(&cpu, config, 3).unwrap();
         let mut ng = Supernet::new(be, config, 3).unwrap();
         let mut sums_c = cpu.alloc_zeroed(3);

@@ -98,6 +98,56 @@ fn conv2d_gradients() {
     check_conv_pad(2, 2, 5, 5, 3, 3, 1, 2, false, true);
 }
 
+/// A depthwise conv: dx and dw by central differences, the per-sample
+/// weight-gradient norms against each sample's own dw.
+fn check_depthwise(n: usize, c: usize, h: usize, w: usize, k: usize, stride: usize, relu: bool) {
+    let g = ConvGeom::new(n, c, h, w, c, k, stride);
+    let what = format!("depthwise n{n} c{c} {h}x{w} k{k} s{stride} relu={relu}");
+    let x = away_from_zero(g.input().len(), 11);
+    let wt = random_vec(ops::depthwise::weight_len(&g), 12);
+    let dy = random_vec(g.output().len(), 14);
+    let fwd = |x: &[f64], wt: &[f64]| {
+        let mut y = vec![f64::NAN; g.output().len()];
+        ops::depthwise_forward(&g, x, relu, wt, &mut y);
+        dot(&y, &dy)
+    };
+    let mut dx = vec![f64::NAN; x.len()];
+    ops::depthwise_backward_data(&g, &dy, &wt, relu.then_some(&x[..]), &mut dx, false);
+    let mut dw = vec![0.0; wt.len()];
+    let mut sq = vec![0.0; n];
+    ops::depthwise_backward_weight(&g, &x, relu, &dy, &mut dw, Some(&mut sq));
+    assert_grad(&format!("{what} dx"), &dx, &numeric_grad(&x, |x| fwd(x, &wt)));
+    assert_grad(&format!("{what} dw"), &dw, &numeric_grad(&wt, |wt| fwd(&x, wt)));
+    let mut dx2 = vec![1.0; x.len()];
+    ops::depthwise_backward_data(&g, &dy, &wt, relu.then_some(&x[..]), &mut dx2, true);
+    let shifted: Vec<f64> = dx.iter().map(|v| v + 1.0).collect();
+    assert_close(&format!("{what} accumulate"), &dx2, &shifted, 1e-12, 1e-12);
+    // sample i's part of dw is the gradient of sum(y_i * dy_i): the weight gradient of image i alone
+    let (hw, ohw) = (h * w, g.output().plane());
+    let mut alone = vec![0.0; n];
+    for i in 0..n {
+        let gi = ConvGeom::new(1, c, h, w, c, k, stride);
+        let xi: Vec<f64> = (0..c).flat_map(|ch| x[(ch * n + i) * hw..][..hw].to_vec()).collect();
+        let dyi: Vec<f64> = (0..c).flat_map(|ch| dy[(ch * n + i) * ohw..][..ohw].to_vec()).collect();
+        let mut dwi = vec![0.0; wt.len()];
+        ops::depthwise_backward_weight(&gi, &xi, relu, &dyi, &mut dwi, None);
+        alone[i] = dwi.iter().map(|v| v * v).sum();
+    }
+    assert_close(&format!("{what} per-sample norms"), &sq, &alone, 1e-12, 1e-10);
+    let mut sq2 = vec![0.0; n];
+    ops::depthwise_per_sample_sq_norms(&g, &x, relu, &dy, &mut sq2);
+    assert_close(&format!("{what} per-sample norms alone"), &sq2, &alone, 1e-12, 1e-10);
+}
+
+#[test]
+fn depthwise_gradients() {
+    check_depthwise(2, 3, 7, 5, 3, 1, false);
+    check_depthwise(3, 2, 7, 7, 3, 2, true); // stride 2 on odd input
+    check_depthwise(2, 3, 8, 6, 5, 2, true);
+    check_depthwise(1, 5, 5, 9, 5, 1, true); // batch 1, the 5x5 filter wider than the image is tall
+    check_depthwise(2, 1, 3, 3, 5, 2, false); // a filter larger than the image
+}
+
 #[test]
 fn conv2d_many_tiles_equals_one_tile() {
     // Enough images for several tiles: the tiled result must equal per-image results.

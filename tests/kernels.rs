@@ -108,6 +108,60 @@ pub fn conv2d<B: Backend<T = f32>>(be: &B) {
     }
 }
 
+/// Depthwise convolutions (NAS-Bench-Macro's MBConv): kernel 3 and 5, stride
+/// 1 and 2, odd channel counts and widths, batch 1, with and without the
+/// ReLU on load; every op's output poisoned (or randomly pre-filled where it
+/// accumulates) before the op.
+fn depthwise_cases() -> Vec<(ConvGeom, bool)> {
+    vec![
+        (ConvGeom::new(3, 5, 7, 9, 5, 3, 1), true),
+        (ConvGeom::new(2, 7, 9, 7, 7, 5, 1), false),
+        (ConvGeom::new(1, 3, 11, 13, 3, 3, 2), true), // batch 1, odd sizes, stride 2
+        (ConvGeom::new(3, 9, 8, 6, 9, 5, 2), true),
+        (ConvGeom::new(2, 1, 5, 5, 1, 5, 2), false), // one channel, the filter as big as the image
+        (ConvGeom::new(4, 33, 4, 4, 33, 3, 1), true), // more channels than a warp
+    ]
+}
+
+pub fn depthwise<B: Backend<T = f32>>(be: &B) {
+    let cpu = CpuBackend::<f32>::new();
+    for (i, (g, relu)) in depthwise_cases().into_iter().enumerate() {
+        let wl = pada::ops::depthwise::weight_len(&g);
+        let x = rand32(g.input().len(), 110 + i as u64);
+        let w = rand32(wl, 120 + i as u64);
+        let dy = rand32(g.output().len(), 140 + i as u64);
+        let what = |op: &str| format!("{op} {g:?} relu={relu}");
+        let mut yc = nan(&cpu, g.output().len());
+        cpu.depthwise_forward(&g, &x, relu, &w, &mut yc);
+        let mut yg = nan(be, g.output().len());
+        be.depthwise_forward(&g, &up(be, &x), relu, &up(be, &w), &mut yg);
+        close(&what("depthwise_forward"), &be.download(&yg), &yc);
+        for acc in [false, true] {
+            let init = if acc { rand32(x.len(), 150 + i as u64) } else { nan_cpu(x.len()) };
+            let mut dc = init.clone();
+            cpu.depthwise_backward_data(&g, &dy, &w, relu.then_some(&x), &mut dc, acc);
+            let mut dg = up(be, &init);
+            be.depthwise_backward_data(&g, &up(be, &dy), &up(be, &w), relu.then(|| up(be, &x)).as_ref(), &mut dg, acc);
+            close(&what(&format!("depthwise_backward_data acc={acc}")), &be.download(&dg), &dc);
+        }
+        // the weight gradient accumulates onto what is there; with and without each sample's squared norm
+        let dw0 = rand32(wl, 160 + i as u64);
+        let sq0: CpuBuf<f32> = rand32(g.n as usize, 170 + i as u64).iter().map(|v| v.abs()).collect::<Vec<_>>().into();
+        for per_sample in [false, true] {
+            let (mut dwc, mut sqc) = (dw0.clone(), sq0.clone());
+            cpu.depthwise_backward_weight(&g, &x, relu, &dy, &mut dwc, per_sample.then_some(&mut sqc));
+            let (mut dwg, mut sqg) = (up(be, &dw0), up(be, &sq0));
+            be.depthwise_backward_weight(&g, &up(be, &x), relu, &up(be, &dy), &mut dwg, per_sample.then_some(&mut sqg));
+            close(&what(&format!("depthwise_backward_weight per_sample={per_sample}: dw")), &be.download(&dwg), &dwc);
+            close(&what("depthwise_backward_weight: norms"), &be.download(&sqg), &sqc);
+        }
+        let (mut sqc, mut sqg) = (sq0.clone(), up(be, &sq0));
+        cpu.depthwise_per_sample_sq_norms(&g, &x, relu, &dy, &mut sqc);
+        be.depthwise_per_sample_sq_norms(&g, &up(be, &x), relu, &up(be, &dy), &mut sqg);
+        close(&what("depthwise_per_sample_sq_norms"), &be.download(&sqg), &sqc);
+    }
+}
+
 /// The tensor-core convolutions (`Precision::Tf32` and `Bf16`; in the
 /// emulator the portable twins of mma.sync) against the CPU reference in f64
 /// on the operands rounded as the kernels round them
@@ -572,6 +626,7 @@ macro_rules! kernel_tests {
     ($modname:ident, $make:expr, $($attr:meta),*) => {
         mod $modname {
             $(#[$attr])* #[test] fn conv2d() { super::conv2d(&$make) }
+            $(#[$attr])* #[test] fn depthwise() { super::depthwise(&$make) }
             $(#[$attr])* #[test] fn batchnorm() { super::batchnorm(&$make) }
             $(#[$attr])* #[test] fn pools() { super::pools(&$make) }
             $(#[$attr])* #[test] fn elementwise() { super::elementwise(&$make) }

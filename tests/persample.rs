@@ -4,26 +4,36 @@
 mod common;
 
 use common::random_vec;
-use pada::arch::Genotype;
+use pada::arch::Arch;
 use pada::backend::cpu::{CpuBackend, CpuBuf};
 use pada::backend::prelude::*;
 use pada::supernet::{Pass, Supernet, SupernetConfig};
 use pada::train::{forward_backward, DataImportance};
 
-const ARCHS: [&str; 3] = [
+const ARCHS: [&str; 5] = [
     "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",
     "|avg_pool_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|none~1|skip_connect~2|",
     "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|", // disconnected: only the classifier bias
+    "02012100",                                                        // NAS-Bench-Macro: depthwise convs, residuals, strided identities
+    "21200120",
 ];
 
-fn setup() -> (CpuBackend<f64>, SupernetConfig, CpuBuf<f64>, Vec<i32>, usize) {
-    let config = SupernetConfig { channels: 3, cells: 1, classes: 4, input: "2x8x8".parse().unwrap() };
+/// A small supernet of the architecture's space.
+fn config_for(g: &Arch) -> SupernetConfig {
+    match g.space() {
+        pada::arch::Space::NB201 => SupernetConfig::nb201_with(3, 1, 4, "2x8x8".parse().unwrap()),
+        space => SupernetConfig { space, channels: 2, cells: 0, classes: 4, input: "2x8x8".parse().unwrap() },
+    }
+}
+
+fn setup(g: &Arch) -> (CpuBackend<f64>, SupernetConfig, CpuBuf<f64>, Vec<i32>, usize) {
+    let config = config_for(g);
     let n = 5;
     (CpuBackend::<f64>::new(), config, random_vec(n * config.input.len(), 7).into(), (0..n as i32).map(|i| i % 4).collect(), n)
 }
 
-fn scores(mode: DataImportance, g: &Genotype) -> Vec<f64> {
-    let (be, config, x, labels, n) = setup();
+fn scores(mode: DataImportance, g: &Arch) -> Vec<f64> {
+    let (be, config, x, labels, n) = setup(g);
     let mut net = Supernet::new(&be, config, 1).unwrap();
     let mut sums = be.alloc_zeroed(3);
     be.download(&forward_backward(&be, &mut net, &x, &labels, None, n, g, &mut sums, mode))
@@ -31,8 +41,8 @@ fn scores(mode: DataImportance, g: &Genotype) -> Vec<f64> {
 
 /// Brute force: sample i's own loss gradient (dlogits zero but for row i),
 /// one backward pass each, with the BN statistics held fixed for `frozen`.
-fn brute(g: &Genotype, frozen: bool, classifier_only: bool) -> Vec<f64> {
-    let (be, config, x, labels, n) = setup();
+fn brute(g: &Arch, frozen: bool, classifier_only: bool) -> Vec<f64> {
+    let (be, config, x, labels, n) = setup(g);
     let k = config.classes;
     let mut out = Vec::new();
     for i in 0..n {
@@ -65,8 +75,8 @@ fn close(what: &str, got: &[f64], want: &[f64]) {
 #[test]
 fn proxy_is_the_logit_gradient_norm() {
     for a in ARCHS {
-        let g: Genotype = a.parse().unwrap();
-        let (be, config, x, labels, n) = setup();
+        let g: Arch = a.parse().unwrap();
+        let (be, config, x, labels, n) = setup(&g);
         let net = Supernet::new(&be, config, 1).unwrap();
         let tape = net.forward(&be, x, n, &g, true);
         let k = config.classes;
@@ -80,7 +90,7 @@ fn proxy_is_the_logit_gradient_norm() {
 #[test]
 fn classifier_mode_matches_brute_force() {
     for a in ARCHS {
-        let g: Genotype = a.parse().unwrap();
+        let g: Arch = a.parse().unwrap();
         // the classifier's gradient does not depend on how BN is differentiated
         close(&format!("classifier {a}"), &scores(DataImportance::Classifier, &g), &brute(&g, false, true));
     }
@@ -89,7 +99,7 @@ fn classifier_mode_matches_brute_force() {
 #[test]
 fn full_mode_matches_brute_force() {
     for a in ARCHS {
-        let g: Genotype = a.parse().unwrap();
+        let g: Arch = a.parse().unwrap();
         let full = scores(DataImportance::Full, &g);
         close(&format!("full {a}"), &full, &brute(&g, true, false));
         // and it bounds the classifier part from above
@@ -162,8 +172,8 @@ fn linear_sample_contributions_match_brute_force() {
 #[test]
 fn batch_mode_is_the_step_gradient_split_by_sample() {
     for a in ARCHS {
-        let g: Genotype = a.parse().unwrap();
-        let config = SupernetConfig { channels: 3, cells: 1, classes: 4, input: "2x8x8".parse().unwrap() };
+        let g: Arch = a.parse().unwrap();
+        let config = config_for(&g);
         let be = CpuBackend::<f64>::new();
         for n in [1usize, 5] {
             let x: CpuBuf<f64> = random_vec(n * config.input.len(), 7).into();

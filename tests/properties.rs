@@ -1,10 +1,10 @@
 //! Property tests of every parser: arbitrary input gives a value or an error,
 //! never a panic; valid input round-trips.
 
-use pada::arch::{Genotype, Op, NUM_EDGES};
 use pada::backend::cpu::CpuBackend;
 use pada::data::cifar::{parse_bytes, Variant};
 use pada::data::idx::parse_idx;
+use pada::space::nb201::{Genotype, Op, NUM_EDGES};
 use proptest::prelude::*;
 
 fn genotype() -> impl Strategy<Value = Genotype> {
@@ -87,7 +87,7 @@ proptest! {
 /// A real weights file, then corrupted in every way proptest finds.
 fn weights() -> Vec<u8> {
     let be = CpuBackend::<f32>::new();
-    let cfg = pada::supernet::SupernetConfig { channels: 2, cells: 1, classes: 3, input: "1x8x8".parse().unwrap() };
+    let cfg = pada::supernet::SupernetConfig::nb201_with(2, 1, 3, "1x8x8".parse().unwrap());
     let net = pada::supernet::Supernet::new(&be, cfg, 0).unwrap();
     pada::train::checkpoint::weights_bytes(&be, &net).unwrap()
 }

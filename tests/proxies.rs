@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use pada::arch::Genotype;
+use pada::arch::Arch;
 use pada::backend::cpu::CpuBackend;
 use pada::backend::prelude::*;
 use pada::element::Element;
@@ -21,7 +21,7 @@ fn check<B: Backend>(be: &B, rtol: f64) {
     let (m, want) = (&meta["supernet_c4_n2_3x16"], &meta["proxies_supernet_c4_n2_3x16"]);
     let u = |k: &str| m[k].as_u64().unwrap() as usize;
     let (c, n, in_ch, hw, classes, batch) = (u("C"), u("N"), u("in_ch"), u("H"), u("classes"), u("batch"));
-    let config = SupernetConfig { channels: c, cells: n, classes, input: InputShape { c: in_ch, h: hw, w: hw } };
+    let config = SupernetConfig::nb201_with(c, n, classes, InputShape { c: in_ch, h: hw, w: hw });
     let f = Fixture::torch("supernet_c4_n2_3x16.safetensors");
     let mut engine = ProxyEngine::new(be, config).unwrap();
     for p in &mut engine.net.params.tensors {
@@ -33,7 +33,7 @@ fn check<B: Backend>(be: &B, rtol: f64) {
     let labels = be.upload_i32(&f.i64("y").into_iter().map(|v| v as i32).collect::<Vec<_>>());
     let before: Vec<Vec<B::T>> = engine.net.params.tensors.iter().map(|p| be.download(&p.value)).collect();
     for (k, arch) in m["archs"].as_array().unwrap().iter().enumerate() {
-        let g: Genotype = arch.as_str().unwrap().parse().unwrap();
+        let g: Arch = arch.as_str().unwrap().parse().unwrap();
         let p = engine.proxies(&g, &x, &labels, batch);
         // synflow runs in float64 on any backend (on the backend's weights): 1e-9 there
         for (name, got, tol) in
@@ -78,9 +78,9 @@ fn zero_cost_proxies_on_the_gpu_match_pytorch() {
 fn each_architecture_has_its_own_network_and_batch() {
     let be = CpuBackend::<f32>::new();
     let data = "synthetic:3x8x8:200:10:5".parse::<pada::data::DataSpec>().unwrap().load().unwrap();
-    let config = SupernetConfig { channels: 4, cells: 1, classes: 5, input: data.shape() };
-    let a: Genotype = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|".parse().unwrap();
-    let b: Genotype = "|nor_conv_1x1~0|+|none~0|nor_conv_3x3~1|+|nor_conv_3x3~0|none~1|nor_conv_1x1~2|".parse().unwrap();
+    let config = SupernetConfig::nb201_with(4, 1, 5, data.shape());
+    let a: Arch = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|".parse().unwrap();
+    let b: Arch = "|nor_conv_1x1~0|+|none~0|nor_conv_3x3~1|+|nor_conv_3x3~0|none~1|nor_conv_1x1~2|".parse().unwrap();
     let both = for_archs(&be, config, &data, 16, 7, &[a, b], |_, _| {}).unwrap();
     let alone = for_archs(&be, config, &data, 16, 7, &[b], |_, _| {}).unwrap();
     assert_eq!(both[1], alone[0], "b's proxies do not depend on a being computed first");

@@ -168,7 +168,7 @@ fn built_in_nb201_table_is_the_benchmark() {
     let best = c10.values.iter().fold(0.0f64, |m, &v| m.max(v));
     assert_abs_diff_eq!(best, 94.3733, epsilon = 1e-4);
     assert_eq!(c10.values.iter().filter(|&&v| v == 10.0).count(), 341, "no path from input to output");
-    let resnet: pada::arch::Genotype = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|".parse().unwrap();
+    let resnet: pada::arch::Arch = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|".parse().unwrap();
     let at = |t: &pada::table::ArchTable| t.values[t.archs.iter().position(|g| *g == resnet).unwrap()];
     assert_eq!([at(&c10), at(&c100), at(&im)].map(|v| (v * 100.0).round() / 100.0), [93.91, 70.89, 44.23]);
     // Kendall tau-b and Spearman between its columns as scipy.stats computes them (scipy 1.16:
@@ -210,7 +210,7 @@ fn built_in_proxy_table_covers_the_verdict_sample() {
         assert!(t.values.iter().all(|v| v.is_finite() && *v >= 0.0), "{c}");
         assert!(t.values.iter().any(|&v| v > 0.0), "{c}");
     }
-    assert!("nb201-proxies:cifar100".parse::<TableSource>().unwrap_err().to_string().contains("CIFAR-10 only"));
+    assert!("nb201-proxies:cifar100".parse::<TableSource>().unwrap_err().to_string().contains("no such built-in table"));
 }
 
 /// A verdict against NAS-Bench-201's CIFAR-10 takes its predictor rows from
@@ -224,7 +224,7 @@ fn cifar10_verdict_reads_the_built_in_proxies() {
     let truth = truth_sample(&gt, VerdictArchs::Sample(300)).unwrap();
     // the run's own size and data would be used only without the table
     let data = "synthetic:3x8x8:20:10:10".parse::<pada::data::DataSpec>().unwrap().load().unwrap();
-    let config = pada::supernet::SupernetConfig { channels: 4, cells: 1, classes: 10, input: data.shape() };
+    let config = pada::supernet::SupernetConfig::nb201_with(4, 1, 10, data.shape());
     let refs = references(&CpuBackend::<f32>::new(), &gt, &truth, config, &data, true).unwrap();
     let names: Vec<String> = truth.archs.iter().map(|g| g.to_string()).collect();
     let table: TableSource = "nb201-proxies:cifar10".parse().unwrap();
@@ -247,8 +247,8 @@ fn unique_strings_are_nats_benchs() {
     let mut rows = 0;
     for r in rd.records() {
         let r = r.unwrap();
-        let g: pada::arch::Genotype = r[0].parse().unwrap();
-        assert_eq!(g.unique_string(), &r[1], "{g}");
+        let g: pada::arch::Arch = r[0].parse().unwrap();
+        assert_eq!(g.canonical(), &r[1], "{g}");
         rows += 1;
     }
     assert_eq!(rows, 15625);
@@ -274,7 +274,18 @@ fn table_errors_name_the_problem() {
     let p = write("op.csv", &format!("arch,acc\n{a},1\n{},2\n", b.replace("none~0|+|none", "none~0|+|conv")));
     assert!(err(&p, "acc").contains("unknown op"), "{}", err(&p, "acc"));
     let p = write("noarch.csv", "x,acc\n1,2\n");
-    assert!(err(&p, "acc").contains("no column holds NAS-Bench-201"));
+    assert!(err(&p, "acc").contains("no column holds architecture strings"));
+    // one table, one space: a NAS-Bench-Macro string among NAS-Bench-201's
+    let p = write("mixed.csv", &format!("arch,acc\n{a},1\n02012100,2\n"));
+    let e = err(&p, "acc");
+    assert!(e.contains("row 3") && e.contains("nb-macro") && e.contains("one search space"), "{e}");
+    // NAS-Bench-Macro's strings: a digit outside 0-2, a wrong length
+    let p = write("digit.csv", "arch,acc\n02012100,1\n02012103,2\n");
+    let e = err(&p, "acc");
+    assert!(e.contains("row 3") && e.contains("layer 8's digit '3'"), "{e}");
+    let p = write("short.csv", "arch,acc\n02012100,1\n0201210,2\n");
+    let e = err(&p, "acc");
+    assert!(e.contains("row 3") && e.contains("7 characters, expected 8 digits"), "{e}");
     // an `arch` column whose strings are all malformed: the first row's own parse error
     let p = write("allbad.csv", &format!("arch,acc\n{},1\n", a.replace("~0|+", "~0+")));
     let e = err(&p, "acc");

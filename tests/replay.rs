@@ -12,12 +12,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::Fixture;
-use pada::arch::Genotype;
 use pada::backend::prelude::*;
 use pada::data::augment::AugmentChoice;
 use pada::data::loader::make_batch;
 use pada::data::{Augment, Data, DataSpec, Dataset, Normalization};
 use pada::element::Element;
+use pada::space::nb201::Genotype;
 use pada::supernet::InputShape;
 use pada::train::{Method, TrainConfig, Trainer};
 use serde_json::Value;
@@ -116,7 +116,7 @@ fn replay<B: Backend>(be: &B, max_steps: usize, tol: f64) -> Vec<(&'static str, 
     let steps: Vec<&Value> = log.iter().flat_map(|e| e["steps"].as_array().unwrap()).collect();
     let path_of = |s: &Value| {
         let ops: Vec<usize> = s["arch"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-        Genotype::from_indices(ops.try_into().unwrap()).unwrap()
+        pada::arch::Arch::from(Genotype::from_indices(ops.try_into().unwrap()).unwrap())
     };
     t.paths.replay(steps.iter().map(|s| vec![path_of(s)]).collect());
     let orders: Vec<Vec<u32>> = log

@@ -377,7 +377,7 @@ fn sweep_resumes_after_a_kill_keeping_finished_runs() {
     let gt = tmp.path().join("gt.csv");
     let mut text = String::from("arch,test_accuracy\n");
     for i in 0..12usize {
-        text += &format!("{},{}\n", pada::arch::Genotype::from_index(i * 1301).unwrap(), 50 + (i * 7) % 13);
+        text += &format!("{},{}\n", pada::arch::Space::NB201.arch(i * 1301).unwrap(), 50 + (i * 7) % 13);
     }
     std::fs::write(&gt, text).unwrap();
     let sweep = |out: &Path| -> Vec<String> {
@@ -540,7 +540,7 @@ fn resume_keeps_the_verdict_settings_and_bad_inputs_fail_first() {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(cut.join("verdict.json")).unwrap()).unwrap();
     assert_eq!((v["supernet"]["n"].as_u64(), v["images"].as_u64(), v["ground_truth"].as_str()), (Some(17), Some(9), Some("embedded")));
     // a ground truth that cannot be read fails at once: no run directory, no training
-    for (gt, want) in [("/nonexistent.csv", "cannot open"), ("nb201:cifar11", "no set 'cifar11'")] {
+    for (gt, want) in [("/nonexistent.csv", "cannot open"), ("nb201:cifar11", "no such built-in table")] {
         let bad = tmp.path().join("bad");
         let started = std::time::Instant::now();
         let o = pada(&train_args(bad.to_str().unwrap(), &["--epochs", "30", "--ground-truth", gt]));

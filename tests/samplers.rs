@@ -5,7 +5,7 @@ mod common;
 
 use approx::{assert_abs_diff_eq, assert_relative_eq};
 
-use pada::arch::{Genotype, Op, NUM_EDGES};
+use pada::arch::{Arch, Space};
 use pada::backend::cpu::CpuBackend;
 use pada::backend::prelude::*;
 use pada::ops::sampling::{draw_systematic, draw_with_replacement, fold_scores, permute};
@@ -14,7 +14,19 @@ use pada::optim::StepNorms;
 use pada::rng::{philox4x32_10, uniform01};
 use pada::sampler::path::fold_importance;
 use pada::sampler::{DataSampler, DataSamplerKind, PathSampler, PathSamplerKind};
+use pada::space::nb201::{Genotype, Op};
 use pada::supernet::{Supernet, SupernetConfig};
+
+/// A small NAS-Bench-201 supernet for the samplers (they only need its parameters).
+fn nb201_net<B: pada::backend::Backend>(be: &B) -> Supernet<B> {
+    Supernet::new(be, SupernetConfig::nb201_with(2, 1, 3, "1x8x8".parse().unwrap()), 0).unwrap()
+}
+
+/// A small NAS-Bench-Macro supernet.
+fn macro_net<B: pada::backend::Backend>(be: &B) -> Supernet<B> {
+    let config = SupernetConfig { space: Space::NB_MACRO, channels: 2, cells: 0, classes: 3, input: "1x8x8".parse().unwrap() };
+    Supernet::new(be, config, 0).unwrap()
+}
 
 #[test]
 fn philox_matches_random123_known_answers() {
@@ -32,40 +44,46 @@ fn philox_matches_random123_known_answers() {
 }
 
 #[test]
-fn fairnas_trains_every_op_once_per_edge_per_step() {
+fn fairnas_trains_every_choice_once_per_slot_per_step() {
     let be = CpuBackend::<f32>::new();
-    let mut s = PathSampler::new(PathSamplerKind::Fair);
-    s.begin_epoch(&be, 3, 0, 50);
-    let mut first_ops = std::collections::HashSet::new();
-    for _ in 0..50 {
-        let paths = s.next_paths().unwrap();
-        assert_eq!(paths.len(), 5);
-        for e in 0..NUM_EDGES {
-            let mut ops: Vec<usize> = paths.iter().map(|g| g.0[e].index()).collect();
-            ops.sort();
-            assert_eq!(ops, vec![0, 1, 2, 3, 4], "edge {e}: every op exactly once");
+    for net in [nb201_net(&be), macro_net(&be)] {
+        let (slots, k) = (net.config.space.slots(), net.config.space.choices());
+        let mut s = PathSampler::new(PathSamplerKind::Fair, &net);
+        s.begin_epoch(&be, 3, 0, 50);
+        let mut first = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let paths = s.next_paths().unwrap();
+            assert_eq!(paths.len(), k, "{}: K paths a step", net.config.space);
+            for e in 0..slots {
+                let mut choices: Vec<usize> = paths.iter().map(|g| g.choice(e)).collect();
+                choices.sort();
+                assert_eq!(choices, (0..k).collect::<Vec<_>>(), "slot {e}: every choice exactly once");
+            }
+            first.insert(paths[0]);
         }
-        first_ops.insert(paths[0]);
+        // a fresh permutation every step (the official code's reuse is not copied)
+        assert!(first.len() > 40, "only {} distinct first paths in 50 steps", first.len());
     }
-    // a fresh permutation every step (the official code's reuse is not copied)
-    assert!(first_ops.len() > 40, "only {} distinct first paths in 50 steps", first_ops.len());
 }
 
 #[test]
 fn uniform_path_sampler_is_uniform() {
     let be = CpuBackend::<f32>::new();
-    let mut s = PathSampler::new(PathSamplerKind::Uniform);
-    s.begin_epoch(&be, 1, 0, 2000);
-    let mut counts = [0usize; 5];
-    for _ in 0..2000 {
-        for op in s.next_paths().unwrap()[0].0 {
-            counts[op.index()] += 1;
+    for net in [nb201_net(&be), macro_net(&be)] {
+        let k = net.config.space.choices();
+        let mut s = PathSampler::new(PathSamplerKind::Uniform, &net);
+        s.begin_epoch(&be, 1, 0, 2000);
+        let mut counts = vec![0usize; k];
+        for _ in 0..2000 {
+            for &c in s.next_paths().unwrap()[0].choices() {
+                counts[c as usize] += 1;
+            }
         }
+        // chi-square with k - 1 degrees of freedom; 18.47 (4) and 13.82 (2) are the 0.999 quantiles
+        let expect = (2000 * net.config.space.slots()) as f64 / k as f64;
+        let chi2: f64 = counts.iter().map(|&c| (c as f64 - expect).powi(2) / expect).sum();
+        assert!(chi2 < if k == 5 { 18.47 } else { 13.82 }, "chi2 {chi2} counts {counts:?}");
     }
-    // chi-square with 4 degrees of freedom; 18.47 is the 0.999 quantile
-    let expect = 12000.0 / 5.0;
-    let chi2: f64 = counts.iter().map(|&c| (c as f64 - expect).powi(2) / expect).sum();
-    assert!(chi2 < 18.47, "chi2 {chi2} counts {counts:?}");
 }
 
 /// Feeds the path sampler constructed per-tensor gradient norms and checks G
@@ -73,9 +91,9 @@ fn uniform_path_sampler_is_uniform() {
 #[test]
 fn pada_path_distribution_follows_the_formulas() {
     let be = CpuBackend::<f64>::new();
-    let cfg = SupernetConfig { channels: 2, cells: 2, classes: 3, input: "1x8x8".parse().unwrap() };
+    let cfg = SupernetConfig::nb201_with(2, 2, 3, "1x8x8".parse().unwrap());
     let net = Supernet::new(&be, cfg, 0).unwrap();
-    let mut s = PathSampler::new(PathSamplerKind::Importance { per_edge: false });
+    let mut s = PathSampler::new(PathSamplerKind::Importance { per_edge: false }, &net);
     s.begin_epoch(&be, 0, 0, 3);
     let g1: Genotype = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|none~0|skip_connect~1|nor_conv_3x3~2|".parse().unwrap();
     let g2: Genotype = "|nor_conv_1x1~0|+|avg_pool_3x3~0|none~1|+|none~0|skip_connect~1|avg_pool_3x3~2|".parse().unwrap();
@@ -87,21 +105,24 @@ fn pada_path_distribution_follows_the_formulas() {
     };
     let norm_of = |id: pada::supernet::ParamId| ((id.0 + 1) as f64).sqrt();
     // expected S_k for a genotype: sum over cells and edges with op k of (|W| + |b|), / count(k), times coef
+    // (each cell's conv of that op on that edge: its weight and its bias, by name)
     let s_k = |g: &Genotype, op: Op, coef: f64| -> f64 {
         let mut total = 0.0;
-        for cell in net.edge_conv_params(op) {
+        for cell in 0..3 * cfg.cells {
             for (e, &edge_op) in g.0.iter().enumerate() {
                 if edge_op == op {
-                    total += norm_of(cell[e].0) + norm_of(cell[e].1);
+                    for part in ["weight", "bias"] {
+                        total += norm_of(net.params.id(&format!("cell{cell}.edge{e}.op{}.{part}", op.index())).unwrap());
+                    }
                 }
             }
         }
         coef * total / g.count(op) as f64
     };
     let mut gk = [0.0f64; 5];
-    s.replay(vec![vec![g1], vec![g2], vec![g1]]);
+    s.replay(vec![vec![g1.into()], vec![g2.into()], vec![g1.into()]]);
     for (g, coef) in [(g1, 0.5), (g2, 1.0), (g1, 0.25)] {
-        assert_eq!(s.next_paths().unwrap(), vec![g], "replayed paths come back in order");
+        assert_eq!(s.next_paths().unwrap(), vec![Arch::from(g)], "replayed paths come back in order");
         s.observe(&be, &net, &norms_for(coef));
         for op in [Op::NorConv1x1, Op::NorConv3x3] {
             if g.count(op) > 0 {
@@ -132,15 +153,15 @@ fn pada_path_distribution_follows_the_formulas() {
 #[test]
 fn per_edge_path_importance_has_its_own_distributions() {
     let be = CpuBackend::<f64>::new();
-    let cfg = SupernetConfig { channels: 2, cells: 1, classes: 3, input: "1x8x8".parse().unwrap() };
+    let cfg = SupernetConfig::nb201_with(2, 1, 3, "1x8x8".parse().unwrap());
     let net = Supernet::new(&be, cfg, 0).unwrap();
-    let mut s = PathSampler::new(PathSamplerKind::Importance { per_edge: true });
+    let mut s = PathSampler::new(PathSamplerKind::Importance { per_edge: true }, &net);
     assert_eq!(s.distribution().len(), 30);
     s.begin_epoch(&be, 0, 0, 1);
     let g: Genotype = "|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|none~0|none~1|none~2|".parse().unwrap();
     let tensors: Vec<usize> = (0..net.params.len()).collect();
     let norms = StepNorms::<CpuBackend<f64>> { sq_norms: vec![4.0; tensors.len()].into(), clip_coef: vec![1.0].into(), tensors };
-    s.replay(vec![vec![g]]);
+    s.replay(vec![vec![g.into()]]);
     s.next_paths().unwrap();
     s.observe(&be, &net, &norms);
     s.end_epoch(&be, 1, 2);
@@ -152,12 +173,12 @@ fn per_edge_path_importance_has_its_own_distributions() {
     // edge 5 saw no conv: uniform
     assert_abs_diff_eq!(&p[25..30], &[0.2; 5][..], epsilon = 1e-12);
     let mut counts = [[0usize; 5]; 6];
-    let mut s2 = PathSampler::<CpuBackend<f64>>::new(PathSamplerKind::Importance { per_edge: true });
+    let mut s2 = PathSampler::<CpuBackend<f64>>::new(PathSamplerKind::Importance { per_edge: true }, &net);
     s2.set_distribution(s.distribution().to_vec()).unwrap();
     s2.begin_epoch(&be, 9, 2, 3000);
     for _ in 0..3000 {
-        for (e, op) in s2.next_paths().unwrap()[0].0.iter().enumerate() {
-            counts[e][op.index()] += 1;
+        for (e, &op) in s2.next_paths().unwrap()[0].choices().iter().enumerate() {
+            counts[e][op as usize] += 1;
         }
     }
     assert!((counts[0][3] as f64 / 3000.0 - 0.6).abs() < 0.03, "{:?}", counts[0]);
@@ -183,13 +204,47 @@ fn path_importance_counts_zero_norms_and_skips_missing_ones() {
     //         node) still halves its entry, as the official code does in floating point
     // step 2: a skipped step (NaN everywhere) changes nothing
     let log = [[4.0, 2.0, 2.0, nan, nan, nan], [0.0, 0.0, 0.0, nan, nan, nan], [nan; 6]].concat();
-    let g = fold_importance(&[conv, conv, conv], &log, false);
+    let conv = Arch::from(conv);
+    // NAS-Bench-201: ops 2 and 3 (the convs) have parameters on every edge
+    let has_params: Vec<bool> = (0..30).map(|i| matches!(i % 5, 2 | 3)).collect();
+    let g = fold_importance(Space::NB201, &[conv, conv, conv], &log, false, &has_params);
     assert_eq!(g, vec![0.0, 0.0, 0.5, 0.75, 0.0]);
-    let per_edge = fold_importance(&[conv, conv, conv], &log, true);
+    let per_edge = fold_importance(Space::NB201, &[conv, conv, conv], &log, true, &has_params);
     assert_eq!(per_edge[3], 1.0, "edge 0, conv3x3: (0 + 4) / 2 / 2");
     assert_eq!(per_edge[5 + 2], 0.5, "edge 1, conv1x1");
     assert_eq!(per_edge[10 + 3], 0.5, "edge 2, conv3x3");
     assert_eq!(per_edge.iter().filter(|&&v| v != 0.0).count(), 3);
+}
+
+/// NAS-Bench-Macro's identity has parameters only at the 3 layers that open
+/// a stage (a strided 1x1 conv): PA&DA's G learns it from those, never from
+/// the others, and the blocks learn at every layer.
+#[test]
+fn macro_identity_learns_only_where_it_has_parameters() {
+    let be = CpuBackend::<f64>::new();
+    let net = macro_net(&be);
+    let has: Vec<bool> = (0..8 * 3).map(|i| !net.choice_params(i / 3, i % 3).is_empty()).collect();
+    for l in 0..8 {
+        assert_eq!(has[l * 3], [0, 2, 5].contains(&l), "layer {l}'s identity");
+        assert!(has[l * 3 + 1] && has[l * 3 + 2], "layer {l}'s blocks");
+    }
+    // every layer an identity: only layers 0, 2 and 5 log a norm
+    let ids = Arch::parse_in(Space::NB_MACRO, "00000000").unwrap();
+    let log = [1.0, 9.0, 2.0, 9.0, 9.0, 3.0, 9.0, 9.0];
+    assert_eq!(fold_importance(Space::NB_MACRO, &[ids], &log, false, &has), vec![1.0, 0.0, 0.0], "the mean of layers 0, 2, 5 halved");
+    let per_layer = fold_importance(Space::NB_MACRO, &[ids], &log, true, &has);
+    assert_eq!((per_layer[0], per_layer[3], per_layer[6], per_layer[15]), (0.5, 0.0, 1.0, 1.5));
+    // through the sampler: the device log of a step on that path
+    let mut s = PathSampler::new(PathSamplerKind::Importance { per_edge: true }, &net);
+    assert_eq!(s.distribution().len(), 24);
+    s.begin_epoch(&be, 0, 0, 1);
+    s.replay(vec![vec![ids]]);
+    s.next_paths().unwrap();
+    let tensors: Vec<usize> = (0..net.params.len()).collect();
+    let norms = StepNorms::<CpuBackend<f64>> { sq_norms: vec![4.0; tensors.len()].into(), clip_coef: vec![1.0].into(), tensors };
+    s.observe(&be, &net, &norms);
+    let g = s.importance(&be);
+    assert_eq!((g[0], g[3], g[6]), (1.0, 0.0, 1.0), "one conv of norm 2 at layers 0 and 2, nothing at layer 1");
 }
 
 #[test]

@@ -4,16 +4,17 @@
 mod common;
 
 use common::*;
-use pada::arch::{Genotype, Op};
+use pada::arch::Arch;
 use pada::backend::cpu::CpuBackend;
 use pada::backend::prelude::*;
 use pada::element::Element;
 use pada::ops::SgdStep;
 use pada::optim::{clip_and_step, OffPath};
+use pada::space::nb201::{Genotype, Op};
 use pada::supernet::{InputShape, Supernet, SupernetConfig};
 
 fn cfg(c: usize, n: usize, classes: usize, input: &str) -> SupernetConfig {
-    SupernetConfig { channels: c, cells: n, classes, input: input.parse().unwrap() }
+    SupernetConfig::nb201_with(c, n, classes, input.parse().unwrap())
 }
 
 #[test]
@@ -55,7 +56,7 @@ fn subnet_parameter_count_of_resnet_cell() {
     // The ResNet-like cell: two 3x3 convs per cell, the rest parameter-free.
     let be = CpuBackend::<f32>::new();
     let net = Supernet::uninit(&be, SupernetConfig::nb201()).unwrap();
-    let g: Genotype = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|".parse().unwrap();
+    let g: Arch = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|".parse().unwrap();
     // stem 432 + 5 cells x 2 convs x 2320 + 5 x 2 x 9248 + 5 x 2 x 36928 + res 14400 + 57472 + 650
     let want = 432 + 5 * 2 * (2320 + 9248 + 36928) + 14400 + 57472 + 650;
     assert_eq!(net.param_count(Some(&g)), want);
@@ -68,7 +69,7 @@ fn supernet_fixture<T: Element>(file: &str, key: &str, tol: (f64, f64), grad_tol
     let m = &meta[key];
     let u = |k: &str| m[k].as_u64().unwrap() as usize;
     let (c, n, in_ch, hw, classes, batch) = (u("C"), u("N"), u("in_ch"), u("H"), u("classes"), u("batch"));
-    let config = SupernetConfig { channels: c, cells: n, classes, input: InputShape { c: in_ch, h: hw, w: hw } };
+    let config = SupernetConfig::nb201_with(c, n, classes, InputShape { c: in_ch, h: hw, w: hw });
     let f = Fixture::torch(file);
     let be = CpuBackend::<T>::poisoned();
     let mut net = Supernet::uninit(&be, config).unwrap();
@@ -90,9 +91,9 @@ fn supernet_fixture<T: Element>(file: &str, key: &str, tol: (f64, f64), grad_tol
     let labels: Vec<i32> = f.i64("y").into_iter().map(|v| v as i32).collect();
     let archs = m["archs"].as_array().unwrap();
     for (k, arch) in archs.iter().enumerate() {
-        let g: Genotype = arch.as_str().unwrap().parse().unwrap();
+        let g: Arch = arch.as_str().unwrap().parse().unwrap();
         let ops: Vec<usize> = f.i64(&format!("arch{k}.ops")).into_iter().map(|v| v as usize).collect();
-        assert_eq!(g.indices().to_vec(), ops, "arch{k} string vs ops");
+        assert_eq!(g.choices().iter().map(|&c| c as usize).collect::<Vec<_>>(), ops, "arch{k} string vs ops");
         // fresh weights, gradients and momentum for each architecture
         for (p, v) in net.params.tensors.iter_mut().zip(&initial) {
             be.upload_into(v, &mut p.value);
@@ -180,9 +181,13 @@ fn supernet_c8_n1_matches_pytorch_f32() {
 
 /// Finite differences of the mean cross-entropy through the whole supernet, in f64.
 fn whole_net_gradcheck(arch: &str, seed: u64) {
-    let g: Genotype = arch.parse().unwrap();
+    let g: Arch = arch.parse().unwrap();
+    let config = match g.space() {
+        pada::arch::Space::NB201 => cfg(3, 2, 5, "2x8x8"),
+        // (16x16: the last stage at 2x2, so that batch norm sees 12 values, not 3)
+        space => SupernetConfig { space, channels: 2, cells: 0, classes: 5, input: "2x16x16".parse().unwrap() },
+    };
     let be = CpuBackend::<f64>::poisoned();
-    let config = cfg(3, 2, 5, "2x8x8");
     let mut net = Supernet::new(&be, config, seed).unwrap();
     let batch = 3;
     let x = random_vec(batch * config.input.len(), seed + 1);
@@ -243,8 +248,9 @@ fn degenerate_architecture_stays_finite_and_only_trains_the_classifier_bias() {
     let be = CpuBackend::<f32>::poisoned();
     let config = cfg(4, 1, 10, "3x16x16");
     let mut net = Supernet::new(&be, config, 5).unwrap();
-    let g = Genotype([Op::SkipConnect, Op::None, Op::None, Op::None, Op::None, Op::NorConv3x3]);
-    assert!(!g.plan().output_live);
+    let genotype = Genotype([Op::SkipConnect, Op::None, Op::None, Op::None, Op::None, Op::NorConv3x3]);
+    assert!(!genotype.plan().output_live);
+    let g = Arch::from(genotype);
     let x = random_vec(4 * 3 * 256, 9).into_iter().map(|v| v as f32).collect::<Vec<_>>();
     let tape = net.forward(&be, be.upload(&x), 4, &g, true);
     let logits = be.download(&tape.logits);
@@ -263,4 +269,37 @@ fn degenerate_architecture_stays_finite_and_only_trains_the_classifier_bias() {
             assert_eq!(gsum, 0.0, "{} has a gradient", p.name);
         }
     }
+}
+
+/// NAS-Bench-Macro's supernet: identities (strided 1x1 convs where a stage
+/// opens), both MobileNetV2 blocks with and without their residual, depthwise
+/// convs of stride 1 and 2 down to 1x1 planes.
+#[test]
+fn whole_macro_supernet_gradients() {
+    whole_net_gradcheck("02012100", 5);
+    whole_net_gradcheck("12021120", 6);
+    whole_net_gradcheck("00000000", 7);
+    whole_net_gradcheck("22222222", 8);
+}
+
+/// The NAS-Bench-Macro supernet's sizes: the benchmark's parameter count and
+/// FLOPs for every one of the 6,561 strings (its table, built in), and the
+/// supernet's own parameters (every candidate of every layer).
+#[test]
+fn macro_params_and_flops_are_the_benchmarks() {
+    let be = CpuBackend::<f32>::new();
+    let config =
+        SupernetConfig { space: pada::arch::Space::NB_MACRO, channels: 32, cells: 0, classes: 10, input: "3x32x32".parse().unwrap() };
+    let net = Supernet::uninit(&be, config).unwrap();
+    let src: pada::table::TableSource = "nbmacro:cifar10".parse().unwrap();
+    let params = pada::table::read_arch_table(&src, None, "params").unwrap();
+    let flops = pada::table::read_arch_table(&src, None, "flops").unwrap();
+    assert_eq!(params.archs.len(), 6561);
+    for ((a, p), (b, f)) in params.archs.iter().zip(&params.values).zip(flops.archs.iter().zip(&flops.values)) {
+        assert_eq!(a, b);
+        assert_eq!(net.standalone_params(a) as f64, *p, "{a}: parameters");
+        assert_eq!(net.forward_macs(a) as f64, *f, "{a}: FLOPs (multiply-accumulates)");
+    }
+    let g: Arch = "02012100".parse().unwrap();
+    assert_eq!((net.standalone_params(&g), net.forward_macs(&g)), (890_666, 47_327_744));
 }

@@ -8,7 +8,7 @@ use approx::assert_abs_diff_eq;
 
 use std::path::Path;
 
-use pada::arch::Genotype;
+use pada::arch::Arch;
 use pada::backend::cpu::CpuBackend;
 use pada::backend::prelude::*;
 use pada::ops::SgdStep;
@@ -141,15 +141,15 @@ fn a_new_run_refuses_to_overwrite_an_existing_one() {
 #[test]
 fn off_path_parameters_follow_pytorch_1_7_or_stay_frozen() {
     let be = CpuBackend::<f64>::new();
-    let cfg = SupernetConfig { channels: 2, cells: 1, classes: 3, input: "1x8x8".parse().unwrap() };
-    let a: Genotype = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|".parse().unwrap();
-    let b: Genotype = "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_1x1~0|nor_conv_1x1~1|nor_conv_1x1~2|".parse().unwrap();
+    let cfg = SupernetConfig::nb201_with(2, 1, 3, "1x8x8".parse().unwrap());
+    let a: Arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|".parse().unwrap();
+    let b: Arch = "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_1x1~0|nor_conv_1x1~1|nor_conv_1x1~2|".parse().unwrap();
     let x = common::random_vec(4 * 64, 3);
     let labels = vec![0, 1, 2, 0];
     let h = SgdStep { lr: 0.1, momentum: 0.9, weight_decay: 0.01 };
     for mode in [OffPath::Momentum, OffPath::Frozen] {
         let mut net = Supernet::new(&be, cfg, 1).unwrap();
-        let step = |net: &mut Supernet<CpuBackend<f64>>, g: &Genotype| {
+        let step = |net: &mut Supernet<CpuBackend<f64>>, g: &Arch| {
             net.params.zero_grads(&be);
             let tape = net.forward(&be, be.upload(&x), 4, g, true);
             let (mut l, mut d, mut q) = (be.alloc(4), be.alloc(12), be.alloc(4));
@@ -214,7 +214,7 @@ fn calr_complexity_and_schedule_are_the_released_codes() {
         ("|nor_conv_1x1~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|nor_conv_1x1~1|nor_conv_3x3~2|", 2, 2),
         ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|", 0, 6),
     ] {
-        let g: Genotype = arch.parse().unwrap();
+        let g: Arch = arch.parse().unwrap();
         assert_eq!(net.complexity(&g), 72_752 + 26_880 * n1 + 241_920 * n3, "{arch}");
     }
     let (lo, hi) = (72_752.0, 72_752.0 + 6.0 * 241_920.0);
@@ -233,7 +233,7 @@ fn calr_complexity_and_schedule_are_the_released_codes() {
 #[test]
 fn momentum_groups_keep_separate_buffers() {
     let be = CpuBackend::<f64>::new();
-    let cfg = SupernetConfig { channels: 2, cells: 1, classes: 3, input: "1x8x8".parse().unwrap() };
+    let cfg = SupernetConfig::nb201_with(2, 1, 3, "1x8x8".parse().unwrap());
     let mut net = Supernet::new(&be, cfg, 1).unwrap();
     net.params.set_momentum_groups(&be, 5);
     let id = net.params.id("classifier.bias").unwrap();
@@ -271,7 +271,7 @@ fn the_trainer_selects_the_group_of_the_split_edges_op() {
     t.trace = true;
     let e = t.momentum_split_edge;
     let mut ops = Vec::new();
-    t.run_epoch(&mut |p| ops.push(p.trace.unwrap().paths[0].0[e].index())).unwrap();
+    t.run_epoch(&mut |p| ops.push(p.trace.unwrap().paths[0].choice(e))).unwrap();
     // each op seen on the split edge has a non-zero buffer for the classifier, the others none
     let id = t.net.params.id("classifier.weight").unwrap();
     for group in 0..5 {

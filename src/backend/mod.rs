@@ -21,6 +21,7 @@ use num_traits::Zero;
 
 pub use crate::ops::batchnorm::BatchnormOps;
 pub use crate::ops::conv2d::Conv2dOps;
+pub use crate::ops::depthwise::DepthwiseOps;
 pub use crate::ops::elementwise::ElementwiseOps;
 pub use crate::ops::linear::LinearOps;
 pub use crate::ops::optim::OptimOps;
@@ -31,7 +32,8 @@ pub use crate::ops::softmax_ce::SoftmaxCeOps;
 /// Everything to call backend methods on a concrete backend (`use pada::backend::prelude::*`).
 pub mod prelude {
     pub use super::{
-        Backend, BatchnormOps, Conv2dOps, ElementwiseOps, LinearOps, Memory, OptimOps, PoolOps, SamplingOps, SgdSlot, SoftmaxCeOps,
+        Backend, BatchnormOps, Conv2dOps, DepthwiseOps, ElementwiseOps, LinearOps, Memory, OptimOps, PoolOps, SamplingOps, SgdSlot,
+        SoftmaxCeOps,
     };
 }
 
@@ -95,11 +97,11 @@ pub struct SgdSlot<'a, B: Memory + ?Sized> {
 }
 
 /// A device's memory: buffers, copies to and from the host, timing.
-pub trait Memory: Send + Sync {
+pub trait Memory: Send + Sync + 'static {
     /// The element type: `f32` everywhere but the CPU engine's `f64` gradient checks.
     type T: Element;
     /// A device buffer of `T`.
-    type Buf: Send + Sync;
+    type Buf: Send + Sync + 'static;
     /// A device buffer of `i32` (class labels, sample indices).
     type IBuf: Send + Sync;
 
@@ -157,7 +159,7 @@ pub trait Memory: Send + Sync {
 /// A device with every op: what the supernet, the samplers and the training
 /// loop are written against.
 pub trait Backend:
-    Memory + ElementwiseOps + Conv2dOps + BatchnormOps + PoolOps + LinearOps + SoftmaxCeOps + OptimOps + SamplingOps
+    Memory + ElementwiseOps + Conv2dOps + DepthwiseOps + BatchnormOps + PoolOps + LinearOps + SoftmaxCeOps + OptimOps + SamplingOps
 {
     fn alloc_zeroed(&self, len: usize) -> Self::Buf {
         let mut b = self.alloc(len);
@@ -167,6 +169,6 @@ pub trait Backend:
 }
 
 impl<X> Backend for X where
-    X: Memory + ElementwiseOps + Conv2dOps + BatchnormOps + PoolOps + LinearOps + SoftmaxCeOps + OptimOps + SamplingOps
+    X: Memory + ElementwiseOps + Conv2dOps + DepthwiseOps + BatchnormOps + PoolOps + LinearOps + SoftmaxCeOps + OptimOps + SamplingOps
 {
 }

@@ -55,7 +55,7 @@ impl BackendJob for GradVarArgs {
         let run_paths = record.train.method.path_sampler(record.train.per_edge);
         let path_kind = method.path_sampler(record.train.per_edge);
         // the run's own samplers (as the checkpoint left them) when the method draws as the run did
-        let other_paths = (path_kind != run_paths).then(|| PathSampler::new(path_kind));
+        let other_paths = (path_kind != run_paths).then(|| PathSampler::new(path_kind, &t.net));
         let other_samples = (method.data_sampler() != record.train.method.data_sampler())
             .then(|| DataSampler::new(method.data_sampler(), t.data.train.len()));
         let bs = a.batch_size.unwrap_or(record.train.batch_size);

@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::Args;
 
 use super::device::{BackendJob, DeviceArgs};
-use crate::arch::Genotype;
+use crate::arch::Arch;
 use crate::backend::Backend;
 use crate::data::augment::AugmentChoice;
 use crate::data::DataSpec;
@@ -43,18 +43,21 @@ pub struct GroundTruthArgs {
     /// Data to train and test on (as `pada train --data`).
     #[arg(long, default_value = "embedded")]
     pub data: DataSpec,
+    /// The search space [default: the --archs file's, else nb201].
+    #[arg(long, value_enum)]
+    pub space: Option<crate::arch::Space>,
     /// Output CSV; architectures already in it are skipped, so an interrupted run resumes.
     #[arg(long)]
     pub out: PathBuf,
     /// Training batch size.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
-    /// Channels of the first stage (C).
-    #[arg(long, default_value_t = 16)]
-    pub channels: usize,
-    /// Search cells per stage (N).
-    #[arg(long, default_value_t = 5)]
-    pub cells: usize,
+    /// Channels of the first stage (C) [default: the official preset's: 16 in nb201, 32 in nb-macro].
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Search cells per stage (N; nb201 only) [default: 5].
+    #[arg(long)]
+    pub cells: Option<usize>,
     /// Initial learning rate, annealed to 0 by a per-epoch cosine.
     #[arg(long, default_value_t = 0.05)]
     pub lr: f64,
@@ -92,11 +95,12 @@ pub fn run(a: GroundTruthArgs) -> anyhow::Result<()> {
 impl BackendJob for GroundTruthArgs {
     fn run<B: Backend>(self, be: &B) -> anyhow::Result<()> {
         let a = self;
-        let mut config = TrainConfig::defaults(Method::Spos, a.data.clone());
+        let space = a.archs.space(a.space, a.arch_column.as_deref())?;
+        let mut config = TrainConfig::with_preset(space, Method::Spos, a.data.clone(), crate::train::config::Preset::Official);
         config.epochs = a.epochs;
         config.batch_size = a.batch_size;
-        config.channels = a.channels;
-        config.cells = a.cells;
+        config.channels = a.channels.unwrap_or(config.channels);
+        config.cells = a.cells.unwrap_or(config.cells);
         config.lr = a.lr;
         config.momentum = a.momentum;
         config.weight_decay = a.weight_decay;
@@ -105,16 +109,16 @@ impl BackendJob for GroundTruthArgs {
         config.precision = a.dev.precision();
         config.validate()?;
         let data = Arc::new(a.data.load()?);
-        let archs = a.archs.resolve(a.seed, crate::rank::Draw::Table, a.arch_column.as_deref(), a.unique)?;
+        let archs = a.archs.resolve(space, a.seed, crate::rank::Draw::Table, a.arch_column.as_deref(), a.unique)?;
         let seeds = a.seeds.clone().map_or(vec![a.seed], |s| s.0);
         let header = header(&seeds);
         let header: Vec<&str> = header.iter().map(String::as_str).collect();
-        let done: HashSet<Genotype> = crate::results::read_done(&a.out, &header)?
+        let done: HashSet<Arch> = crate::results::read_done(&a.out, &header)?
             .iter()
             .enumerate()
             .map(|(i, r)| r[0].parse().map_err(|e| anyhow::anyhow!("{} row {}: {e}", a.out.display(), i + 2)))
             .collect::<anyhow::Result<_>>()?;
-        let todo: Vec<Genotype> = archs.iter().filter(|g| !done.contains(g)).copied().collect();
+        let todo: Vec<Arch> = archs.iter().filter(|g| !done.contains(g)).copied().collect();
         crate::logln!(
             "stand-alone training of {} architectures ({} already in {}), {} seed(s) of {} epochs each on {}, {}",
             archs.len(),

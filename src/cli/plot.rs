@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::arch::Op;
 use crate::plot::{chart, dot_rows, DotRow, Series};
 use crate::rankstats::Consistency;
 use crate::table::{join, read_arch_table, TableSource};
@@ -109,25 +108,30 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
             false,
         )?);
     }
-    // the path distribution of each run (per-edge distributions averaged over edges)
+    // the path distribution of each run (per-slot distributions averaged over slots)
     for (i, (name, m)) in runs.iter().enumerate() {
-        let series: Vec<Series> = Op::ALL
+        let space = read_record(&a.run[i])?.train.space;
+        let names = space.def().choice_names();
+        let k = names.len();
+        let series: Vec<Series> = names
             .iter()
-            .map(|op| Series {
-                name: op.name().to_string(),
+            .enumerate()
+            .map(|(choice, choice_name)| Series {
+                name: choice_name.to_string(),
                 points: m
                     .iter()
                     .map(|e| {
                         let p = &e.path_prob;
-                        let edges = p.len() / Op::COUNT;
-                        let v = (0..edges).map(|k| p[k * Op::COUNT + op.index()]).sum::<f64>() / edges as f64;
+                        let slots = p.len() / k;
+                        let v = (0..slots).map(|s| p[s * k + choice]).sum::<f64>() / slots as f64;
                         ((e.epoch + 1) as f64, v)
                     })
                     .collect(),
             })
             .collect();
         let stem = if runs.len() == 1 { out.join("path_distribution") } else { out.join(format!("path_distribution_{i}")) };
-        written.extend(chart(&stem, &format!("op sampling probability: {name}"), "epoch", "probability", &series, false)?);
+        let what = space.def().slot_name();
+        written.extend(chart(&stem, &format!("{what} choice probability: {name}"), "epoch", "probability", &series, false)?);
     }
     // the ranking scatters: the verdict's, and `pada rank`'s where it ran with a ground truth
     for (i, dir) in a.run.iter().enumerate() {

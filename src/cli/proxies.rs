@@ -10,13 +10,14 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::device::{BackendJob, DeviceArgs};
-use crate::arch::Genotype;
+use crate::arch::Arch;
 use crate::backend::Backend;
 use crate::data::DataSpec;
 use crate::progress::Reporter;
 use crate::proxies::{for_archs, COLUMNS};
 use crate::rank::ArchSelection;
 use crate::supernet::SupernetConfig;
+use crate::train::config::Preset;
 
 #[derive(Args, Debug)]
 pub struct ProxiesArgs {
@@ -29,10 +30,14 @@ pub struct ProxiesArgs {
     /// Data: each architecture sees its own batch of --batch-size training images, augmented as in training.
     #[arg(long, default_value = "embedded")]
     pub data: DataSpec,
-    /// Channels of the first stage (C) [default: 8 on the embedded data, else 16, the reference's].
+    /// The search space [default: the --archs file's, else nb201].
+    #[arg(long, value_enum)]
+    pub space: Option<crate::arch::Space>,
+    /// Channels of the first stage (C) [default: nb201: 8 on the embedded data, else 16, the
+    /// reference's; nb-macro: 32, the benchmark's].
     #[arg(long)]
     pub channels: Option<usize>,
-    /// Search cells per stage (N) [default: 1 on the embedded data, else 5, the reference's].
+    /// Search cells per stage (N; nb201 only) [default: 1 on the embedded data, else 5, the reference's].
     #[arg(long)]
     pub cells: Option<usize>,
     /// Training images each architecture's proxies are measured on (the reference's 64).
@@ -61,18 +66,21 @@ impl BackendJob for ProxiesArgs {
     fn run<B: Backend>(self, be: &B) -> anyhow::Result<()> {
         let a = self;
         let data = a.data.load()?;
-        let defaults = crate::train::TrainConfig::defaults(crate::train::Method::Spos, a.data.clone());
+        let space = a.archs.space(a.space, a.arch_column.as_deref())?;
+        let preset = if a.data == DataSpec::Embedded { Preset::Laptop } else { Preset::Official };
+        let defaults = crate::train::TrainConfig::with_preset(space, crate::train::Method::Spos, a.data.clone(), preset);
         let config = SupernetConfig {
+            space,
             channels: a.channels.unwrap_or(defaults.channels),
             cells: a.cells.unwrap_or(defaults.cells),
             classes: data.classes(),
             input: data.shape(),
         };
-        config.validate()?;
-        let archs = a.archs.resolve(a.seed, crate::rank::Draw::Table, a.arch_column.as_deref(), false)?;
+        crate::supernet::Supernet::uninit(&crate::backend::cpu::CpuBackend::<f32>::new(), config)?; // a bad size fails now
+        let archs = a.archs.resolve(space, a.seed, crate::rank::Draw::Table, a.arch_column.as_deref(), false)?;
         let header: Vec<&str> = std::iter::once("arch").chain(COLUMNS).collect();
-        let done: HashSet<Genotype> = crate::results::read_done(&a.out, &header)?.iter().filter_map(|r| r[0].parse().ok()).collect();
-        let todo: Vec<Genotype> = archs.into_iter().filter(|g| !done.contains(g)).collect();
+        let done: HashSet<Arch> = crate::results::read_done(&a.out, &header)?.iter().filter_map(|r| r[0].parse().ok()).collect();
+        let todo: Vec<Arch> = archs.into_iter().filter(|g| !done.contains(g)).collect();
         if !a.quiet {
             crate::logln!(
                 "zero-cost proxies of {} architectures ({} already in {}) at C={} N={} on {} images of {}, {}",

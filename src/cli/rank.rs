@@ -9,7 +9,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::device::{with_backend, BackendJob, Device};
-use crate::arch::Genotype;
+use crate::arch::Arch;
 use crate::backend::Backend;
 use crate::data::DataSpec;
 use crate::eval::EvalSet;
@@ -288,7 +288,7 @@ fn merge(a: &RankArgs, files: Vec<PathBuf>) -> anyhow::Result<()> {
     let missing: Vec<String> =
         (0..count).filter(|i| !shards.iter().any(|(_, s, _)| s.index == *i)).map(|i| format!("{i}/{count}")).collect();
     anyhow::ensure!(missing.is_empty(), "--merge: shard(s) {} missing", missing.join(", "));
-    let mut done: HashMap<Genotype, (f64, f64)> = HashMap::new();
+    let mut done: HashMap<Arch, (f64, f64)> = HashMap::new();
     let mut archs = Vec::new();
     let mut rows = Vec::new();
     for (f, _, s) in &shards {
@@ -328,8 +328,8 @@ fn merge(a: &RankArgs, files: Vec<PathBuf>) -> anyhow::Result<()> {
     report(a, &record, ranked)
 }
 
-fn parse_row(file: &Path, i: usize, r: &[String]) -> anyhow::Result<(Genotype, (f64, f64))> {
-    let g: Genotype = r[0].parse().map_err(|e| anyhow::anyhow!("{} row {}: {e}", file.display(), i + 2))?;
+fn parse_row(file: &Path, i: usize, r: &[String]) -> anyhow::Result<(Arch, (f64, f64))> {
+    let g: Arch = r[0].parse().map_err(|e| anyhow::anyhow!("{} row {}: {e}", file.display(), i + 2))?;
     let num = |s: &str| s.parse::<f64>().with_context(|| format!("{} row {}: {s:?} is not a number", file.display(), i + 2));
     Ok((g, (num(&r[1])?, num(&r[2])?)))
 }
@@ -370,18 +370,19 @@ impl BackendJob for RankArgs {
         if a.batch_size > test.len() && !a.quiet {
             crate::logln!("note: --batch-size {} is larger than the {} test images: one batch of {}", a.batch_size, test.len(), test.len());
         }
-        let mut archs = a.archs.resolve(record.train.seed, crate::rank::Draw::Scoring, a.arch_column.as_deref(), a.unique)?;
+        let mut archs =
+            a.archs.resolve(record.train.space, record.train.seed, crate::rank::Draw::Scoring, a.arch_column.as_deref(), a.unique)?;
         if let Some(shard) = a.shard {
             archs = shard.of(&archs);
         }
         let out = a.out.clone().unwrap_or_else(|| a.shard.map_or_else(|| a.run.join("rank.csv"), |s| s.default_file(&a.run)));
         let done_rows = crate::results::read_done(&out, &HEADER)?;
-        let mut done: HashMap<Genotype, (f64, f64)> = HashMap::new();
+        let mut done: HashMap<Arch, (f64, f64)> = HashMap::new();
         for (i, r) in done_rows.iter().enumerate() {
             let (g, scores) = parse_row(&out, i, r)?;
             done.insert(g, scores);
         }
-        let todo: Vec<Genotype> = archs.iter().filter(|g| !done.contains_key(g)).copied().collect();
+        let todo: Vec<Arch> = archs.iter().filter(|g| !done.contains_key(g)).copied().collect();
         if !a.quiet {
             crate::logln!(
                 "ranking {} architectures ({} already in {}) on {} test images of {} (batch {}), {}",
@@ -443,8 +444,8 @@ impl BackendJob for RankArgs {
 
 /// Scores of a ranking, this invocation's or merged from shards.
 struct Ranked {
-    archs: Vec<Genotype>,
-    done: HashMap<Genotype, (f64, f64)>,
+    archs: Vec<Arch>,
+    done: HashMap<Arch, (f64, f64)>,
     out: PathBuf,
     secs: f64,
     scored: usize,

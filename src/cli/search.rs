@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::device::{BackendJob, DeviceArgs};
 use super::rank::GroundTruthArgs;
-use crate::arch::Genotype;
+use crate::arch::Arch;
 use crate::backend::Backend;
 use crate::eval::EvalSet;
 use crate::rank::{load_run, score, ArchSelection};
@@ -113,7 +113,7 @@ impl BackendJob for SearchArgs {
             (data.train.subset(&(0..n).collect::<Vec<_>>()), "training images the supernet saw (no holdout)")
         };
         let set = EvalSet::new(be, &val, &data.norm, a.batch_size);
-        let eval_many = |archs: &[Genotype]| -> anyhow::Result<Vec<f64>> {
+        let eval_many = |archs: &[Arch]| -> anyhow::Result<Vec<f64>> {
             let mut out = Vec::with_capacity(archs.len());
             let mut progress = crate::progress::Reporter::new(false, archs.len() as u64, "[{bar:30}] {pos}/{len} {msg}");
             let start = std::time::Instant::now();
@@ -127,12 +127,12 @@ impl BackendJob for SearchArgs {
             })?;
             Ok(out)
         };
-        let scored: Vec<(Genotype, f64)> = match a.strategy {
+        let scored: Vec<(Arch, f64)> = match a.strategy {
             Strategy::Exhaustive => {
-                let archs = a.archs.resolve(record.train.seed, crate::rank::Draw::Scoring, None, false)?;
+                let archs = a.archs.resolve(record.train.space, record.train.seed, crate::rank::Draw::Scoring, None, false)?;
                 crate::logln!("scoring {} architectures on {} images", archs.len(), val.len());
                 let s = eval_many(&archs)?;
-                let mut all: Vec<(Genotype, f64)> = archs.into_iter().zip(s).collect();
+                let mut all: Vec<(Arch, f64)> = archs.into_iter().zip(s).collect();
                 all.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
                 all
             }
@@ -148,7 +148,7 @@ impl BackendJob for SearchArgs {
                     val.len()
                 );
                 let mut generation = 0;
-                evolve(&e, &mut rng, |c| {
+                evolve(&e, record.train.space, &mut rng, |c| {
                     let r = eval_many(c);
                     match generation {
                         0 => crate::logln!("  initial population: {} architectures scored", c.len()),
@@ -159,7 +159,7 @@ impl BackendJob for SearchArgs {
                 })?
             }
         };
-        let truth: Option<HashMap<Genotype, f64>> = gt.as_ref().map(|t| t.archs.iter().copied().zip(t.values.iter().copied()).collect());
+        let truth: Option<HashMap<Arch, f64>> = gt.as_ref().map(|t| t.archs.iter().copied().zip(t.values.iter().copied()).collect());
         let out = a.out.clone().unwrap_or_else(|| a.run.join(format!("search-{:?}.csv", a.strategy).to_lowercase()));
         let mut header = vec!["arch", "val_accuracy"];
         if truth.is_some() {

@@ -154,18 +154,21 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
             plans.push((v.clone(), seed, dir, config));
         }
     }
-    let data = plans[0].3.data.clone();
+    let (data, space) = (plans[0].3.data.clone(), plans[0].3.space);
+    if let Some((v, ..)) = plans.iter().find(|p| p.3.space != space) {
+        bail!("--methods {}: every run of a sweep is in one search space ({space})", v.label);
+    }
     let ground_truth = match &a.ground_truth {
         Some(t) => t.clone(),
-        None => match data.benchmark() {
+        None => match space.benchmark(&data) {
             Some(t) => t,
             None => bail!(
-                "--ground-truth is needed on --data {data}, which has no built-in ground truth (embedded, nb201:cifar10, ... or a CSV)"
+                "--ground-truth is needed on --data {data}, which has no built-in ground truth in {space} (a built-in table such as nb201:cifar10, or a CSV)"
             ),
         },
     };
     let images = a.verdict_images.unwrap_or_else(|| crate::verdict::default_images(&data));
-    let spec = crate::verdict::checked(VerdictSpec { ground_truth, images, archs: a.verdict_archs })?;
+    let spec = crate::verdict::checked(VerdictSpec { ground_truth, images, archs: a.verdict_archs }, space)?;
     if let Some(note) = crate::verdict::mismatch_note(&spec.ground_truth, &data, &data.to_string()) {
         crate::logln!("{note}");
     }
@@ -254,8 +257,7 @@ impl BackendJob for Job {
             if !self.quiet {
                 crate::logln!("reference rows (parameter count, FLOPs, zero-cost proxies) for the C={} N={} runs...", c.channels, c.cells);
             }
-            let size =
-                crate::supernet::SupernetConfig { channels: c.channels, cells: c.cells, classes: data.classes(), input: data.shape() };
+            let size = c.supernet(&data);
             let r = crate::verdict::references(be, &self.spec.ground_truth, &truth, size, &data, self.quiet)?;
             by_size.insert((c.channels, c.cells), r.clone());
             Ok(r)

@@ -17,6 +17,10 @@ use crate::verdict::VerdictSpec;
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
+    /// The search space: nb201 (NAS-Bench-201's cells) | nb-macro (NAS-Bench-Macro's MobileNetV2
+    /// layers) [default: nb201].
+    #[arg(long, value_enum)]
+    pub space: Option<crate::arch::Space>,
     /// Training method.
     #[arg(long, value_enum)]
     pub method: Option<Method>,
@@ -36,10 +40,11 @@ pub struct TrainArgs {
     /// Training batch size [default: the preset's: laptop 64, official 256].
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Channels of the first stage (C) [default: the preset's: laptop 8, official 16].
+    /// Width: nb201's first stage (C), nb-macro's stem [default: the preset's: laptop 8, official
+    /// 16 in nb201 and 32 (the benchmark's network) in nb-macro].
     #[arg(long)]
     pub channels: Option<usize>,
-    /// Search cells per stage (N) [default: the preset's: laptop 1, official 5].
+    /// Search cells per stage (N; nb201 only) [default: the preset's: laptop 1, official 5].
     #[arg(long)]
     pub cells: Option<usize>,
     /// Initial learning rate, annealed to 0 by a per-epoch cosine [default: 0.05].
@@ -155,7 +160,8 @@ impl TrainArgs {
         let data = self.data.clone().unwrap_or(DataSpec::Embedded);
         let device = self.device.as_ref().map_or_else(|| "cpu".to_string(), |d| d.to_string());
         let preset = self.preset.unwrap_or_else(|| crate::train::config::Preset::default_for(&data, &device));
-        let mut c = TrainConfig::with_preset(self.method.unwrap_or(Method::Pada), data, preset);
+        let space = self.space.unwrap_or_default();
+        let mut c = TrainConfig::with_preset(space, self.method.unwrap_or(Method::Pada), data, preset);
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
         }
@@ -190,15 +196,20 @@ impl TrainArgs {
         }
         c.per_edge = self.per_edge;
         c.weighted_loss = self.weighted_loss;
-        c.verdict = self.verdict_plan(&c.data, None);
+        c.verdict = self.verdict_plan(space, &c.data, None);
         c
     }
 
     /// The verdict after training: the flags', over `recorded` (a resumed
-    /// run's), over the data's default.
-    fn verdict_plan(&self, data: &DataSpec, recorded: Option<&crate::train::VerdictPlan>) -> crate::train::VerdictPlan {
+    /// run's), over the data's default in `space`.
+    fn verdict_plan(
+        &self,
+        space: crate::arch::Space,
+        data: &DataSpec,
+        recorded: Option<&crate::train::VerdictPlan>,
+    ) -> crate::train::VerdictPlan {
         use crate::train::VerdictPlan;
-        let base = recorded.cloned().unwrap_or(VerdictPlan::Unrecorded).spec(data);
+        let base = recorded.cloned().unwrap_or(VerdictPlan::Unrecorded).spec(space, data);
         if self.no_verdict {
             return VerdictPlan::None;
         }
@@ -216,6 +227,7 @@ impl TrainArgs {
 
     fn any_setting(&self) -> bool {
         self.method.is_some()
+            || self.space.is_some()
             || self.data.is_some()
             || self.preset.is_some()
             || self.epochs.is_some()
@@ -266,13 +278,13 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         (None, None, None) => unreachable!("a resumed run has a record"),
     };
     // the verdict: as asked, or as the resumed run recorded it (flags given now win)
-    let (data, plan) = match (&config, &recorded) {
-        (Some(c), _) => (c.data.clone(), c.verdict.clone()),
-        (None, Some(r)) => (r.train.data.clone(), a.verdict_plan(&r.train.data, Some(&r.train.verdict))),
+    let (space, data, plan) = match (&config, &recorded) {
+        (Some(c), _) => (c.space, c.data.clone(), c.verdict.clone()),
+        (None, Some(r)) => (r.train.space, r.train.data.clone(), a.verdict_plan(r.train.space, &r.train.data, Some(&r.train.verdict))),
         (None, None) => unreachable!("a resumed run has a record"),
     };
     // every input is checked before the first step
-    let verdict = plan.spec(&data).map(crate::verdict::checked).transpose()?;
+    let verdict = plan.spec(space, &data).map(|s| crate::verdict::checked(s, space)).transpose()?;
     if let (Some(v), Some(c)) = (&verdict, &config) {
         if let Some(note) = crate::verdict::mismatch_note(&v.ground_truth, &c.data, &c.data.to_string()) {
             crate::logln!("{note}");

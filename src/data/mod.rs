@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 pub use augment::Augment;
 pub use loader::{Batch, Loader};
-pub use spec::DataSpec;
+pub use spec::{DataSpec, KnownData};
 
 use crate::supernet::InputShape;
 

@@ -63,21 +63,34 @@ impl DataSpec {
         }
     }
 
-    /// The ground truth pada has for this data, which a run's verdict ranks
-    /// against unless told otherwise: the embedded table, or NAS-Bench-201's
-    /// table of CIFAR-10 (also an image folder of CIFAR-10's classes),
-    /// CIFAR-100 or ImageNet16-120.
-    pub fn benchmark(&self) -> Option<crate::table::TableSource> {
-        use crate::table::TableSource;
+    /// The small data sets (28x28 digits and clothes, synthetic images), whose
+    /// official preset trains 10 epochs instead of 250.
+    pub fn is_small(&self) -> bool {
+        matches!(self, DataSpec::Embedded | DataSpec::FashionMnist(_) | DataSpec::Mnist(_) | DataSpec::Synthetic(_))
+    }
+
+    /// Which benchmark data set this is, if one (a search space's ground
+    /// truths are measured on these): the embedded data, CIFAR-10 (also an
+    /// image folder of CIFAR-10's classes), CIFAR-100 or ImageNet16-120.
+    pub fn known(&self) -> Option<KnownData> {
         match self {
-            DataSpec::Embedded => Some(TableSource::Embedded),
-            DataSpec::Cifar10(_) => Some(TableSource::Nb201("cifar10")),
-            DataSpec::Folder(dir) if folder::holds_cifar10(dir) => Some(TableSource::Nb201("cifar10")),
-            DataSpec::Cifar100(_) => Some(TableSource::Nb201("cifar100")),
-            DataSpec::Imagenet16(_) => Some(TableSource::Nb201("imagenet16")),
+            DataSpec::Embedded => Some(KnownData::Embedded),
+            DataSpec::Cifar10(_) => Some(KnownData::Cifar10),
+            DataSpec::Folder(dir) if folder::holds_cifar10(dir) => Some(KnownData::Cifar10),
+            DataSpec::Cifar100(_) => Some(KnownData::Cifar100),
+            DataSpec::Imagenet16(_) => Some(KnownData::Imagenet16),
             _ => None,
         }
     }
+}
+
+/// The data sets benchmarks are measured on ([`DataSpec::known`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KnownData {
+    Embedded,
+    Cifar10,
+    Cifar100,
+    Imagenet16,
 }
 
 impl fmt::Display for DataSpec {

@@ -16,6 +16,7 @@
 
 pub mod batchnorm;
 pub mod conv2d;
+pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
 pub mod linear;
@@ -28,6 +29,7 @@ pub mod softmax_ce;
 
 pub use batchnorm::{batchnorm_backward, batchnorm_backward_frozen, batchnorm_forward, BN_EPS};
 pub use conv2d::{conv2d_backward_data, conv2d_backward_weight, conv2d_forward, conv2d_per_sample_sq_norms};
+pub use depthwise::{depthwise_backward_data, depthwise_backward_weight, depthwise_forward, depthwise_per_sample_sq_norms};
 pub use elementwise::{add_assign, axpy, copy, copy_at, elementwise_sqrt, fill, relu_backward, relu_forward, scale};
 pub use linear::{linear_backward, linear_forward, linear_per_sample_sq_norms};
 pub use optim::{clip_coefficient, clipped_group_norms, nonfinite_guard, sgd_step, sq_norm, NormGroup, SgdStep};

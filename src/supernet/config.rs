@@ -6,6 +6,8 @@ use std::str::FromStr;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::arch::Space;
+
 /// An input image shape `C x H x W`, written `3x32x32`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InputShape {
@@ -47,11 +49,17 @@ impl FromStr for InputShape {
     }
 }
 
-/// A NAS-Bench-201 supernet: a stem, 3 stages of `cells` search cells with
-/// `channels`, 2x and 4x channels, two ResNet reduction blocks, and a classifier.
+/// A supernet of a search space: `space`'s body at width `channels` (and,
+/// in NAS-Bench-201, `cells` cells per stage), a classifier of `classes`,
+/// inputs of shape `input`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SupernetConfig {
+    /// (Records made before there were several spaces are NAS-Bench-201's.)
+    #[serde(default)]
+    pub space: Space,
+    /// The first stage's channels (NAS-Bench-201's C; NAS-Bench-Macro's stem width).
     pub channels: usize,
+    /// Search cells per stage (NAS-Bench-201's N; 0 where the space has no such setting).
     pub cells: usize,
     pub classes: usize,
     pub input: InputShape,
@@ -59,49 +67,38 @@ pub struct SupernetConfig {
 
 impl fmt::Display for SupernetConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "C={} N={} classes={} input={}", self.channels, self.cells, self.classes, self.input)
+        // (spaces without cells: named, since their C means another width)
+        match self.cells {
+            0 => write!(f, "{} C={} classes={} input={}", self.space, self.channels, self.classes, self.input),
+            n => write!(f, "C={} N={n} classes={} input={}", self.channels, self.classes, self.input),
+        }
     }
 }
 
 impl SupernetConfig {
+    /// A NAS-Bench-201 supernet.
+    pub fn nb201_with(channels: usize, cells: usize, classes: usize, input: InputShape) -> Self {
+        // (the default space is NAS-Bench-201)
+        Self { space: Space::default(), channels, cells, classes, input }
+    }
     /// The NAS-Bench-201 search configuration on CIFAR-10: C=16, N=5, 3x32x32, 10 classes.
     pub fn nb201() -> Self {
-        Self { channels: 16, cells: 5, classes: 10, input: InputShape { c: 3, h: 32, w: 32 } }
+        Self::nb201_with(16, 5, 10, InputShape { c: 3, h: 32, w: 32 })
     }
     /// A small configuration for 28x28 grey images: C=8, N=1.
     pub fn mini() -> Self {
-        Self { channels: 8, cells: 1, classes: 10, input: InputShape { c: 1, h: 28, w: 28 } }
+        Self::nb201_with(8, 1, 10, InputShape { c: 1, h: 28, w: 28 })
     }
 
-    /// Checks the configuration, with a message that names the offending setting.
+    /// Checks the settings every space shares, with a message that names the
+    /// offending one (the space checks its own when it builds the body).
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.channels == 0 {
-            bail!("--channels must be at least 1 (got 0)");
-        }
-        if self.cells == 0 {
-            bail!("--cells must be at least 1 (got 0)");
-        }
         if self.classes < 2 {
             bail!("the number of classes must be at least 2 (got {})", self.classes);
         }
-        let InputShape { c, h, w } = self.input;
-        if c == 0 {
+        if self.input.c == 0 {
             bail!("input channels must be at least 1");
         }
-        // Each reduction block halves the size twice over: its strided conv gives
-        // ceil(h/2) and its avg-pool shortcut floor(h/2), which agree only for even h.
-        if h < 4 || w < 4 || h % 4 != 0 || w % 4 != 0 {
-            bail!("input size {h}x{w} is not supported: height and width must be multiples of 4 (e.g. 28x28, 32x32), so that both reduction blocks see even sizes");
-        }
         Ok(())
-    }
-
-    /// Channels of stage `s` (0, 1, 2).
-    pub fn stage_channels(&self, s: usize) -> usize {
-        self.channels << s
-    }
-    /// Spatial size of stage `s`.
-    pub fn stage_hw(&self, s: usize) -> (usize, usize) {
-        (self.input.h >> s, self.input.w >> s)
     }
 }

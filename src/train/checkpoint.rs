@@ -9,8 +9,14 @@
 //! - `res{r}.conv_a.weight|bias`, `res{r}.conv_b.weight|bias`, `res{r}.shortcut.weight` (r = 0, 1);
 //! - `classifier.weight` `[classes, 4C]`, `classifier.bias`.
 //!
+//! NAS-Bench-Macro's (`--space nb-macro`): `stem.weight`; `layer{l}.op0.conv.weight` (the strided
+//! identity of layers 0, 2, 5), `layer{l}.op{1,2}.pw1|dw|pw2.weight` (the MobileNetV2 blocks:
+//! pointwise `[e c, c, 1, 1]`, depthwise `[e c, 1, k, k]`, pointwise `[c', e c, 1, 1]`);
+//! `head.weight`; `classifier.weight|bias`.
+//!
 //! The file's metadata holds the supernet configuration (`channels`, `cells`,
-//! `classes`, `input`) and `format = pada-supernet-1`.
+//! `classes`, `input`, and `space` for spaces other than NAS-Bench-201) and
+//! `format = pada-supernet-1`.
 
 use std::collections::HashMap;
 
@@ -18,6 +24,7 @@ use anyhow::{bail, ensure, Context};
 use safetensors::{Dtype, SafeTensors, View};
 
 use super::Trainer;
+use crate::arch::Space;
 use crate::backend::Backend;
 use crate::element::Element;
 use crate::supernet::{InputShape, Supernet, SupernetConfig};
@@ -53,18 +60,28 @@ fn f32_tensor<T: Element>(shape: Vec<usize>, v: &[T]) -> Owned {
 }
 
 fn config_metadata(c: &SupernetConfig) -> HashMap<String, String> {
-    HashMap::from([
+    let mut m = HashMap::from([
         ("channels".into(), c.channels.to_string()),
         ("cells".into(), c.cells.to_string()),
         ("classes".into(), c.classes.to_string()),
         ("input".into(), c.input.to_string()),
-    ])
+    ]);
+    // NAS-Bench-201's files have no `space` (those written before there were others)
+    if c.space != Space::NB201 {
+        m.insert("space".into(), c.space.to_string());
+    }
+    m
 }
 
 fn config_from_metadata(m: &HashMap<String, String>, what: &str) -> anyhow::Result<SupernetConfig> {
     let get = |k: &str| m.get(k).with_context(|| format!("{what}: metadata has no '{k}' (not a pada supernet file?)"));
     let num = |k: &str| -> anyhow::Result<usize> { get(k)?.parse().with_context(|| format!("{what}: metadata '{k}' is not a number")) };
+    let space = match m.get("space") {
+        Some(s) => s.parse().with_context(|| format!("{what}: metadata 'space'"))?,
+        None => Space::NB201,
+    };
     Ok(SupernetConfig {
+        space,
         channels: num("channels")?,
         cells: num("cells")?,
         classes: num("classes")?,

@@ -6,37 +6,20 @@ use crate::data::augment::AugmentChoice;
 use crate::data::DataSpec;
 use crate::optim::OffPath;
 use crate::sampler::{DataSamplerKind, PathSamplerKind};
+use crate::space::{RunSize, Space};
 use crate::table::TableSource;
-
-/// The size and length of a run when no flag says otherwise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RunSize {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub channels: usize,
-    pub cells: usize,
-}
-
-/// On the embedded data: the NAS-Bench-201 search space at C=8, N=1, chosen
-/// by measurement (README, "The first command") so that `pada train` trains
-/// and ranks the embedded ground truth in about two minutes on 2 cores.
-pub const EMBEDDED: RunSize = RunSize { epochs: 16, batch_size: 64, channels: 8, cells: 1 };
-
-/// `--preset laptop` on other data: chosen by measurement on CIFAR-10 (README,
-/// "The paper's benchmark on a laptop") so that training and the verdict on
-/// 1,000 NAS-Bench-201 architectures take about 10 minutes on 2 cores.
-pub const LAPTOP: RunSize = RunSize { epochs: 10, batch_size: 64, channels: 8, cells: 1 };
 
 /// The size and length of a run unless flags say otherwise (`--preset`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Preset {
-    /// Minutes on a laptop's CPU: C=8, N=1, batch 64, 10 epochs (16 on the embedded data):
-    /// on CIFAR-10 about 5 min of training and 3 of verdict on 2 cores.
+    /// Minutes on a laptop's CPU: NAS-Bench-201 at C=8, N=1, batch 64, 10 epochs (16 on the
+    /// embedded data): on CIFAR-10 about 5 min of training and 3 of verdict on 2 cores;
+    /// NAS-Bench-Macro at a quarter of the benchmark's width (--channels 8).
     Laptop,
     /// The paper's setting: C=16, N=5, batch 256, 250 epochs on CIFAR-10/100, ImageNet16 and
     /// image folders (10 on other data): on CIFAR-10 about 20 min on an H200 (FP32 kernels),
-    /// about 10 hours on 2 CPU cores.
+    /// about 10 hours on 2 CPU cores; NAS-Bench-Macro at the benchmark's full width (--channels 32).
     #[default]
     Official,
 }
@@ -51,16 +34,9 @@ impl Preset {
         }
     }
 
-    /// The run size of this preset on `data`.
-    pub fn size(self, data: &DataSpec) -> RunSize {
-        match (self, data) {
-            (Preset::Laptop, DataSpec::Embedded) => EMBEDDED,
-            (Preset::Laptop, _) => LAPTOP,
-            (Preset::Official, DataSpec::Embedded | DataSpec::FashionMnist(_) | DataSpec::Mnist(_) | DataSpec::Synthetic(_)) => {
-                RunSize { epochs: 10, batch_size: 256, channels: 16, cells: 5 }
-            }
-            (Preset::Official, _) => RunSize { epochs: 250, batch_size: 256, channels: 16, cells: 5 },
-        }
+    /// The run size of this preset for `space` on `data` (each space's own, in its folder).
+    pub fn size(self, space: Space, data: &DataSpec) -> RunSize {
+        space.def().run_size(self == Preset::Official, data)
     }
 }
 
@@ -184,6 +160,9 @@ impl Default for SumnasConfig {
 /// A training run's settings, as given on the command line (defaults resolved).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// The search space (runs recorded before there were several are NAS-Bench-201's).
+    #[serde(default)]
+    pub space: Space,
     /// The preset the run's size came from, where no flag set it.
     #[serde(default)]
     pub preset: Preset,
@@ -205,7 +184,7 @@ pub struct TrainConfig {
     pub precision: crate::backend::Precision,
     pub off_path: OffPath,
     pub augment: AugmentChoice,
-    /// PA&DA path importance with one distribution per edge instead of one shared.
+    /// PA&DA path importance with one distribution per slot (edge, layer) instead of one shared.
     pub per_edge: bool,
     /// Weight each sample's loss by 1 / (N q_i) (unbiased; off in the official code).
     pub weighted_loss: bool,
@@ -233,7 +212,7 @@ pub struct TrainConfig {
     #[serde(default = "default_calr_gamma_max")]
     pub calr_gamma_max: f64,
     /// Momentum separation: this many momentum buffers per parameter, one per
-    /// op of one split edge chosen from the seed (1: plain SGD).
+    /// choice of one split slot chosen from the seed (1: plain SGD).
     #[serde(default = "default_momentum_groups")]
     pub momentum_groups: usize,
     pub sumnas: SumnasConfig,
@@ -331,12 +310,13 @@ impl VerdictPlan {
     fn unrecorded() -> Self {
         VerdictPlan::Unrecorded
     }
-    /// The verdict's settings, resolving [`VerdictPlan::Unrecorded`] to the data's defaults.
-    pub fn spec(&self, data: &DataSpec) -> Option<VerdictSpec> {
+    /// The verdict's settings, resolving [`VerdictPlan::Unrecorded`] to the
+    /// defaults of `data` in `space`.
+    pub fn spec(&self, space: Space, data: &DataSpec) -> Option<VerdictSpec> {
         match self {
             VerdictPlan::None => None,
             VerdictPlan::Judge(s) => Some(s.clone()),
-            VerdictPlan::Unrecorded => data.benchmark().map(|ground_truth| VerdictSpec {
+            VerdictPlan::Unrecorded => space.benchmark(data).map(|ground_truth| VerdictSpec {
                 ground_truth,
                 images: default_images(data),
                 archs: VerdictArchs::Sample(1000),
@@ -346,17 +326,19 @@ impl VerdictPlan {
 }
 
 impl TrainConfig {
-    /// The paper's settings for `method` on `data`; on the embedded data, a
-    /// mini supernet trained long enough to rank (see [`EMBEDDED`]).
+    /// The paper's settings for `method` on `data` in NAS-Bench-201; on the
+    /// embedded data, a mini supernet trained long enough to rank (see
+    /// [`crate::space::nb201::EMBEDDED`]).
     pub fn defaults(method: Method, data: DataSpec) -> Self {
         let preset = if data == DataSpec::Embedded { Preset::Laptop } else { Preset::Official };
-        Self::with_preset(method, data, preset)
+        Self::with_preset(Space::NB201, method, data, preset)
     }
 
-    /// The settings of `preset` for `method` on `data`.
-    pub fn with_preset(method: Method, data: DataSpec, preset: Preset) -> Self {
-        let RunSize { epochs, batch_size, channels, cells } = preset.size(&data);
+    /// The settings of `preset` for `method` in `space` on `data`.
+    pub fn with_preset(space: Space, method: Method, data: DataSpec, preset: Preset) -> Self {
+        let RunSize { epochs, batch_size, channels, cells } = preset.size(space, &data);
         Self {
+            space,
             preset,
             method,
             data,
@@ -389,13 +371,23 @@ impl TrainConfig {
         }
     }
 
+    /// The supernet this run trains on `data`.
+    pub fn supernet(&self, data: &crate::data::Data) -> crate::supernet::SupernetConfig {
+        crate::supernet::SupernetConfig {
+            space: self.space,
+            channels: self.channels,
+            cells: self.cells,
+            classes: data.classes(),
+            input: data.shape(),
+        }
+    }
+
     /// Checks every setting, naming the flag that is wrong.
     pub fn validate(&self) -> anyhow::Result<()> {
         use anyhow::ensure;
         ensure!(self.epochs > 0, "--epochs must be at least 1 (got 0)");
         ensure!(self.batch_size > 0, "--batch-size must be at least 1 (got 0)");
         ensure!(self.channels > 0, "--channels must be at least 1 (got 0)");
-        ensure!(self.cells > 0, "--cells must be at least 1 (got 0)");
         ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be a positive number (got {})", self.lr);
         ensure!((0.0..1.0).contains(&self.momentum), "--momentum must be in [0, 1) (got {})", self.momentum);
         ensure!(self.weight_decay >= 0.0 && self.weight_decay.is_finite(), "--weight-decay must be >= 0 (got {})", self.weight_decay);
@@ -409,9 +401,12 @@ impl TrainConfig {
             "--calr-gamma-max must be at least 1 (got {})",
             self.calr_gamma_max
         );
+        let k = self.space.choices();
         ensure!(
-            matches!(self.momentum_groups, 1 | 5),
-            "--momentum-groups must be 1 (plain SGD) or 5 (one buffer per op of the split edge), got {}",
+            self.momentum_groups == 1 || self.momentum_groups == k,
+            "--momentum-groups must be 1 (plain SGD) or {k} (one buffer per choice of the split {} of {}), got {}",
+            self.space.def().slot_name(),
+            self.space.def().title(),
             self.momentum_groups
         );
         ensure!(

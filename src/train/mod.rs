@@ -17,14 +17,14 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{calr_lr, cosine_lr, DataImportance, LrSchedule, Method, SumnasConfig, TrainConfig, VerdictPlan};
 
-use crate::arch::Genotype;
 use crate::backend::{Backend, SgdSlot};
 use crate::data::{Batch, Data, Loader};
 use crate::element::Element;
 use crate::ops::SgdStep;
 use crate::optim::clip_and_step;
 use crate::sampler::{DataSampler, DataStats, PathSampler, PathSamplerKind};
-use crate::supernet::{Pass, Supernet, SupernetConfig};
+use crate::space::Arch;
+use crate::supernet::{Pass, Supernet};
 
 /// One line of metrics.jsonl.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,7 +35,7 @@ pub struct EpochMetrics {
     /// Top-1 training accuracy (%) of the sampled paths.
     pub accuracy: f64,
     pub lr: f64,
-    /// The op distribution the epoch was sampled from (5 entries, or 30 per edge).
+    /// The choice distribution the epoch was sampled from (K entries, or slots x K per slot).
     pub path_prob: Vec<f64>,
     pub data: DataStats,
     pub steps: usize,
@@ -69,7 +69,7 @@ pub struct StepProgress<'a> {
 #[derive(Clone, Debug)]
 pub struct StepTrace {
     /// The path(s) the step trained.
-    pub paths: Vec<Genotype>,
+    pub paths: Vec<Arch>,
     /// The batch's training-set indices.
     pub indices: Vec<i32>,
     /// Mean cross-entropy of the batch (the last path's, for FairNAS).
@@ -180,16 +180,15 @@ impl<'a, B: Backend> Trainer<'a, B> {
 
     /// A trainer whose every step takes the path `g`: the stand-alone training
     /// of one architecture (only its parameters ever get gradients).
-    pub fn standalone(be: &'a B, config: TrainConfig, data: Arc<Data>, g: Genotype) -> anyhow::Result<Self> {
+    pub fn standalone(be: &'a B, config: TrainConfig, data: Arc<Data>, g: Arch) -> anyhow::Result<Self> {
         anyhow::ensure!(config.method == Method::Spos, "stand-alone training uses the SPOS step");
         Self::with_paths(be, config, data, PathSamplerKind::Fixed(g))
     }
 
     fn with_paths(be: &'a B, config: TrainConfig, data: Arc<Data>, kind: PathSamplerKind) -> anyhow::Result<Self> {
         config.validate()?;
-        let net_config = SupernetConfig { channels: config.channels, cells: config.cells, classes: data.classes(), input: data.shape() };
-        let net = Supernet::new(be, net_config, crate::rng::derive_seed(config.seed, crate::rng::Purpose::Init, 0, 0))?;
-        let paths = PathSampler::new(kind);
+        let net = Supernet::new(be, config.supernet(&data), crate::rng::derive_seed(config.seed, crate::rng::Purpose::Init, 0, 0))?;
+        let paths = PathSampler::new(kind, &net);
         let mut samples = DataSampler::new(config.method.data_sampler(), data.train.len());
         samples.resampling = config.resampling;
         let sumnas = (config.method == Method::Sumnas).then(|| SumnasState {
@@ -202,10 +201,10 @@ impl<'a, B: Backend> Trainer<'a, B> {
         }
         let momentum_split_edge = {
             use rand::Rng;
-            crate::rng::stream(config.seed, crate::rng::Purpose::MomentumSplit, 0, 0).random_range(0..crate::arch::NUM_EDGES)
+            crate::rng::stream(config.seed, crate::rng::Purpose::MomentumSplit, 0, 0).random_range(0..config.space.slots())
         };
-        let extreme = |op| net.complexity(&Genotype([op; crate::arch::NUM_EDGES])) as f64;
-        let complexity_range = (extreme(crate::arch::Op::SkipConnect), extreme(crate::arch::Op::NorConv3x3));
+        let (smallest, largest) = config.space.extremes();
+        let complexity_range = (net.complexity(&smallest) as f64, net.complexity(&largest) as f64);
         Ok(Self { be, config, data, net, paths, samples, epoch: 0, trace: false, momentum_split_edge, complexity_range, sumnas })
     }
 
@@ -376,7 +375,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
     /// for the paths' mean complexity at global step `t` of `total` (FairNAS's
     /// five paths together cover every op once, so their mean is the same
     /// every step).
-    fn step_lr(&self, epoch_lr: f64, paths: &[Genotype], (t, total): (usize, usize)) -> f64 {
+    fn step_lr(&self, epoch_lr: f64, paths: &[Arch], (t, total): (usize, usize)) -> f64 {
         match self.config.lr_schedule {
             LrSchedule::Cosine => epoch_lr,
             LrSchedule::Calr => {
@@ -398,7 +397,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
         sums: &mut B::Buf,
         guard: &mut Guard<B>,
         step: usize,
-    ) -> anyhow::Result<(Option<(Vec<Genotype>, f64, Vec<f64>)>, f64)> {
+    ) -> anyhow::Result<(Option<(Vec<Arch>, f64, Vec<f64>)>, f64)> {
         let be = self.be;
         let n = batch.n;
         let x = match fault_nan_step() {
@@ -412,7 +411,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let lr = self.step_lr(epoch_lr, &paths, global);
         if self.config.momentum_groups > 1 {
             // momentum separation: the buffers of the op the (first) path puts on the split edge
-            self.net.params.activate_momentum_group(paths[0].0[self.momentum_split_edge].index());
+            self.net.params.activate_momentum_group(paths[0].choice(self.momentum_split_edge));
         }
         let h = SgdStep { lr, momentum: self.config.momentum, weight_decay: self.config.weight_decay };
         let mut detail = None;
@@ -440,7 +439,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
 
     /// `clip_grad_norm_` and SGD on the tensors with gradients after `paths`,
     /// guarded against non-finite gradients (see [`Guard`]).
-    fn clipped_step(&mut self, paths: &[Genotype], h: &SgdStep, guard: &mut Guard<B>, step: usize) -> crate::optim::StepNorms<B> {
+    fn clipped_step(&mut self, paths: &[Arch], h: &SgdStep, guard: &mut Guard<B>, step: usize) -> crate::optim::StepNorms<B> {
         let on_path = self.on_path(paths);
         let guard_arg = Some((&mut guard.buf, step as i64));
         let norms = clip_and_step(self.be, &mut self.net.params, &on_path, h, Some(self.config.clip), self.config.off_path, guard_arg);
@@ -459,7 +458,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
         labels: &B::IBuf,
         weights: Option<&B::Buf>,
         n: usize,
-        g: &Genotype,
+        g: &Arch,
         sums: &mut B::Buf,
     ) -> B::Buf {
         // only data importance uses the scores; the others get the free proxy
@@ -471,7 +470,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
         forward_backward(self.be, &mut self.net, x, labels, weights, n, g, sums, importance)
     }
 
-    fn on_path(&self, paths: &[Genotype]) -> Vec<bool> {
+    fn on_path(&self, paths: &[Arch]) -> Vec<bool> {
         on_path(&self.net, paths)
     }
 
@@ -486,7 +485,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
         x: &B::Buf,
         labels: &B::IBuf,
         n: usize,
-        paths: &[Genotype],
+        paths: &[Arch],
         outer_lr: f64,
         sums: &mut B::Buf,
         guard: &mut Guard<B>,
@@ -550,7 +549,7 @@ pub fn forward_backward<B: Backend>(
     labels: &B::IBuf,
     weights: Option<&B::Buf>,
     n: usize,
-    g: &Genotype,
+    g: &Arch,
     sums: &mut B::Buf,
     importance: DataImportance,
 ) -> B::Buf {
@@ -593,7 +592,7 @@ pub fn forward_backward<B: Backend>(
 }
 
 /// Which parameter tensors are on any of `paths`.
-pub fn on_path<B: Backend>(net: &Supernet<B>, paths: &[Genotype]) -> Vec<bool> {
+pub fn on_path<B: Backend>(net: &Supernet<B>, paths: &[Arch]) -> Vec<bool> {
     let mut on = vec![false; net.params.len()];
     for g in paths {
         for id in net.path_params(g) {

@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{checkpoint_bytes, restore_checkpoint, weights_bytes};
 use super::{EpochMetrics, StepProgress, TrainConfig, Trainer};
-use crate::arch::Genotype;
 use crate::backend::Backend;
 use crate::data::{Augment, Data, DataFile, Normalization};
 use crate::eval::{evaluate, EvalSet};
@@ -193,8 +192,7 @@ pub fn train<B: Backend>(be: &B, config: Option<TrainConfig>, dir: &Path, progre
 }
 
 fn new_record<B: Backend>(be: &B, config: &TrainConfig, data: &Data) -> anyhow::Result<RunRecord> {
-    let supernet = SupernetConfig { channels: config.channels, cells: config.cells, classes: data.classes(), input: data.shape() };
-    supernet.validate()?;
+    let supernet = config.supernet(data);
     let net_params = crate::supernet::Supernet::uninit(&crate::backend::cpu::CpuBackend::<f32>::new(), supernet)?.param_count(None);
     Ok(RunRecord {
         pada_version: env!("CARGO_PKG_VERSION").into(),
@@ -236,7 +234,8 @@ fn sample_arch_accuracies<B: Backend>(
                 k + 1,
                 data.test.len()
             ));
-            let g = Genotype::from_index(rng.random_range(0..crate::arch::NUM_ARCHS)).expect("in range");
+            let space = t.config.space;
+            let g = space.arch(rng.random_range(0..space.num_archs())).expect("in range");
             let (acc, _) = evaluate(be, &t.net, &g, &set);
             (g.to_string(), acc)
         })
