@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Builds data/nb201/proxies_cifar10.csv.gz, the built-in table of NAS-Bench-201
-architectures' parameter count, FLOPs and zero-cost proxies on CIFAR-10 at the
-reference's setting (`nb201-proxies:cifar10`), from the CSV that `pada proxies`
-wrote. The table holds every architecture that CSV measured; it must hold the
-verdict's default sample of 1,000 (tests/rankstats.rs checks it), e.g.
+"""Builds a space's built-in table of architectures' parameter count, FLOPs and
+zero-cost proxies on CIFAR-10 (`nb201-proxies:cifar10` at the reference's
+setting, data/nb201/proxies_cifar10.csv.gz; `nbmacro-proxies:cifar10` at the
+benchmark's width, data/nbmacro/proxies_cifar10.csv.gz) from the CSV that
+`pada proxies` wrote:
+
+    python3 scripts/make_proxies_table.py proxies.csv [nb201|nb-macro]
+
+The table holds every architecture that CSV measured; it must hold the
+verdict's default sample of 1,000 (tests/rankstats.rs checks it). NAS-Bench-201, e.g.
 
     python3 scripts/cifar10_folder_to_bin.py CIFAR10_FOLDER /tmp/cifar10
     pada train --data cifar10:/tmp/cifar10 --out RUN   # RUN/verdict.json lists the sample
@@ -12,10 +17,15 @@ verdict's default sample of 1,000 (tests/rankstats.rs checks it), e.g.
         --batch-size 64 --seed 0 --out proxies.csv
     python3 scripts/make_proxies_table.py proxies.csv
 
-(`--archs all` measures all 15,625, about 2.5 hours on one core.) Rows in
-NAS-Bench-201's index order (that of data/nb201/test_accuracy.csv.gz), the
-parameter count and FLOPs as integers, proxies with 7 significant digits, gzip
-without a timestamp: the same input gives the same bytes.
+(`--archs all` measures all 15,625, about 2.5 hours on one core.) NAS-Bench-Macro:
+
+    pada proxies --space nb-macro --data folder:CIFAR10_FOLDER --archs SAMPLE.csv --channels 32 \
+        --batch-size 64 --seed 0 --out proxies.csv     # about 20 minutes on one core
+    python3 scripts/make_proxies_table.py proxies.csv nb-macro
+
+Rows in the order of the space's ground-truth table, the parameter count and
+FLOPs as integers, proxies with 7 significant digits, gzip without a
+timestamp: the same input gives the same bytes.
 """
 import csv
 import gzip
@@ -23,20 +33,24 @@ import io
 import os
 import sys
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "nb201")
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data")
+# each space's folder of data/ and its ground truth, whose order the table follows
+SPACES = {"nb201": ("nb201", "test_accuracy.csv.gz"), "nb-macro": ("nbmacro", "cifar10.csv.gz")}
 COLUMNS = ["params", "flops", "grad_norm", "snip", "synflow", "synflow_bn"]
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3) or (len(sys.argv) == 3 and sys.argv[2] not in SPACES):
         raise SystemExit(__doc__)
-    with gzip.open(os.path.join(ROOT, "test_accuracy.csv.gz"), "rt") as f:
+    folder, truth = SPACES[sys.argv[2] if len(sys.argv) == 3 else "nb201"]
+    ROOT = os.path.join(DATA, folder)
+    with gzip.open(os.path.join(ROOT, truth), "rt") as f:
         order = [r["arch"] for r in csv.DictReader(f)]
     with open(sys.argv[1]) as f:
         rows = {r["arch"]: r for r in csv.DictReader(f)}
     unknown = [a for a in rows if a not in set(order)]
     if unknown:
-        raise SystemExit(f"{sys.argv[1]}: {len(unknown)} rows are not NAS-Bench-201 architectures (e.g. {unknown[0]})")
+        raise SystemExit(f"{sys.argv[1]}: {len(unknown)} rows are not architectures of {folder} (e.g. {unknown[0]})")
     text = io.StringIO()
     w = csv.writer(text, lineterminator="\n")
     w.writerow(["arch"] + COLUMNS)

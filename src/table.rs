@@ -26,6 +26,9 @@ pub struct BuiltInTable {
     pub data: KnownData,
     /// Accuracies of trained networks (a ground truth), not predictors.
     pub ground_truth: bool,
+    /// For a table of predictors: the network size they were measured at
+    /// (`C=16 N=5`), shown in the reference rows' names.
+    pub setting: &'static str,
     /// Its architectures' parameter count, FLOPs and zero-cost proxies at
     /// their authors' setting (the columns of `pada proxies`), for
     /// the reference rows of a verdict against it.

@@ -64,11 +64,11 @@ pub fn truth_sample(gt: &TableSource, archs: VerdictArchs) -> anyhow::Result<Arc
 /// Reference rows for the architectures of `truth`: the noise ceiling (mean
 /// Kendall tau between the ground truth's per-seed columns, when it has them),
 /// and the predictors that need no training: parameter count, FLOPs, and the
-/// zero-cost proxies at initialisation ([`crate::proxies`]), against
-/// NAS-Bench-201's CIFAR-10 table from the built-in table at the proxies'
-/// reference setting (`nb201-proxies:cifar10`, C=16 N=5) when it holds every
-/// architecture judged, else computed on
-/// supernets of `config` with `data`'s training images.
+/// zero-cost proxies at initialisation ([`crate::proxies`]): for a built-in
+/// ground truth with a built-in table of predictors (NAS-Bench-201's CIFAR-10
+/// at C=16 N=5, NAS-Bench-Macro's at the benchmark's C=32) from that table
+/// when it holds every architecture judged, else computed on supernets of
+/// `config` with `data`'s training images.
 pub fn references<B: Backend>(
     be: &B,
     gt: &TableSource,
@@ -108,11 +108,14 @@ pub fn references<B: Backend>(
     // the built-in table (as the literature reports them, and instant) when it
     // has every architecture judged; else computed at the run's supernet size
     let built_in = match gt {
-        TableSource::BuiltIn(t) => t.proxies.map(|p| built_in_proxies(p, &truth.archs)).transpose()?.flatten(),
+        TableSource::BuiltIn(t) => match t.proxies {
+            Some(p) => built_in_proxies(p, &truth.archs)?.map(|columns| (columns, p.setting)),
+            None => None,
+        },
         TableSource::File(_) => None,
     };
     let (columns, setting) = match built_in {
-        Some(columns) => (columns, Some("C=16 N=5")),
+        Some((columns, setting)) => (columns, Some(setting)),
         None => {
             let n = truth.archs.len();
             let (mut progress, start) = (Reporter::new(quiet, n as u64, "[{bar:30}] {pos}/{len} {msg}"), std::time::Instant::now());

@@ -39,19 +39,23 @@ fn close(what: &str, got: &[f32], want: &[f32], rel: f64) {
 
 pub fn one_step<B: Backend<T = f32>>(be: &B) {
     let cpu = CpuBackend::<f32>::new();
-    let config = SupernetConfig::nb201_with(4, 1, 5, "3x8x8".parse().unwrap());
+    let nb201 = SupernetConfig::nb201_with(4, 1, 5, "3x8x8".parse().unwrap());
+    let nbmacro = SupernetConfig { space: pada::arch::Space::NB_MACRO, channels: 2, cells: 0, classes: 5, input: "3x8x8".parse().unwrap() };
     let n = 6;
-    let x: Vec<f32> = random_vec(n * config.input.len(), 1).into_iter().map(|v| v as f32).collect();
     let labels: Vec<i32> = (0..n as i32).map(|i| i % 5).collect();
     let h = SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 2.5e-4 };
-    for (k, arch) in [
-        "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|",
-        "|avg_pool_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|none~1|skip_connect~2|",
-        "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|",
+    for (k, (config, arch)) in [
+        (nb201, "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"),
+        (nb201, "|avg_pool_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|none~1|skip_connect~2|"),
+        (nb201, "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|"),
+        // NAS-Bench-Macro: depthwise convs of both sizes and strides, residuals, strided identities
+        (nbmacro, "12021021"),
+        (nbmacro, "20112200"),
     ]
-    .iter()
+    .into_iter()
     .enumerate()
     {
+        let x: Vec<f32> = random_vec(n * config.input.len(), 1).into_iter().map(|v| v as f32).collect();
         let g: Arch = arch.parse().unwrap();
         let mut nc = Supernet::new(&cpu, config, 3).unwrap();
         let mut ng = Supernet::new(be, config, 3).unwrap();

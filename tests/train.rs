@@ -68,6 +68,62 @@ fn every_method_trains_end_to_end_and_writes_the_run_directory() {
     }
 }
 
+/// NAS-Bench-Macro: every method, with the subnet-aware options and a
+/// per-layer distribution; the weights reload as the same supernet; a resumed
+/// run ends where an uninterrupted one does.
+#[test]
+fn every_method_trains_in_nas_bench_macro() {
+    let be = CpuBackend::<f32>::new();
+    let macro_config = |method: Method| {
+        let mut c = TrainConfig::with_preset(
+            pada::arch::Space::NB_MACRO,
+            method,
+            "synthetic:3x16x16:64:24:4".parse().unwrap(),
+            pada::train::config::Preset::Laptop,
+        );
+        (c.epochs, c.batch_size, c.channels, c.seed) = (2, 32, 2, 7);
+        c
+    };
+    for method in [Method::Pada, Method::Pa, Method::Da, Method::Spos, Method::Fairnas, Method::Sumnas] {
+        for variant in 0..2 {
+            let mut c = macro_config(method);
+            if variant == 1 {
+                c.lr_schedule = pada::train::LrSchedule::Calr;
+                c.momentum_groups = 3;
+                c.per_edge = matches!(method, Method::Pada | Method::Pa);
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let summary = run::train(&be, Some(c.clone()), dir.path(), &mut Quiet).unwrap();
+            assert!(summary.final_loss.is_finite(), "{method:?} variant {variant}");
+            let record = run::read_record(dir.path()).unwrap();
+            assert_eq!(record.supernet.space, pada::arch::Space::NB_MACRO);
+            let net = load_weights(&be, &std::fs::read(dir.path().join(run::WEIGHTS)).unwrap(), "weights").unwrap();
+            assert_eq!(net.config, record.supernet);
+            let metrics = run::read_metrics(dir.path()).unwrap();
+            assert_eq!(metrics[0].path_prob.len(), if c.per_edge { 24 } else { 3 }, "{method:?}: K or slots x K entries");
+            assert!(metrics.iter().all(|m| m.path_prob.iter().all(|&p| p > 0.0)));
+        }
+    }
+    // resume = uninterrupted (PA&DA with every option)
+    let mut c = macro_config(Method::Pada);
+    (c.epochs, c.lr_schedule, c.momentum_groups) = (3, pada::train::LrSchedule::Calr, 3);
+    let (full, cut) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run::train(&be, Some(c.clone()), full.path(), &mut Quiet).unwrap();
+    run::train(&be, Some(c.clone()), cut.path(), &mut Snapshot { dir: cut.path(), at: 1 }).unwrap();
+    // "kill" after epoch 1: its checkpoint, and weights and metrics ahead of it
+    std::fs::rename(cut.path().join("saved.ck"), cut.path().join(run::CHECKPOINT)).unwrap();
+    std::fs::remove_file(cut.path().join(run::SUMMARY)).unwrap();
+    run::train(&be, None, cut.path(), &mut Quiet).unwrap();
+    for f in [run::WEIGHTS, run::CHECKPOINT] {
+        assert_eq!(std::fs::read(full.path().join(f)).unwrap(), std::fs::read(cut.path().join(f)).unwrap(), "{f}");
+    }
+    // momentum groups: one per choice of the space
+    let mut bad = macro_config(Method::Spos);
+    bad.momentum_groups = 5;
+    let e = run::train(&be, Some(bad), tempfile::tempdir().unwrap().path(), &mut Quiet).unwrap_err().to_string();
+    assert!(e.contains("--momentum-groups must be 1 (plain SGD) or 3"), "{e}");
+}
+
 #[test]
 fn same_seed_same_result() {
     let be = CpuBackend::<f32>::new();

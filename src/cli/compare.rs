@@ -25,7 +25,7 @@ pub struct CompareArgs {
     /// Architecture column of GT [default: as for PRED].
     #[arg(long, value_name = "NAME")]
     pub gt_arch_column: Option<String>,
-    /// One architecture per isomorphism class.
+    /// One architecture per isomorphism class (the first of each in PRED's order).
     #[arg(long)]
     pub unique: bool,
     /// Also write the metrics as JSON.
@@ -43,6 +43,9 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     let (archs, p, t) = join(&pred, &gt, a.unique);
     if archs.len() < pred.archs.len() && !a.unique {
         crate::logln!("note: {} of {} architectures of {} are not in {}", pred.archs.len() - archs.len(), pred.archs.len(), a.pred, a.gt);
+    }
+    if let Some(note) = super::rank::duplicates_note(&archs) {
+        crate::logln!("{note}");
     }
     let names: Vec<String> = archs.iter().map(|g| g.to_string()).collect();
     let c = Consistency::of(&names, &p, &t)?;

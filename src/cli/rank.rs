@@ -68,7 +68,7 @@ pub struct RankArgs {
     pub images: Option<ImageCount>,
     #[command(flatten)]
     pub gt: GroundTruthArgs,
-    /// One architecture per isomorphism class (NAS-Bench-201 has 6,466).
+    /// One architecture per isomorphism class (NAS-Bench-201 has 6,466, NAS-Bench-Macro 3,969).
     #[arg(long)]
     pub unique: bool,
     /// Output CSV (arch,accuracy,loss) [default: RUN/rank.csv]; its summary goes beside it as .summary.json.
@@ -457,10 +457,27 @@ struct Ranked {
     batch_size: usize,
 }
 
+/// A note when some of `archs` are the same network as another (one
+/// isomorphism class): such a ranking counts a class once per member.
+pub fn duplicates_note(archs: &[Arch]) -> Option<String> {
+    let classes: std::collections::HashSet<String> = archs.iter().map(|a| a.canonical()).collect();
+    (classes.len() < archs.len()).then(|| {
+        format!(
+            "note: {} of the {} architectures are the same network as another (isomorphism classes: {}); the metrics count each class once per member; --unique ranks one per class",
+            archs.len() - classes.len(),
+            archs.len(),
+            classes.len()
+        )
+    })
+}
+
 /// The summary file, the plots and the printed report of a ranking.
 fn report(a: &RankArgs, record: &crate::train::run::RunRecord, r: Ranked) -> anyhow::Result<()> {
     let gt = a.gt.load()?;
     let Ranked { archs, done, out, secs, scored, .. } = r;
+    if let Some(note) = duplicates_note(&archs) {
+        crate::logln!("{note}");
+    }
     // the requested architectures' scores, as read back (rounded as in the file)
     let pred = ArchTable {
         archs: archs.clone(),

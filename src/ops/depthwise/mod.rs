@@ -5,10 +5,12 @@
 //! The CPU reference of `kernels/depthwise.cu`. The geometry is a
 //! [`ConvGeom`] with `c_in == c_out` (weights `[c, 1, k, k]`, PyTorch's
 //! layout). Every output value sums its taps in row-major order `(kh, kw)`,
-//! and every input gradient gathers its taps in the same order, as the kernels
-//! do; the weight gradient sums each sample's pixels, then the samples in
-//! order, in f64. Planes (channel, image) are independent tasks, so results do
-//! not depend on the number of threads.
+//! and every input gradient its taps in the same order, as the kernels do
+//! (the CPU reads a zero-padded copy of each channel, its batch innermost, so
+//! its padding taps add exact zeros where the kernels skip them); the weight
+//! gradient sums each sample's pixels, then the samples in order in f64.
+//! Channels are independent tasks, so results do not depend on the number of
+//! threads.
 //!
 //! `relu_x = true` means the op sees `relu(x)` instead of `x`; the input
 //! gradient then multiplies by the ReLU mask `x > 0`, as autograd would.
@@ -33,22 +35,40 @@ fn check(g: &ConvGeom, what: &str) {
     assert_eq!(g.c_in, g.c_out, "{what}: a depthwise conv keeps its channels");
 }
 
-/// The output columns `o` whose input column `o*stride - pad + kw` lies in `0..w`.
-#[inline]
-fn valid_cols(g: &ConvGeom, kw: i32) -> (usize, usize) {
-    // (a tap past the image's right edge leaves no column: lo = hi = ow)
-    let lo = (g.pad - kw + g.stride - 1).div_euclid(g.stride).clamp(0, g.ow);
-    let hi = ((g.w - 1 + g.pad - kw).div_euclid(g.stride) + 1).clamp(lo, g.ow);
-    (lo as usize, hi as usize)
+/// Channel `c` of the CNHW tensor `x` (`n` planes of `h x w`), through a ReLU
+/// when `relu`, into `t` laid out batch-innermost and zero-padded:
+/// `t[((r + pad) * (w + 2 pad) + col + pad) * n + i] = x[c, i, r, col]`. Each
+/// tap is then one multiply-add over n contiguous values, whatever the size
+/// of the planes (a 4x4 plane alone would give loops of 4).
+#[allow(clippy::too_many_arguments)]
+fn gather_channel<T: Element>(x: &[T], c: usize, n: usize, h: usize, w: usize, pad: usize, relu: bool, t: &mut [T]) {
+    let wp = w + 2 * pad;
+    t.fill(T::zero());
+    // row by row, so that the row's n-wide columns stay in the cache while every image writes its part
+    for r in 0..h {
+        let dst = &mut t[((r + pad) * wp + pad) * n..((r + pad) * wp + pad + w) * n];
+        for i in 0..n {
+            let src = &x[((c * n + i) * h + r) * w..][..w];
+            if relu {
+                src.iter().enumerate().for_each(|(col, &v)| dst[col * n + i] = if v > T::zero() { v } else { T::zero() });
+            } else {
+                src.iter().enumerate().for_each(|(col, &v)| dst[col * n + i] = v);
+            }
+        }
+    }
 }
 
-/// `plane` through a ReLU into `scratch` when `relu`, else `plane` itself.
-fn relu_plane<'a, T: Element>(plane: &'a [T], relu: bool, scratch: &'a mut [T]) -> &'a [T] {
-    if !relu {
-        return plane;
+/// The inverse of [`gather_channel`] without padding: `put(i, q, t[q * n + i])`
+/// for image i's value q, row by row.
+fn scatter_channel<T: Element>(t: &[T], n: usize, h: usize, w: usize, mut put: impl FnMut(usize, usize, T)) {
+    for r in 0..h {
+        let src = &t[r * w * n..(r + 1) * w * n];
+        for i in 0..n {
+            for col in 0..w {
+                put(i, r * w + col, src[col * n + i]);
+            }
+        }
     }
-    scratch.iter_mut().zip(plane).for_each(|(r, &v)| *r = if v > T::zero() { v } else { T::zero() });
-    scratch
 }
 
 /// `y = depthwise_conv(relu?(x), w)`, CNHW in and out; `w` is `[c, 1, k, k]`.
@@ -57,39 +77,36 @@ pub fn depthwise_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T
     assert_eq!(x.len(), g.input().len(), "depthwise_forward: x");
     assert_eq!(w.len(), weight_len(g), "depthwise_forward: w");
     assert_eq!(y.len(), g.output().len(), "depthwise_forward: y");
-    let (n, hw, ohw, k) = (g.n as usize, (g.h * g.w) as usize, (g.oh * g.ow) as usize, g.k as usize);
-    let (s, ow) = (g.stride as usize, g.ow as usize);
-    y.par_chunks_mut(ohw).enumerate().for_each(|(plane_index, out)| {
-        let c = plane_index / n;
-        let taps = &w[c * k * k..(c + 1) * k * k];
-        with_scratch::<T, _>(if relu_x { hw } else { 0 }, |scratch| {
-            let plane = relu_plane(&x[plane_index * hw..(plane_index + 1) * hw], relu_x, scratch);
-            out.fill(T::zero());
-            for r in 0..g.oh as usize {
-                let row = &mut out[r * ow..(r + 1) * ow];
-                for kh in 0..k {
-                    let ih = (r * s + kh) as isize - g.pad as isize;
-                    if ih < 0 || ih >= g.h as isize {
-                        continue;
-                    }
-                    let src = &plane[ih as usize * g.w as usize..][..g.w as usize];
-                    for kw in 0..k {
-                        let t = taps[kh * k + kw];
-                        let (lo, hi) = valid_cols(g, kw as i32);
-                        let base = lo * s + kw - g.pad as usize;
-                        for (o, v) in row[lo..hi].iter_mut().enumerate() {
-                            *v += t * src[base + o * s];
+    let (n, h, wd, k, p) = (g.n as usize, g.h as usize, g.w as usize, g.k as usize, g.pad as usize);
+    let (oh, ow, s) = (g.oh as usize, g.ow as usize, g.stride as usize);
+    let wp = wd + 2 * p;
+    let padded_len = (h + 2 * p) * wp * n;
+    y.par_chunks_mut(n * oh * ow).enumerate().for_each(|(c, out)| {
+        with_scratch::<T, _>(padded_len + oh * ow * n, |buf| {
+            let (xt, yt) = buf.split_at_mut(padded_len);
+            gather_channel(x, c, n, h, wd, p, relu_x, xt);
+            yt.fill(T::zero());
+            let taps = &w[c * k * k..(c + 1) * k * k];
+            for r in 0..oh {
+                for o in 0..ow {
+                    let acc = &mut yt[(r * ow + o) * n..][..n];
+                    for kh in 0..k {
+                        for kw in 0..k {
+                            let t = taps[kh * k + kw];
+                            let src = &xt[((r * s + kh) * wp + o * s + kw) * n..][..n];
+                            acc.iter_mut().zip(src).for_each(|(a, &v)| *a += t * v);
                         }
                     }
                 }
             }
+            scatter_channel(yt, n, oh, ow, |i, q, v| out[i * oh * ow + q] = v);
         });
     });
 }
 
 /// `dx (+)= [x > 0] * depthwise_conv_transpose(dy, w)`: each input value
-/// gathers the output gradients of the taps that read it, in `(kh, kw)`
-/// order. `relu_mask = Some(x)` when the forward pass used `relu(x)`.
+/// sums the output gradients of the taps that read it, in `(kh, kw)` order.
+/// `relu_mask = Some(x)` when the forward pass used `relu(x)`.
 pub fn depthwise_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_mask: Option<&[T]>, dx: &mut [T], accumulate: bool) {
     check(g, "depthwise_backward_data");
     assert_eq!(dy.len(), g.output().len(), "depthwise_backward_data: dy");
@@ -98,78 +115,80 @@ pub fn depthwise_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu
     if let Some(m) = relu_mask {
         assert_eq!(m.len(), dx.len(), "depthwise_backward_data: relu_mask");
     }
-    let (n, hw, ohw, k) = (g.n as usize, (g.h * g.w) as usize, (g.oh * g.ow) as usize, g.k as usize);
-    let (s, p) = (g.stride as isize, g.pad as isize);
-    let (h, wd, oh, ow) = (g.h as usize, g.w as usize, g.oh as isize, g.ow as isize);
-    dx.par_chunks_mut(hw).enumerate().for_each(|(plane_index, out)| {
-        let c = plane_index / n;
-        let taps = &w[c * k * k..(c + 1) * k * k];
-        let grad = &dy[plane_index * ohw..(plane_index + 1) * ohw];
-        let mask = relu_mask.map(|m| &m[plane_index * hw..(plane_index + 1) * hw]);
-        with_scratch::<T, _>(wd, |acc| {
-            for ih in 0..h {
-                acc.fill(T::zero());
-                for kh in 0..k {
-                    let t = ih as isize + p - kh as isize;
-                    if t < 0 || t % s != 0 || t / s >= oh {
-                        continue;
-                    }
-                    let src = &grad[(t / s) as usize * ow as usize..][..ow as usize];
-                    for kw in 0..k {
-                        // the output columns o that read input column o*s - p + kw: at most one per
-                        // input column and tap, so each input value still sums its taps in order
-                        let tap = taps[kh * k + kw];
-                        let (lo, hi) = valid_cols(g, kw as i32);
-                        let base = lo as isize * s - p + kw as isize;
-                        for (o, &d) in src[lo..hi].iter().enumerate() {
-                            acc[(base + o as isize * s) as usize] += tap * d;
+    let (n, h, wd, k, p) = (g.n as usize, g.h as usize, g.w as usize, g.k as usize, g.pad as usize);
+    let (oh, ow, s) = (g.oh as usize, g.ow as usize, g.stride as usize);
+    // the input padded as the forward pass saw it: output (r, o) adds w[kh, kw] dy[r, o]
+    // at padded (r*s + kh, o*s + kw); the border is dropped
+    let wp = wd + 2 * p;
+    let padded_len = (h + 2 * p) * wp * n;
+    dx.par_chunks_mut(n * h * wd).enumerate().for_each(|(c, out)| {
+        with_scratch::<T, _>(padded_len + oh * ow * n, |buf| {
+            let (acc, dyt) = buf.split_at_mut(padded_len);
+            gather_channel(dy, c, n, oh, ow, 0, false, dyt);
+            acc.fill(T::zero());
+            let taps = &w[c * k * k..(c + 1) * k * k];
+            // each input value receives its taps in (kh, kw) order: at most one output per tap reads it
+            for kh in 0..k {
+                for kw in 0..k {
+                    let t = taps[kh * k + kw];
+                    for r in 0..oh {
+                        for o in 0..ow {
+                            let src = &dyt[(r * ow + o) * n..][..n];
+                            let dst = &mut acc[((r * s + kh) * wp + o * s + kw) * n..][..n];
+                            dst.iter_mut().zip(src).for_each(|(a, &d)| *a += t * d);
                         }
                     }
                 }
-                let row = &mut out[ih * wd..(ih + 1) * wd];
-                for (iw, (d, &v)) in row.iter_mut().zip(acc.iter()).enumerate() {
-                    let v = match mask {
-                        // (NaN masks like x <= 0, as the kernels' `!(m > 0)`)
-                        Some(m) if m[ih * wd + iw].partial_cmp(&T::zero()) != Some(std::cmp::Ordering::Greater) => T::zero(),
-                        _ => v,
-                    };
-                    *d = if accumulate { *d + v } else { v };
-                }
             }
+            // the border of the padded gradient is dropped: compact it first, then back to planes
+            for ih in 0..h {
+                let row = ((ih + p) * wp + p) * n;
+                acc.copy_within(row..row + wd * n, ih * wd * n);
+            }
+            let mask = relu_mask.map(|m| &m[c * n * h * wd..(c + 1) * n * h * wd]);
+            scatter_channel(&acc[..h * wd * n], n, h, wd, |i, q, v| {
+                let at = i * h * wd + q;
+                // (NaN masks like x <= 0, as the kernels' `!(m > 0)`)
+                let v = match mask {
+                    Some(m) if m[at].partial_cmp(&T::zero()) != Some(std::cmp::Ordering::Greater) => T::zero(),
+                    _ => v,
+                };
+                out[at] = if accumulate { out[at] + v } else { v };
+            });
         });
     });
 }
 
-/// Sample `i`'s contribution to the weight gradient of channel `c`: for
-/// each tap, `sum over its pixels of dy * relu?(x)`, in f64 (`scratch`
-/// holds the ReLU of a plane).
+/// Channel `c`'s weight gradient split by sample: `taps[tap * n + i]` = the
+/// sum over sample i's pixels of `dy * relu?(x)` at that tap, accumulated in
+/// the element type in pixel order (`buf` is scratch).
 #[allow(clippy::too_many_arguments)]
-fn sample_taps<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, dy: &[T], c: usize, i: usize, taps: &mut [f64], scratch: &mut [T]) {
-    let (n, hw, ohw, k) = (g.n as usize, (g.h * g.w) as usize, (g.oh * g.ow) as usize, g.k as usize);
-    let (s, ow) = (g.stride as usize, g.ow as usize);
-    let plane_index = c * n + i;
-    let plane = relu_plane(&x[plane_index * hw..(plane_index + 1) * hw], relu_x, scratch);
-    let grad = &dy[plane_index * ohw..(plane_index + 1) * ohw];
+fn sample_taps<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, dy: &[T], c: usize, taps: &mut [T], buf: &mut [T]) {
+    let (n, h, wd, k, p) = (g.n as usize, g.h as usize, g.w as usize, g.k as usize, g.pad as usize);
+    let (oh, ow, s) = (g.oh as usize, g.ow as usize, g.stride as usize);
+    let wp = wd + 2 * p;
+    let padded_len = (h + 2 * p) * wp * n;
+    let (xt, dyt) = buf.split_at_mut(padded_len);
+    gather_channel(x, c, n, h, wd, p, relu_x, xt);
+    gather_channel(dy, c, n, oh, ow, 0, false, &mut dyt[..oh * ow * n]);
+    taps.fill(T::zero());
     for kh in 0..k {
         for kw in 0..k {
-            let (lo, hi) = valid_cols(g, kw as i32);
-            let base = (lo * s + kw) as isize - g.pad as isize;
-            let mut acc = 0f64;
-            for r in 0..g.oh as usize {
-                let ih = (r * s + kh) as isize - g.pad as isize;
-                if ih < 0 || ih >= g.h as isize || lo >= hi {
-                    continue;
+            let acc = &mut taps[(kh * k + kw) * n..][..n];
+            for r in 0..oh {
+                for o in 0..ow {
+                    let d = &dyt[(r * ow + o) * n..][..n];
+                    let v = &xt[((r * s + kh) * wp + o * s + kw) * n..][..n];
+                    acc.iter_mut().zip(d.iter().zip(v)).for_each(|(a, (&d, &v))| *a += d * v);
                 }
-                let src = &plane[ih as usize * g.w as usize..][..g.w as usize];
-                let mut row = T::zero();
-                for (o, &d) in grad[r * ow + lo..r * ow + hi].iter().enumerate() {
-                    row += d * src[base as usize + o * s];
-                }
-                acc += row.as_f64();
             }
-            taps[kh * k + kw] = acc;
         }
     }
+}
+
+/// Scratch of [`sample_taps`]: a padded channel and its output gradient.
+fn taps_scratch(g: &ConvGeom) -> usize {
+    (((g.h + 2 * g.pad) * (g.w + 2 * g.pad)) + g.oh * g.ow) as usize * g.n as usize
 }
 
 /// `dw += sum over the batch of dy (x) relu?(x)` per channel and tap:
@@ -181,33 +200,20 @@ pub fn depthwise_backward_weight<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool
     assert_eq!(x.len(), g.input().len(), "depthwise_backward_weight: x");
     assert_eq!(dy.len(), g.output().len(), "depthwise_backward_weight: dy");
     assert_eq!(dw.len(), weight_len(g), "depthwise_backward_weight: dw");
-    let (n, kk, hw) = (g.n as usize, (g.k * g.k) as usize, (g.h * g.w) as usize);
-    // each channel's per-sample squared norms, summed over channels in order below
-    let mut channel_sq = vec![0f64; if sample_sq.is_some() { g.c_out as usize * n } else { 0 }];
-    let per_sample = sample_sq.is_some();
-    let sq_chunks: Vec<&mut [f64]> = if per_sample { channel_sq.chunks_mut(n).collect() } else { Vec::new() };
-    let mut sq_iter = sq_chunks.into_iter();
-    // per channel: its weights and, with `sample_sq`, its row of per-sample norms
-    type Task<'a, T> = (usize, &'a mut [T], Option<&'a mut [f64]>);
-    let tasks: Vec<Task<T>> = dw.chunks_mut(kk).enumerate().map(|(c, d)| (c, d, sq_iter.next())).collect();
-    tasks.into_par_iter().for_each(|(c, d, sq)| {
-        let mut total = vec![0f64; kk];
-        let mut taps = vec![0f64; kk];
-        let mut sq = sq;
-        with_scratch::<T, _>(if relu_x { hw } else { 0 }, |scratch| {
-            for i in 0..n {
-                sample_taps(g, x, relu_x, dy, c, i, &mut taps, scratch);
-                for (t, v) in total.iter_mut().zip(&taps) {
-                    *t += v;
-                }
-                if let Some(sq) = sq.as_deref_mut() {
-                    sq[i] = taps.iter().map(|v| v * v).sum();
-                }
+    let (n, kk) = (g.n as usize, (g.k * g.k) as usize);
+    // each channel's per-sample squared norms (channel-major), summed over channels in order below
+    let mut channel_sq = vec![0f64; g.c_out as usize * n];
+    dw.par_chunks_mut(kk).zip(channel_sq.par_chunks_mut(n)).enumerate().for_each(|(c, (d, sq))| {
+        with_scratch::<T, _>(kk * n + taps_scratch(g), |buf| {
+            let (taps, rest) = buf.split_at_mut(kk * n);
+            sample_taps(g, x, relu_x, dy, c, taps, rest);
+            for (dv, per_sample) in d.iter_mut().zip(taps.chunks(n)) {
+                *dv += T::from_f64(per_sample.iter().map(|v| v.as_f64()).sum::<f64>());
+            }
+            for (i, q) in sq.iter_mut().enumerate() {
+                *q = (0..kk).map(|t| taps[t * n + i].as_f64().powi(2)).sum();
             }
         });
-        for (dv, t) in d.iter_mut().zip(&total) {
-            *dv += T::from_f64(*t);
-        }
     });
     if let Some(out) = sample_sq {
         assert_eq!(out.len(), n, "depthwise_backward_weight: sample_sq");
@@ -219,23 +225,10 @@ pub fn depthwise_backward_weight<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool
 
 /// `out[i] += ||sample i's weight gradient||^2`, without the gradient itself.
 pub fn depthwise_per_sample_sq_norms<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, dy: &[T], out: &mut [T]) {
-    check(g, "depthwise_per_sample_sq_norms");
-    assert_eq!(x.len(), g.input().len(), "depthwise_per_sample_sq_norms: x");
-    assert_eq!(dy.len(), g.output().len(), "depthwise_per_sample_sq_norms: dy");
     assert_eq!(out.len(), g.n as usize, "depthwise_per_sample_sq_norms: out");
-    let (kk, hw) = ((g.k * g.k) as usize, (g.h * g.w) as usize);
-    out.par_iter_mut().enumerate().for_each(|(i, o)| {
-        let mut taps = vec![0f64; kk];
-        let sq = with_scratch::<T, _>(if relu_x { hw } else { 0 }, |scratch| {
-            (0..g.c_out as usize)
-                .map(|c| {
-                    sample_taps(g, x, relu_x, dy, c, i, &mut taps, scratch);
-                    taps.iter().map(|v| v * v).sum::<f64>()
-                })
-                .sum::<f64>()
-        });
-        *o += T::from_f64(sq);
-    });
+    // (the gradient itself is computed alongside, into scratch: its cost is the norms')
+    let mut dw = vec![T::zero(); weight_len(g)];
+    depthwise_backward_weight(g, x, relu_x, dy, &mut dw, Some(out));
 }
 
 /// The backend interface of these ops: the CPU engine below, the CUDA

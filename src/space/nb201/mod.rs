@@ -26,6 +26,7 @@ pub static TABLE_CIFAR10: BuiltInTable = BuiltInTable {
     default_column: "cifar10",
     data: KnownData::Cifar10,
     ground_truth: true,
+    setting: "",
     proxies: Some(&TABLE_PROXIES_CIFAR10),
 };
 pub static TABLE_CIFAR100: BuiltInTable = BuiltInTable {
@@ -35,6 +36,7 @@ pub static TABLE_CIFAR100: BuiltInTable = BuiltInTable {
     default_column: "cifar100",
     data: KnownData::Cifar100,
     ground_truth: true,
+    setting: "",
     proxies: None,
 };
 pub static TABLE_IMAGENET16: BuiltInTable = BuiltInTable {
@@ -44,6 +46,7 @@ pub static TABLE_IMAGENET16: BuiltInTable = BuiltInTable {
     default_column: "imagenet16",
     data: KnownData::Imagenet16,
     ground_truth: true,
+    setting: "",
     proxies: None,
 };
 /// `nb201-proxies:cifar10`: parameter count, FLOPs and zero-cost proxies of
@@ -56,6 +59,7 @@ pub static TABLE_PROXIES_CIFAR10: BuiltInTable = BuiltInTable {
     default_column: "synflow",
     data: KnownData::Cifar10,
     ground_truth: false,
+    setting: "C=16 N=5",
     proxies: None,
 };
 /// `embedded`: stand-alone accuracies of 120 architectures trained on the
@@ -67,6 +71,7 @@ pub static TABLE_EMBEDDED: BuiltInTable = BuiltInTable {
     default_column: "test_accuracy",
     data: KnownData::Embedded,
     ground_truth: true,
+    setting: "",
     proxies: None,
 };
 

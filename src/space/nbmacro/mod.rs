@@ -25,6 +25,21 @@ pub static TABLE_CIFAR10: BuiltInTable = BuiltInTable {
     default_column: "test_accuracy",
     data: KnownData::Cifar10,
     ground_truth: true,
+    setting: "",
+    proxies: Some(&TABLE_PROXIES_CIFAR10),
+};
+
+/// `nbmacro-proxies:cifar10`: the verdict's default sample of 1,000 distinct
+/// networks' parameter count, FLOPs and zero-cost proxies at the benchmark's
+/// size (C=32, batch 64; data/nbmacro/README.md).
+pub static TABLE_PROXIES_CIFAR10: BuiltInTable = BuiltInTable {
+    name: "nbmacro-proxies:cifar10",
+    bytes: include_bytes!("../../../data/nbmacro/proxies_cifar10.csv.gz"),
+    gzipped: true,
+    default_column: "synflow",
+    data: KnownData::Cifar10,
+    ground_truth: false,
+    setting: "C=32",
     proxies: None,
 };
 
@@ -140,7 +155,7 @@ impl SearchSpace for NbMacro {
         (data.known()? == KnownData::Cifar10).then_some(TableSource::BuiltIn(&TABLE_CIFAR10))
     }
     fn tables(&self) -> &'static [&'static BuiltInTable] {
-        static TABLES: [&BuiltInTable; 1] = [&TABLE_CIFAR10];
+        static TABLES: [&BuiltInTable; 2] = [&TABLE_CIFAR10, &TABLE_PROXIES_CIFAR10];
         &TABLES
     }
 }
