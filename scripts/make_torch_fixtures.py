@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Makes pada's PyTorch parity fixtures in tests/fixtures/torch/ (see its README).
 
-Every op, SGD, clipping and whole NAS-Bench-201 supernet steps, computed by
+Every op, SGD, clipping and whole NAS-Bench-201 and NAS-Bench-Macro supernet steps, computed by
 PyTorch in float64 from float32 inputs drawn from fixed seeds. Needs torch and
 safetensors (`pip install torch safetensors numpy`); rerunning it with the same
 PyTorch reproduces the files (up to PyTorch's own floating-point changes).
 
-    python3 scripts/make_torch_fixtures.py [--out tests/fixtures/torch]
+    python3 scripts/make_torch_fixtures.py [--out tests/fixtures/torch] [--only NAME ...]
     python3 scripts/make_torch_fixtures.py --check DIR   # recompute DIR's fixtures from their inputs
 
 --check recomputes another fixture set (e.g. the project's shared reference
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from safetensors.numpy import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nbmacro_torch  # noqa: E402
 from nb201_torch import Supernet, arch_string  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -53,6 +54,15 @@ SUPERNETS = {
     "supernet_c8_n1_1x28": (8, 1, 1, 28, 10, 6, 11, [
         [3, 3, 3, 3, 3, 3],
         [4, 2, 1, 2, 1, 1],
+    ]),
+}
+# NAS-Bench-Macro supernets (N = 0): name -> (C, 0, in_ch, H, classes, batch, seed, archs)
+MACRO_SUPERNETS = {
+    "supernet_macro_c2_3x16": (2, 0, 3, 16, 10, 6, 13, [
+        [0, 2, 0, 1, 2, 1, 0, 0],
+        [2, 1, 2, 2, 1, 0, 2, 1],  # both blocks with and without their residual
+        [0, 0, 0, 0, 0, 0, 0, 0],  # identities only: the strided 1x1 convs
+        [2, 2, 2, 2, 2, 2, 2, 2],
     ]),
 }
 PARAM_COUNTS = [(16, 5, 3, 32, 10), (16, 5, 3, 32, 100), (16, 5, 3, 16, 120), (8, 1, 1, 28, 10), (4, 2, 3, 16, 10), (16, 1, 1, 28, 10)]
@@ -160,13 +170,19 @@ def sgd_inputs(gen):
     return {"sgd.p0": inputs(gen, 7), "sgd.g1": inputs(gen, 7), "sgd.g2": inputs(gen, 7), "clip.g_a": inputs(gen, 5, scale=4.0), "clip.g_b": inputs(gen, 3, 2, scale=4.0)}
 
 
+def model_of(cfg):
+    """The supernet of a fixture configuration (N = 0: NAS-Bench-Macro's)."""
+    c, n, in_ch, _, classes = cfg[:5]
+    return nbmacro_torch.Supernet(c, in_ch, classes) if n == 0 else Supernet(c, n, in_ch, classes)
+
+
 def supernet_outputs(cfg, t):
     """Per architecture: logits, loss, proxy, gradients after clip_grad_norm_(5)
     and the parameters on the path after one SGD step from fresh momentum."""
     c, n, in_ch, h, classes, batch, _, archs = cfg
     out = {}
     for k, arch in enumerate(archs):
-        model = Supernet(c, n, in_ch, classes).double()
+        model = model_of(cfg).double()
         names = model.pada_names()
         with torch.no_grad():
             for name, p in names.items():
@@ -254,7 +270,7 @@ def proxy_outputs(cfg, t):
 def supernet_inputs(cfg):
     c, n, in_ch, h, classes, batch, seed, _ = cfg
     torch.manual_seed(seed)  # PyTorch's default initialisation, from the seed
-    model = Supernet(c, n, in_ch, classes)
+    model = model_of(cfg)
     gen = torch.Generator().manual_seed(seed + 1)
     # stored as float32: the outputs are computed from the float32 values
     t = {f"param.{name}": p.detach().to(torch.float32).to(torch.float64) for name, p in model.pada_names().items()}
@@ -268,6 +284,27 @@ def store(path, t, out):
     tensors = {k: (v.numpy() if v.dtype == torch.int64 else f32(v)) for k, v in t.items()}
     tensors.update({k: (v.numpy() if v.dtype == torch.int64 else f64(v)) for k, v in out.items()})
     save_file({k: np.ascontiguousarray(v) for k, v in sorted(tensors.items())}, path)
+
+
+def make_macro(out_dir, names):
+    """The NAS-Bench-Macro supernet fixtures (or those of `names`), their
+    entries of meta.json updated in place."""
+    torch.set_num_threads(1)
+    path = os.path.join(out_dir, "meta.json")
+    with open(path) as f:
+        meta = json.load(f)
+    for name, cfg in MACRO_SUPERNETS.items():
+        if names and name not in names:
+            continue
+        t, params = supernet_inputs(cfg)
+        store(os.path.join(out_dir, f"{name}.safetensors"), t, supernet_outputs(cfg, t))
+        c, _, in_ch, h, classes, batch, seed, archs = cfg
+        meta[name] = {"space": "nb-macro", "C": c, "in_ch": in_ch, "H": h, "classes": classes, "batch": batch, "seed": seed,
+                      "archs": [nbmacro_torch.arch_string(a) for a in archs], "params": params, "torch": torch.__version__}
+    with open(path, "w") as f:
+        json.dump(meta, f, indent=1)
+        f.write("\n")
+    print(f"wrote the NAS-Bench-Macro fixtures of {out_dir} (PyTorch {torch.__version__})")
 
 
 def make(out_dir):
@@ -295,6 +332,7 @@ def make(out_dir):
         json.dump(meta, f, indent=1)
         f.write("\n")
     print(f"wrote {out_dir} (PyTorch {torch.__version__})")
+    make_macro(out_dir, [])
 
 
 def check(dir_):
@@ -342,11 +380,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=DEFAULT_OUT)
     ap.add_argument("--check", metavar="DIR", help="recompute DIR's fixtures from their inputs instead")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="only these NAS-Bench-Macro fixtures (e.g. supernet_macro_c2_3x16)")
     a = ap.parse_args()
     torch.set_default_dtype(torch.float64)
     if a.check:
         sys.exit(0 if check(a.check) <= 1e-9 else 1)
-    make(a.out)
+    if a.only:
+        make_macro(a.out, a.only)
+    else:
+        make(a.out)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,13 @@
 comparison with `pada bench` on the same machine.
 
 Builds the NAS-Bench-201 supernet as the official PA&DA code does
-(scripts/nb201_torch.py), and times forward + backward + clip_grad_norm_(5) +
-SGD over the same sequence of uniformly sampled paths as `pada bench`
+(scripts/nb201_torch.py), or NAS-Bench-Macro's as pada does
+(scripts/nbmacro_torch.py), and times forward + backward + clip_grad_norm_(5)
++ SGD over the same sequence of uniformly sampled paths as `pada bench`
 (SplitMix64 from seed 0, architecture = next() % 15625 read as base-5 digits,
-edge 0 first).
+edge 0 first; % 6561 as base-3 digits in NAS-Bench-Macro).
 
-Usage: python3 scripts/torch_step_bench.py [--config nb201|mini] [--batch-size 64]
+Usage: python3 scripts/torch_step_bench.py [--config nb201|mini|nb-macro|nb-macro-laptop] [--batch-size 64]
        [--steps 64] [--warmup 8] [--threads 2] [--device cuda [--best]]
 Prints the median step time and images per second.
 """
@@ -20,12 +21,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nb201_torch import Supernet, path_sequence
+import nb201_torch
+import nbmacro_torch
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--config", choices=["nb201", "mini"], default="nb201")
+    ap.add_argument("--config", choices=["nb201", "mini", "nb-macro", "nb-macro-laptop"], default="nb201")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--warmup", type=int, default=8)
@@ -40,9 +42,15 @@ def main():
           f"matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    c, n, shape = (16, 5, (3, 32, 32)) if a.config == "nb201" else (8, 1, (1, 28, 28))
     dev = torch.device(a.device)
-    model = Supernet(c, n, shape[0], 10).to(dev)
+    if a.config.startswith("nb-macro"):
+        shape = (3, 32, 32)
+        model = nbmacro_torch.Supernet(32 if a.config == "nb-macro" else 8, 3, 10).to(dev)
+        path_sequence = nbmacro_torch.path_sequence
+    else:
+        c, n, shape = (16, 5, (3, 32, 32)) if a.config == "nb201" else (8, 1, (1, 28, 28))
+        model = nb201_torch.Supernet(c, n, shape[0], 10).to(dev)
+        path_sequence = nb201_torch.path_sequence
     if a.config == "nb201":
         assert sum(p.numel() for p in model.parameters()) == 1692474
     opt = torch.optim.SGD(model.parameters(), 0.05, momentum=0.9, weight_decay=2.5e-4)

@@ -1,14 +1,18 @@
 //! Predictors that need no training, as baselines a supernet's ranking must
-//! beat: parameter count, FLOPs and the zero-cost proxies as their authors'
-//! reference code computes them (Abdelfattah et al., ICLR 2021,
-//! github.com/SamsungLabs/zero-cost-nas, `foresight/pruners/measures`):
+//! beat: parameter count (the sub-network's weights and biases in pada's
+//! supernet, whose batch norm has no affine parameters), FLOPs (its
+//! multiply-accumulates, as the space's benchmark counts them) and the
+//! zero-cost proxies as their authors' reference code computes them
+//! (Abdelfattah et al., ICLR 2021, github.com/SamsungLabs/zero-cost-nas,
+//! `foresight/pruners/measures`), in any search space:
 //! - `grad_norm`: the sum over the conv and linear layers of the norm of each
 //!   layer's weight gradient (biases left out) of the batch's mean
 //!   cross-entropy;
 //! - `snip`: `sum |w * dL/dw|` over the same weights (Lee et al., ICLR 2019);
 //! - `synflow`: the network without batch norm (the reference's `use_bn=False`
-//!   copy: none in the stem, the cells and the head; the reduction blocks keep
-//!   theirs), in float64, every parameter replaced by its absolute value, one
+//!   copy; in NAS-Bench-201 none in the stem, the cells and the head, the
+//!   reduction blocks keep theirs; in NAS-Bench-Macro none anywhere,
+//!   [`crate::supernet::BatchNorm::Removed`]), in float64, every parameter replaced by its absolute value, one
 //!   all-ones image: `sum |w * dR/dw|` over the conv and linear weights for R
 //!   the sum of the logits (Tanaka et al., NeurIPS 2020);
 //! - `synflow_bn`: the same with batch norm everywhere (the reference's
@@ -17,10 +21,12 @@
 //! Batch norm uses batch statistics. As in the reference, every architecture
 //! is its own network at PyTorch's default initialisation and sees its own
 //! batch of training images with the data's augmentation
-//! ([`for_archs`]: both drawn from the seed and the architecture's
-//! NAS-Bench-201 index, so an architecture's proxies do not depend on which
-//! others are computed with it). Each proxy is checked against the reference
-//! definitions in PyTorch on a tiny network (tests/proxies.rs).
+//! ([`for_archs`]: both drawn from the seed and the architecture's index in
+//! its space, so an architecture's proxies do not depend on which others are
+//! computed with it). Each proxy is checked against the reference definitions
+//! in PyTorch on a tiny NAS-Bench-201 network (tests/proxies.rs); in
+//! NAS-Bench-Macro the same code runs on its supernet, whose forward and
+//! backward passes match PyTorch (tests/supernet.rs).
 
 use serde::{Deserialize, Serialize};
 

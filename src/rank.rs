@@ -137,7 +137,7 @@ pub fn score<B: Backend>(
     archs: &[Arch],
     mut done: impl FnMut(&[Scored]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let chunk = 2 * rayon::current_num_threads().max(1);
+    let chunk = rayon::current_num_threads().max(1);
     for part in archs.chunks(chunk) {
         let scored: Vec<Scored> = part
             .par_iter()

@@ -191,24 +191,31 @@ fn built_in_nb201_table_is_the_benchmark() {
 fn built_in_proxy_table_covers_the_verdict_sample() {
     use pada::backend::cpu::CpuBackend;
     use pada::supernet::{Supernet, SupernetConfig};
-    let src: TableSource = "nb201-proxies:cifar10".parse().unwrap();
-    let c10 = read_arch_table(&"nb201:cifar10".parse().unwrap(), None, "cifar10").unwrap();
-    let col = |c: &str| read_arch_table(&src, None, c).unwrap();
-    let (params, flops) = (col("params"), col("flops"));
-    let index: std::collections::HashMap<_, _> = c10.archs.iter().enumerate().map(|(i, g)| (*g, i)).collect();
-    assert!(params.archs.windows(2).all(|w| index[&w[0]] < index[&w[1]]), "NAS-Bench-201's order, no repeats");
-    let sample = pada::verdict::truth_sample(&"nb201:cifar10".parse().unwrap(), pada::verdict::VerdictArchs::Sample(1000)).unwrap();
-    let missing: Vec<_> = sample.archs.iter().filter(|g| !params.archs.contains(g)).collect();
-    assert!(missing.is_empty(), "the verdict's default sample: {} missing, e.g. {}", missing.len(), missing[0]);
-    let net = Supernet::uninit(&CpuBackend::<f32>::new(), SupernetConfig::nb201()).unwrap();
-    for (i, g) in params.archs.iter().enumerate().step_by(97) {
-        assert_eq!(params.values[i], net.param_count(Some(g)) as f64, "{g}: parameters");
-        assert_eq!(flops.values[i], net.forward_macs(g) as f64, "{g}: FLOPs");
-    }
-    for c in ["grad_norm", "snip", "synflow", "synflow_bn"] {
-        let t = col(c);
-        assert!(t.values.iter().all(|v| v.is_finite() && *v >= 0.0), "{c}");
-        assert!(t.values.iter().any(|&v| v > 0.0), "{c}");
+    let macro_net =
+        SupernetConfig { space: pada::arch::Space::NB_MACRO, channels: 32, cells: 0, classes: 10, input: "3x32x32".parse().unwrap() };
+    for (proxies, truth, column, config) in [
+        ("nb201-proxies:cifar10", "nb201:cifar10", "cifar10", SupernetConfig::nb201()),
+        ("nbmacro-proxies:cifar10", "nbmacro:cifar10", "test_accuracy", macro_net),
+    ] {
+        let src: TableSource = proxies.parse().unwrap();
+        let gt = read_arch_table(&truth.parse().unwrap(), None, column).unwrap();
+        let col = |c: &str| read_arch_table(&src, None, c).unwrap();
+        let (params, flops) = (col("params"), col("flops"));
+        let index: std::collections::HashMap<_, _> = gt.archs.iter().enumerate().map(|(i, g)| (*g, i)).collect();
+        assert!(params.archs.windows(2).all(|w| index[&w[0]] < index[&w[1]]), "{proxies}: the ground truth's order, no repeats");
+        let sample = pada::verdict::truth_sample(&truth.parse().unwrap(), pada::verdict::VerdictArchs::Sample(1000)).unwrap();
+        let missing: Vec<_> = sample.archs.iter().filter(|g| !params.archs.contains(g)).collect();
+        assert!(missing.is_empty(), "{proxies}: the verdict's default sample: {} missing, e.g. {}", missing.len(), missing[0]);
+        let net = Supernet::uninit(&CpuBackend::<f32>::new(), config).unwrap();
+        for (i, g) in params.archs.iter().enumerate().step_by(97) {
+            assert_eq!(params.values[i], net.param_count(Some(g)) as f64, "{g}: parameters");
+            assert_eq!(flops.values[i], net.forward_macs(g) as f64, "{g}: FLOPs");
+        }
+        for c in ["grad_norm", "snip", "synflow", "synflow_bn"] {
+            let t = col(c);
+            assert!(t.values.iter().all(|v| v.is_finite() && *v >= 0.0), "{proxies} {c}");
+            assert!(t.values.iter().any(|&v| v > 0.0), "{proxies} {c}");
+        }
     }
     assert!("nb201-proxies:cifar100".parse::<TableSource>().unwrap_err().to_string().contains("no such built-in table"));
 }

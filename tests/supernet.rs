@@ -68,8 +68,12 @@ fn supernet_fixture<T: Element>(file: &str, key: &str, tol: (f64, f64), grad_tol
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures_dir().join("torch/meta.json")).unwrap()).unwrap();
     let m = &meta[key];
     let u = |k: &str| m[k].as_u64().unwrap() as usize;
-    let (c, n, in_ch, hw, classes, batch) = (u("C"), u("N"), u("in_ch"), u("H"), u("classes"), u("batch"));
-    let config = SupernetConfig::nb201_with(c, n, classes, InputShape { c: in_ch, h: hw, w: hw });
+    let (c, in_ch, hw, classes, batch) = (u("C"), u("in_ch"), u("H"), u("classes"), u("batch"));
+    let input = InputShape { c: in_ch, h: hw, w: hw };
+    let config = match m["space"].as_str() {
+        Some(space) => SupernetConfig { space: space.parse().unwrap(), channels: c, cells: 0, classes, input },
+        None => SupernetConfig::nb201_with(c, u("N"), classes, input),
+    };
     let f = Fixture::torch(file);
     let be = CpuBackend::<T>::poisoned();
     let mut net = Supernet::uninit(&be, config).unwrap();
@@ -154,6 +158,19 @@ fn supernet_fixture<T: Element>(file: &str, key: &str, tol: (f64, f64), grad_tol
             }
         }
     }
+}
+
+/// NAS-Bench-Macro's supernet against scripts/nbmacro_torch.py (an
+/// independent PyTorch model of the benchmark's network, depthwise convs by
+/// `groups`): logits, loss, every gradient, one SGD step.
+#[test]
+fn supernet_macro_matches_pytorch_f64() {
+    supernet_fixture::<f64>("supernet_macro_c2_3x16.safetensors", "supernet_macro_c2_3x16", (1e-10, 1e-9), (1e-9, 1e-8));
+}
+
+#[test]
+fn supernet_macro_matches_pytorch_f32() {
+    supernet_fixture::<f32>("supernet_macro_c2_3x16.safetensors", "supernet_macro_c2_3x16", (1e-4, 1e-4), (5e-4, 1e-3));
 }
 
 #[test]

@@ -4,13 +4,26 @@
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::Memory;
 use crate::element::Element;
 
-/// Free vectors by size class (elements), returned by dropped buffers.
-type Pool<T> = Arc<Mutex<HashMap<usize, Vec<Vec<T>>>>>;
+/// Free vectors by size class (elements), returned by dropped buffers, and
+/// the bytes they hold.
+struct PoolInner<T> {
+    free: Mutex<HashMap<usize, Vec<Vec<T>>>>,
+    bytes: AtomicUsize,
+}
+
+type Pool<T> = Arc<PoolInner<T>>;
+
+/// The most memory the pool keeps for reuse: a dropped buffer beyond it is
+/// freed. A step reuses its own sizes, which fit; ranking many architectures
+/// (each its own mix of sizes, several at a time) would otherwise keep a
+/// buffer of every size it ever used.
+const POOL_LIMIT_BYTES: usize = 512 << 20;
 
 /// A CPU buffer: a vector that returns to its backend's pool when dropped, so
 /// that the next step's buffers of the same size reuse its memory. Buffers
@@ -57,7 +70,11 @@ impl<T: Element> Drop for CpuBuf<T> {
         if let Some(pool) = &self.pool {
             let class = size_class(self.data.len());
             debug_assert!(self.data.capacity() >= class);
-            pool.lock().unwrap().entry(class).or_default().push(std::mem::take(&mut self.data));
+            let bytes = class * std::mem::size_of::<T>();
+            if pool.bytes.load(Ordering::Relaxed) + bytes <= POOL_LIMIT_BYTES {
+                pool.bytes.fetch_add(bytes, Ordering::Relaxed);
+                pool.free.lock().unwrap().entry(class).or_default().push(std::mem::take(&mut self.data));
+            }
         }
     }
 }
@@ -78,7 +95,7 @@ impl<T: Element> Default for CpuBackend<T> {
 
 impl<T: Element> CpuBackend<T> {
     pub fn new() -> Self {
-        Self { pool: Arc::new(Mutex::new(HashMap::new())), poison: false }
+        Self { pool: Arc::new(PoolInner { free: Mutex::new(HashMap::new()), bytes: AtomicUsize::new(0) }), poison: false }
     }
     /// A backend whose `alloc` fills every buffer with NaN (for tests).
     pub fn poisoned() -> Self {
@@ -86,8 +103,7 @@ impl<T: Element> CpuBackend<T> {
     }
     /// Bytes currently parked in the pool.
     pub fn pooled_bytes(&self) -> usize {
-        let pool = self.pool.lock().unwrap();
-        pool.iter().map(|(class, v)| class * v.len() * std::mem::size_of::<T>()).sum()
+        self.pool.bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -113,7 +129,10 @@ impl<T: Element> Memory for CpuBackend<T> {
 
     fn alloc(&self, len: usize) -> CpuBuf<T> {
         let class = size_class(len);
-        let reused = self.pool.lock().unwrap().get_mut(&class).and_then(|v| v.pop());
+        let reused = self.pool.free.lock().unwrap().get_mut(&class).and_then(|v| v.pop());
+        if reused.is_some() {
+            self.pool.bytes.fetch_sub(class * std::mem::size_of::<T>(), Ordering::Relaxed);
+        }
         let fillv = if self.poison { T::nan() } else { T::zero() };
         let data = match reused {
             Some(mut b) => {
@@ -150,5 +169,10 @@ impl<T: Element> Memory for CpuBackend<T> {
     }
     fn alloc_i32(&self, len: usize) -> Vec<i32> {
         vec![if self.poison { i32::MIN } else { 0 }; len]
+    }
+    fn release_cached(&self) {
+        let mut free = self.pool.free.lock().unwrap();
+        free.clear();
+        self.pool.bytes.store(0, Ordering::Relaxed);
     }
 }

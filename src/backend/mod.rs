@@ -120,6 +120,9 @@ pub trait Memory: Send + Sync + 'static {
     fn alloc_i32(&self, len: usize) -> Self::IBuf;
     /// Waits for all queued work (a no-op on the CPU).
     fn synchronize(&self) {}
+    /// Frees the memory kept for reuse (between phases that use other sizes:
+    /// training, then ranking).
+    fn release_cached(&self) {}
 
     /// Runs `f` and returns its result with the seconds its device work took
     /// (wall clock on the CPU; device events on a GPU).

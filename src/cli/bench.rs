@@ -16,6 +16,10 @@ pub enum BenchConfig {
     Nb201,
     /// C=8, N=1, 1x28x28, 10 classes.
     Mini,
+    /// NAS-Bench-Macro's network at full width (C=32), 3x32x32, 10 classes.
+    NbMacro,
+    /// NAS-Bench-Macro's laptop preset (C=8), 3x32x32, 10 classes.
+    NbMacroLaptop,
 }
 
 #[derive(Args, Debug)]
@@ -52,16 +56,20 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     super::set_threads(a.dev.threads)?;
     anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
     anyhow::ensure!(a.steps > 0, "--steps must be at least 1");
+    let cifar = "3x32x32".parse().expect("a shape");
+    let nb_macro = |channels| SupernetConfig { space: crate::arch::Space::NB_MACRO, channels, cells: 0, classes: 10, input: cifar };
     let config = match a.config {
         BenchConfig::Nb201 => SupernetConfig::nb201(),
         BenchConfig::Mini => SupernetConfig::mini(),
+        BenchConfig::NbMacro => nb_macro(32),
+        BenchConfig::NbMacroLaptop => nb_macro(8),
     };
     let rank_data = a
         .rank_data
         .clone()
         .unwrap_or_else(|| format!("synthetic:{}:64:1000:{}", config.input, config.classes).parse().expect("valid spec"));
     let o = BenchOptions {
-        name: format!("{:?}", a.config).to_lowercase(),
+        name: a.config.to_possible_value().expect("a named value").get_name().to_string(),
         config,
         batch_size: a.batch_size,
         steps: a.steps,

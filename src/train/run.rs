@@ -188,6 +188,9 @@ pub fn train<B: Backend>(be: &B, config: Option<TrainConfig>, dir: &Path, progre
         sample_archs: sample_arch_accuracies(be, &trainer, &data, 5, progress),
     };
     write_atomic(&dir.join(SUMMARY), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    // what comes next (a verdict) needs other sizes: the training's buffers go back
+    drop(trainer);
+    be.release_cached();
     Ok(summary)
 }
 

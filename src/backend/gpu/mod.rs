@@ -351,6 +351,14 @@ impl<D: Device> Memory for GpuBackend<D> {
     fn synchronize(&self) {
         self.dev.synchronize()
     }
+    fn release_cached(&self) {
+        // (one stream in order: nothing still running uses a pooled buffer once the device is idle)
+        self.dev.synchronize();
+        for (class, ptrs) in self.pool.free.lock().expect("pool lock").drain() {
+            self.pool.held.fetch_sub(class * ptrs.len(), Ordering::Relaxed);
+            ptrs.into_iter().for_each(|p| self.dev.free(p));
+        }
+    }
     fn timed<R>(&self, f: impl FnOnce() -> R) -> (R, f64) {
         self.dev.timed(f)
     }
