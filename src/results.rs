@@ -1,8 +1,10 @@
 //! Result tables written row by row as work completes (`pada rank`,
-//! `pada groundtruth`), so that an interrupted command resumes where it stopped.
+//! `pada groundtruth`, `pada proxies`), so that an interrupted command resumes
+//! where it stopped, and only with the settings its rows were made with.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
@@ -34,6 +36,56 @@ pub fn read_done(path: &Path, header: &[&str]) -> anyhow::Result<Vec<Vec<String>
         .enumerate()
         .map(|(i, r)| Ok(r.with_context(|| format!("{}: row {} is malformed", path.display(), i + 2))?.iter().map(String::from).collect()))
         .collect()
+}
+
+/// What a table's rows depend on besides their architecture: flag -> value
+/// (e.g. "--images" -> "1000"), recorded beside the table.
+pub type Settings = BTreeMap<String, String>;
+
+/// Settings from (flag, value) pairs.
+pub fn settings<const N: usize>(pairs: [(&str, String); N]) -> Settings {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// `OUT.settings.json`, where the settings of OUT's rows are recorded.
+pub fn settings_path(path: &Path) -> PathBuf {
+    path.with_extension("settings.json")
+}
+
+/// The rows already in `path` ([`read_done`]), to be kept and resumed from:
+/// only if they were made with `settings`, else an error saying which differ
+/// (rows of other settings are never mixed in). Records `settings` beside it.
+pub fn resume(path: &Path, header: &[&str], settings: &Settings) -> anyhow::Result<Vec<Vec<String>>> {
+    let rows = read_done(path, header)?;
+    let sp = settings_path(path);
+    if !rows.is_empty() {
+        let text = std::fs::read_to_string(&sp).map_err(|_| {
+            anyhow::anyhow!(
+                "{} already holds {} rows, but there is no {} saying how they were made: give another --out, or delete it to start afresh",
+                path.display(),
+                rows.len(),
+                sp.display()
+            )
+        })?;
+        let was: Settings = serde_json::from_str(&text).with_context(|| format!("{}: not a settings record", sp.display()))?;
+        let keys: std::collections::BTreeSet<&String> = was.keys().chain(settings.keys()).collect();
+        let none = String::from("(none)");
+        let differ: Vec<String> = keys
+            .into_iter()
+            .filter(|k| was.get(*k) != settings.get(*k))
+            .map(|k| format!("{k} {} (now {})", was.get(k).unwrap_or(&none), settings.get(k).unwrap_or(&none)))
+            .collect();
+        if !differ.is_empty() {
+            bail!(
+                "{} holds {} rows made with {}: give another --out, or delete it to start afresh",
+                path.display(),
+                rows.len(),
+                differ.join(", ")
+            );
+        }
+    }
+    crate::fsutil::write_atomic(&sp, serde_json::to_string_pretty(settings)?.as_bytes())?;
+    Ok(rows)
 }
 
 /// Appends rows (writing the header first into a new file) and flushes them to disk.

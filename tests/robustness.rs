@@ -507,6 +507,64 @@ fn sweep_keeps_only_runs_of_the_settings_asked_for() {
     assert!(!o.status.success() && e.contains("give it before --"), "{e}");
 }
 
+/// `pada rank`, `proxies` and `groundtruth` resume a table only with the
+/// settings its rows were made with: other settings are refused, naming each.
+#[test]
+fn result_tables_resume_only_with_the_settings_of_their_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let rs = run.to_str().unwrap().to_string();
+    ok(&train_args(&rs, &["--epochs", "1"]));
+    let t = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+    let (rank, prox, gt) = (t("rank.csv"), t("proxies.csv"), t("gt.csv"));
+    // a command with default flags, each overridden when `extra` gives it
+    let cmd = |head: &[&str], defaults: &[(&str, &str)], extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<&str> = head.to_vec();
+        for (flag, value) in defaults.iter().filter(|(f, _)| !extra.contains(f)) {
+            v.extend([*flag, *value]);
+        }
+        v.extend_from_slice(extra);
+        v.iter().map(|s| s.to_string()).collect()
+    };
+    let rank_args = |extra: &[&str]| cmd(&["rank", "-q", "--run", &rs, "--out", &rank], &[("--archs", "10"), ("--images", "20")], extra);
+    let small = [("--data", DATA), ("--channels", "2"), ("--cells", "1")];
+    let prox_args = |extra: &[&str]| cmd(&["proxies", "-q", "--archs", "3", "--out", &prox], &small, extra);
+    let gt_args =
+        |extra: &[&str]| cmd(&["groundtruth", "-q", "--archs", "2", "--epochs", "1", "--batch-size", "16", "--out", &gt], &small, extra);
+    let run_ = |args: Vec<String>| pada(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for first in [rank_args(&[]), prox_args(&[]), gt_args(&[])] {
+        let o = run_(first);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for (args, want) in [
+        (rank_args(&["--images", "21"]), "--images 20 (now 21)"),
+        (rank_args(&["--batch-size", "7"]), "--batch-size 512 (now 7)"),
+        (prox_args(&["--seed", "1"]), "--seed 0 (now 1)"),
+        (prox_args(&["--channels", "3"]), "--channels 2 (now 3)"),
+        (gt_args(&["--lr", "0.1"]), "--lr 0.05 (now 0.1)"),
+    ] {
+        let o = run_(args.clone());
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(want) && e.contains("another --out"), "{args:?}: {e}");
+    }
+    // the same settings resume (nothing to do), more architectures extend the table
+    for again in [rank_args(&["--archs", "12"]), prox_args(&[]), gt_args(&[])] {
+        let o = run_(again.clone());
+        assert!(o.status.success(), "{again:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(std::fs::read_to_string(&rank).unwrap().lines().count(), 13);
+    // weights retrained since the rows were scored: refused
+    let other = t("other");
+    ok(&train_args(&other, &["--epochs", "1", "--seed", "5"]));
+    std::fs::copy(Path::new(&other).join("supernet.safetensors"), run.join("supernet.safetensors")).unwrap();
+    let e = String::from_utf8_lossy(&run_(rank_args(&[])).stderr).to_string();
+    assert!(e.contains("weights (sha256)"), "{e}");
+    // rows without a record of their settings: refused, not trusted
+    std::fs::remove_file(tmp.path().join("proxies.settings.json")).unwrap();
+    let e = String::from_utf8_lossy(&run_(prox_args(&[])).stderr).to_string();
+    assert!(e.contains("saying how they were made"), "{e}");
+}
+
 /// `pada train --resume` judges with the verdict settings the run recorded,
 /// and a bad ground truth fails before the first step.
 #[test]

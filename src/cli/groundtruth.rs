@@ -113,7 +113,21 @@ impl BackendJob for GroundTruthArgs {
         let seeds = a.seeds.clone().map_or(vec![a.seed], |s| s.0);
         let header = header(&seeds);
         let header: Vec<&str> = header.iter().map(String::as_str).collect();
-        let done: HashSet<Arch> = crate::results::read_done(&a.out, &header)?
+        // everything a stand-alone accuracy depends on (the seeds are in the header)
+        let settings = crate::results::settings([
+            ("--data", a.data.to_string()),
+            ("--space", space.to_string()),
+            ("--epochs", a.epochs.to_string()),
+            ("--batch-size", a.batch_size.to_string()),
+            ("--channels", config.channels.to_string()),
+            ("--cells", config.cells.to_string()),
+            ("--lr", a.lr.to_string()),
+            ("--momentum", a.momentum.to_string()),
+            ("--weight-decay", a.weight_decay.to_string()),
+            ("--augment", a.augment.to_string()),
+            ("--precision", format!("{:?}", config.precision).to_lowercase()),
+        ]);
+        let done: HashSet<Arch> = crate::results::resume(&a.out, &header, &settings)?
             .iter()
             .enumerate()
             .map(|(i, r)| r[0].parse().map_err(|e| anyhow::anyhow!("{} row {}: {e}", a.out.display(), i + 2)))

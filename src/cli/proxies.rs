@@ -79,7 +79,14 @@ impl BackendJob for ProxiesArgs {
         crate::supernet::Supernet::uninit(&crate::backend::cpu::CpuBackend::<f32>::new(), config)?; // a bad size fails now
         let archs = a.archs.resolve(space, a.seed, crate::rank::Draw::Table, a.arch_column.as_deref(), false)?;
         let header: Vec<&str> = std::iter::once("arch").chain(COLUMNS).collect();
-        let done: HashSet<Arch> = crate::results::read_done(&a.out, &header)?.iter().filter_map(|r| r[0].parse().ok()).collect();
+        let settings = crate::results::settings([
+            ("--data", a.data.to_string()),
+            ("--channels", config.channels.to_string()),
+            ("--cells", config.cells.to_string()),
+            ("--batch-size", a.batch_size.to_string()),
+            ("--seed", a.seed.to_string()),
+        ]);
+        let done: HashSet<Arch> = crate::results::resume(&a.out, &header, &settings)?.iter().filter_map(|r| r[0].parse().ok()).collect();
         let todo: Vec<Arch> = archs.into_iter().filter(|g| !done.contains(g)).collect();
         if !a.quiet {
             crate::logln!(

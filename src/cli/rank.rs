@@ -376,7 +376,15 @@ impl BackendJob for RankArgs {
             archs = shard.of(&archs);
         }
         let out = a.out.clone().unwrap_or_else(|| a.shard.map_or_else(|| a.run.join("rank.csv"), |s| s.default_file(&a.run)));
-        let done_rows = crate::results::read_done(&out, &HEADER)?;
+        let sha = supernet_sha256(&a.run)?;
+        let settings = crate::results::settings([
+            ("--data", spec.to_string()),
+            ("--images", test.len().to_string()),
+            ("--batch-size", a.batch_size.to_string()), // batch statistics
+            ("--precision", format!("{:?}", a.precision.unwrap_or_default()).to_lowercase()),
+            ("weights (sha256)", sha.clone()),
+        ]);
+        let done_rows = crate::results::resume(&out, &HEADER, &settings)?;
         let mut done: HashMap<Arch, (f64, f64)> = HashMap::new();
         for (i, r) in done_rows.iter().enumerate() {
             let (g, scores) = parse_row(&out, i, r)?;
@@ -433,7 +441,7 @@ impl BackendJob for RankArgs {
             scored,
             test_images: test.len(),
             data: spec.to_string(),
-            supernet_sha256: supernet_sha256(&a.run)?,
+            supernet_sha256: sha,
             shard: a.shard,
             selection: selection(&a),
             batch_size: a.batch_size,
