@@ -25,6 +25,8 @@ pub mod output;
 pub mod plot;
 pub mod progress;
 pub mod proxies;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod rank;
 pub mod rankstats;
 pub mod results;

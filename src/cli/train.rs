@@ -256,45 +256,70 @@ impl TrainArgs {
     }
 }
 
+/// What a `pada train` invocation will do, every input checked: the new
+/// run's settings (none when resuming), its directory, where it runs, and the
+/// verdict it ends with.
+pub struct TrainPlan {
+    pub config: Option<TrainConfig>,
+    pub dir: PathBuf,
+    pub device: Device,
+    pub precision: crate::backend::Precision,
+    pub verdict: Option<VerdictSpec>,
+}
+
+impl TrainArgs {
+    /// The plan of these flags (the Python binding runs it too), every input
+    /// checked before the first step: the settings, a resumed run's record,
+    /// the ground truth.
+    pub fn plan(&self) -> anyhow::Result<TrainPlan> {
+        let a = self;
+        let (config, dir, recorded) = match &a.resume {
+            Some(dir) => {
+                if a.any_setting() {
+                    bail!(
+                        "--resume {} continues the run with the settings in its config.json; give no other training flags",
+                        dir.display()
+                    );
+                }
+                (None, dir.clone(), Some(run::read_record(dir)?))
+            }
+            None => {
+                let c = a.config();
+                c.validate()?;
+                let dir = a.out.clone().unwrap_or_else(|| run::default_dir(&c));
+                (Some(c), dir, None)
+            }
+        };
+        let (device, precision): (Device, _) = match (&config, &a.device, &recorded) {
+            (Some(c), ..) => (c.device.parse()?, c.precision),
+            (None, Some(d), _) => (d.clone(), a.precision.unwrap_or_else(|| d.default_precision())),
+            (None, None, Some(r)) => (r.train.device.parse()?, a.precision.unwrap_or(r.train.precision)),
+            (None, None, None) => unreachable!("a resumed run has a record"),
+        };
+        // the verdict: as asked, or as the resumed run recorded it (flags given now win)
+        let (space, data, plan) = match (&config, &recorded) {
+            (Some(c), _) => (c.space, c.data.clone(), c.verdict.clone()),
+            (None, Some(r)) => (r.train.space, r.train.data.clone(), a.verdict_plan(r.train.space, &r.train.data, Some(&r.train.verdict))),
+            (None, None) => unreachable!("a resumed run has a record"),
+        };
+        let verdict = plan.spec(space, &data).map(|s| crate::verdict::checked(s, space)).transpose()?;
+        if let (Some(v), Some(c)) = (&verdict, &config) {
+            if let Some(note) = crate::verdict::mismatch_note(&v.ground_truth, &c.data, &c.data.to_string()) {
+                crate::logln!("{note}");
+            }
+        }
+        let config = config.map(|mut c| {
+            // the checked spec (a ground-truth file by its absolute path) is what the run records
+            c.verdict = verdict.clone().map_or(crate::train::VerdictPlan::None, crate::train::VerdictPlan::Judge);
+            c
+        });
+        Ok(TrainPlan { config, dir, device, precision, verdict })
+    }
+}
+
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     super::set_threads(a.threads)?;
-    let (config, dir, recorded) = match &a.resume {
-        Some(dir) => {
-            if a.any_setting() {
-                bail!("--resume {} continues the run with the settings in its config.json; give no other training flags", dir.display());
-            }
-            (None, dir.clone(), Some(run::read_record(dir)?))
-        }
-        None => {
-            let c = a.config();
-            let dir = a.out.clone().unwrap_or_else(|| run::default_dir(&c));
-            (Some(c), dir, None)
-        }
-    };
-    let (device, precision): (Device, _) = match (&config, &a.device, &recorded) {
-        (Some(c), ..) => (c.device.parse()?, c.precision),
-        (None, Some(d), _) => (d.clone(), a.precision.unwrap_or_else(|| d.default_precision())),
-        (None, None, Some(r)) => (r.train.device.parse()?, a.precision.unwrap_or(r.train.precision)),
-        (None, None, None) => unreachable!("a resumed run has a record"),
-    };
-    // the verdict: as asked, or as the resumed run recorded it (flags given now win)
-    let (space, data, plan) = match (&config, &recorded) {
-        (Some(c), _) => (c.space, c.data.clone(), c.verdict.clone()),
-        (None, Some(r)) => (r.train.space, r.train.data.clone(), a.verdict_plan(r.train.space, &r.train.data, Some(&r.train.verdict))),
-        (None, None) => unreachable!("a resumed run has a record"),
-    };
-    // every input is checked before the first step
-    let verdict = plan.spec(space, &data).map(|s| crate::verdict::checked(s, space)).transpose()?;
-    if let (Some(v), Some(c)) = (&verdict, &config) {
-        if let Some(note) = crate::verdict::mismatch_note(&v.ground_truth, &c.data, &c.data.to_string()) {
-            crate::logln!("{note}");
-        }
-    }
-    let config = config.map(|mut c| {
-        // the checked spec (a ground-truth file by its absolute path) is what the run records
-        c.verdict = verdict.clone().map_or(crate::train::VerdictPlan::None, crate::train::VerdictPlan::Judge);
-        c
-    });
+    let TrainPlan { config, dir, device, precision, verdict } = a.plan()?;
     with_backend(&device, Some(precision), Job { config, dir, quiet: a.quiet, verdict })
 }
 

@@ -246,9 +246,15 @@ impl Arch {
         Ok(Self { space, len: choices.len() as u8, choices: c })
     }
     /// An architecture string of `space`.
+    /// A string of `space` only; one of another space says so.
     pub fn parse_in(space: Space, s: &str) -> Result<Self, ArchError> {
-        let choices = space.def().parse(s.trim()).map_err(ArchError::Malformed)?;
-        Self::new(space, &choices)
+        match space.def().parse(s.trim()) {
+            Ok(choices) => Self::new(space, &choices),
+            Err(why) => Err(ArchError::Malformed(match s.parse::<Arch>() {
+                Ok(other) => format!("{s:?} is a {} string, not a {} one", other.space.def().title(), space.def().title()),
+                Err(_) => format!("malformed {} string {s:?}: {why} (expected e.g. {})", space.def().title(), space.def().example()),
+            })),
+        }
     }
     /// Its index in the space's order ([`Space::arch`]).
     pub fn index(&self) -> usize {

@@ -136,6 +136,12 @@ pub fn request_interrupt() {
     INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// Forgets an earlier interrupt (a library caller, such as the Python
+/// binding, starts each call afresh; the CLI stops at its first).
+pub fn clear_interrupt() {
+    INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Whether an interrupt was requested.
 pub fn interrupt_requested() -> bool {
     INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)

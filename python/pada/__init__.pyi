@@ -1,0 +1,53 @@
+"""Type hints of the pada package (see pada/__init__.py for the docs)."""
+from os import PathLike
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+Progress = Union[bool, None, Callable[[Dict[str, Any]], None]]
+Values = Union[Mapping[str, float], Tuple[Sequence[str], Sequence[float]], str]
+
+def train(
+    out: Union[str, PathLike, None] = ...,
+    method: Optional[str] = ...,
+    data: Optional[str] = ...,
+    space: Optional[str] = ...,
+    progress: Progress = ...,
+    **flags: Any,
+) -> "Run": ...
+
+class Run:
+    dir: str
+    @classmethod
+    def open(cls, directory: Union[str, PathLike]) -> "Run": ...
+    @property
+    def config(self) -> Dict[str, Any]: ...
+    @property
+    def verdict(self) -> Optional[Dict[str, Any]]: ...
+    @property
+    def space(self) -> str: ...
+    def resume(self, progress: Progress = ...) -> "Run": ...
+    def accuracy(
+        self, archs: Union[str, Iterable[str]], images: Optional[int] = ..., batch_size: int = ..., progress: Progress = ...
+    ) -> npt.NDArray[np.float64]: ...
+    def rank(
+        self, ground_truth: Optional[str] = ..., archs: Union[int, str] = ..., images: Optional[int] = ..., progress: Progress = ...
+    ) -> Dict[str, Any]: ...
+
+def compare(pred: Values, truth: Values, pred_column: Optional[str] = ..., truth_column: Optional[str] = ...) -> Dict[str, Any]: ...
+def table(name: Union[str, PathLike]) -> Dict[str, Any]: ...
+def proxies(
+    archs: Union[str, Iterable[str]],
+    data: str = ...,
+    channels: Optional[int] = ...,
+    cells: Optional[int] = ...,
+    batch_size: int = ...,
+    seed: int = ...,
+    progress: Progress = ...,
+) -> Dict[str, npt.NDArray[np.float64]]: ...
+def archs(space: str = ..., unique: bool = ...) -> List[str]: ...
+def neighbours(arch: str) -> List[str]: ...
+def set_threads(n: int) -> None: ...
