@@ -29,6 +29,9 @@ pub struct BenchArgs {
     /// The supernet and input the steps are timed at.
     #[arg(long, value_enum, default_value = "nb201")]
     pub config: BenchConfig,
+    /// A search space at its benchmark's size instead of --config: nb201 (= --config nb201) | nb-macro (= --config nb-macro).
+    #[arg(long, value_enum, conflicts_with = "config")]
+    pub space: Option<crate::arch::Space>,
     /// Training batch size of the timed steps.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -58,7 +61,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.steps > 0, "--steps must be at least 1");
     let cifar = "3x32x32".parse().expect("a shape");
     let nb_macro = |channels| SupernetConfig { space: crate::arch::Space::NB_MACRO, channels, cells: 0, classes: 10, input: cifar };
-    let config = match a.config {
+    let chosen = match a.space {
+        Some(space) if space == crate::arch::Space::NB_MACRO => BenchConfig::NbMacro,
+        Some(space) if space == crate::arch::Space::NB201 => BenchConfig::Nb201,
+        Some(space) => anyhow::bail!("--space {space}: no bench configuration for it (choose one with --config)"),
+        None => a.config,
+    };
+    let config = match chosen {
         BenchConfig::Nb201 => SupernetConfig::nb201(),
         BenchConfig::Mini => SupernetConfig::mini(),
         BenchConfig::NbMacro => nb_macro(32),
@@ -69,7 +78,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("synthetic:{}:64:1000:{}", config.input, config.classes).parse().expect("valid spec"));
     let o = BenchOptions {
-        name: a.config.to_possible_value().expect("a named value").get_name().to_string(),
+        name: chosen.to_possible_value().expect("a named value").get_name().to_string(),
         config,
         batch_size: a.batch_size,
         steps: a.steps,

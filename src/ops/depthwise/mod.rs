@@ -58,14 +58,16 @@ fn gather_channel<T: Element>(x: &[T], c: usize, n: usize, h: usize, w: usize, p
     }
 }
 
-/// The inverse of [`gather_channel`] without padding: `put(i, q, t[q * n + i])`
-/// for image i's value q, row by row.
-fn scatter_channel<T: Element>(t: &[T], n: usize, h: usize, w: usize, mut put: impl FnMut(usize, usize, T)) {
-    for r in 0..h {
-        let src = &t[r * w * n..(r + 1) * w * n];
-        for i in 0..n {
-            for col in 0..w {
-                put(i, r * w + col, src[col * n + i]);
+/// The inverse of [`gather_channel`] without padding: `planes[i * hw + q] =
+/// t[q * n + i]` for the n planes of `hw` values, a tile of pixels at a time
+/// (the tile's n-wide rows stay in the cache while every plane takes its part).
+fn scatter_channel<T: Element>(t: &[T], n: usize, hw: usize, planes: &mut [T]) {
+    const TILE: usize = 16;
+    for q0 in (0..hw).step_by(TILE) {
+        let tile = &t[q0 * n..(q0 + TILE).min(hw) * n];
+        for (i, plane) in planes.chunks_exact_mut(hw).enumerate() {
+            for (d, row) in plane[q0..].iter_mut().zip(tile.chunks_exact(n)) {
+                *d = row[i];
             }
         }
     }
@@ -99,7 +101,7 @@ pub fn depthwise_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T
                     }
                 }
             }
-            scatter_channel(yt, n, oh, ow, |i, q, v| out[i * oh * ow + q] = v);
+            scatter_channel(yt, n, oh * ow, out);
         });
     });
 }
@@ -122,9 +124,9 @@ pub fn depthwise_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu
     let wp = wd + 2 * p;
     let padded_len = (h + 2 * p) * wp * n;
     dx.par_chunks_mut(n * h * wd).enumerate().for_each(|(c, out)| {
-        with_scratch::<T, _>(padded_len + oh * ow * n, |buf| {
+        with_scratch::<T, _>(padded_len + oh.max(h) * ow.max(wd) * n, |buf| {
             let (acc, dyt) = buf.split_at_mut(padded_len);
-            gather_channel(dy, c, n, oh, ow, 0, false, dyt);
+            gather_channel(dy, c, n, oh, ow, 0, false, &mut dyt[..oh * ow * n]);
             acc.fill(T::zero());
             let taps = &w[c * k * k..(c + 1) * k * k];
             // each input value receives its taps in (kh, kw) order: at most one output per tap reads it
@@ -146,15 +148,19 @@ pub fn depthwise_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu
                 acc.copy_within(row..row + wd * n, ih * wd * n);
             }
             let mask = relu_mask.map(|m| &m[c * n * h * wd..(c + 1) * n * h * wd]);
-            scatter_channel(&acc[..h * wd * n], n, h, wd, |i, q, v| {
-                let at = i * h * wd + q;
-                // (NaN masks like x <= 0, as the kernels' `!(m > 0)`)
-                let v = match mask {
-                    Some(m) if m[at].partial_cmp(&T::zero()) != Some(std::cmp::Ordering::Greater) => T::zero(),
-                    _ => v,
-                };
-                out[at] = if accumulate { out[at] + v } else { v };
-            });
+            if mask.is_none() && !accumulate {
+                scatter_channel(&acc[..h * wd * n], n, h * wd, out);
+                return;
+            }
+            let planes = &mut dyt[..h * wd * n]; // (dy is no longer needed)
+            scatter_channel(&acc[..h * wd * n], n, h * wd, planes);
+            // (NaN masks like x <= 0, as the kernels' `!(m > 0)`); branch-free loops over the planes
+            let keep = |m: T, v: T| if m > T::zero() { v } else { T::zero() };
+            match (mask, accumulate) {
+                (Some(m), true) => out.iter_mut().zip(planes.iter().zip(m)).for_each(|(o, (&v, &m))| *o += keep(m, v)),
+                (Some(m), false) => out.iter_mut().zip(planes.iter().zip(m)).for_each(|(o, (&v, &m))| *o = keep(m, v)),
+                (None, _) => out.iter_mut().zip(planes.iter()).for_each(|(o, &v)| *o += v), // (accumulating: see above)
+            }
         });
     });
 }
