@@ -31,6 +31,7 @@ run tests-proxies 25 "$P/proxies" --ignored --test-threads 1
 for prec in fp32 tf32 bf16; do
     run bench-$prec 70 "$P/pada" bench --device cuda --precision $prec --config nb201 --batch-size 256 --steps 40 --warmup 5 --kernels --rank-archs 16 --json "$LOGS/bench-$prec.json"
 done
+run bench-nb-macro 60 "$P/pada" bench --device cuda --space nb-macro --batch-size 256 --steps 20 --warmup 3 --rank-archs 8 --json "$LOGS/bench-nb-macro.json"
 run first-command 45 "$P/pada" train --device cuda --out /tmp/pada-gpu-first
 run train 30 "$P/pada" train --device cuda --method pada --data synthetic:3x32x32:25600:10000:10 --epochs 3 --batch-size 256 --out /tmp/pada-gpu-run -q
 for prec in fp32 tf32 bf16; do
