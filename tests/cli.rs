@@ -275,3 +275,14 @@ fn every_flag_has_help() {
     }
     assert!(missing.is_empty(), "no help text: {}", missing.join(", "));
 }
+
+#[test]
+fn sweep_takes_the_search_space() {
+    let out = std::env::temp_dir().join("pada-sweep-space-test");
+    let out = out.to_str().unwrap();
+    // `--space` before `--` reaches every run: NAS-Bench-Macro has no table of this data
+    let e = err(&["sweep", "--space", "nb-macro", "--methods", "spos", "--seeds", "0", "--out", out, "--", "--data", DATA]);
+    assert!(e.contains("no built-in ground truth in nb-macro"), "{e}");
+    let e = err(&["sweep", "--space", "nb-macro", "--out", out, "--", "--space", "nb201"]);
+    assert!(e.contains("--space is given twice"), "{e}");
+}

@@ -33,6 +33,10 @@ pub struct SweepArgs {
     /// Seeds: 0-3, 0,2,5 or a mix.
     #[arg(long, default_value = "0-3")]
     pub seeds: SeedList,
+    /// The search space of every run: nb201 | nb-macro [default: nb201] (the same as the train
+    /// flag `-- --space S`).
+    #[arg(long, value_enum)]
+    pub space: Option<crate::arch::Space>,
     /// The ground truth every run is judged against: embedded | nb201:cifar10 | nb201:cifar100 |
     /// nb201:imagenet16 | CSV [default: the data's own, as `pada train`'s verdict].
     #[arg(long, value_name = "TABLE")]
@@ -116,8 +120,14 @@ fn run_dir(out: &std::path::Path, label: &str, seed: u64) -> PathBuf {
     out.join(format!("{name}-seed{seed}"))
 }
 
-pub fn run(a: SweepArgs) -> anyhow::Result<()> {
+pub fn run(mut a: SweepArgs) -> anyhow::Result<()> {
     super::set_threads(a.threads)?;
+    if let Some(space) = a.space {
+        if a.train.iter().any(|f| f.split('=').next() == Some("--space")) {
+            bail!("--space is given twice, to the sweep and as a train flag after --: give it once");
+        }
+        a.train.splice(0..0, ["--space".to_string(), space.to_string()]);
+    }
     let variants: Vec<Variant> = a.methods.split(',').map(str::parse).collect::<anyhow::Result<_>>()?;
     anyhow::ensure!(!variants.is_empty(), "--methods names no method");
     for flag in a.train.iter().chain(variants.iter().flat_map(|v| &v.flags)) {
