@@ -25,6 +25,7 @@ pub mod parallel;
 pub mod pool;
 pub mod reduce;
 pub mod sampling;
+pub mod simd;
 pub mod softmax_ce;
 
 pub use batchnorm::{batchnorm_backward, batchnorm_backward_frozen, batchnorm_forward, BN_EPS};

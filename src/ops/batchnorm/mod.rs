@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::parallel::Disjoint;
 use super::reduce;
+use super::simd::vectorized;
 use crate::backend::cpu::{CpuBackend, CpuBuf};
 use crate::backend::Memory;
 use crate::element::Element;
@@ -32,17 +33,22 @@ pub fn batchnorm_forward<T: Element>(s: &ActShape, x: &[T], y: &mut [T], accumul
     let l = s.per_channel();
     let mut st = vec![(T::zero(), T::zero()); c];
     y.par_chunks_mut(l).zip(x.par_chunks(l)).zip(st.par_iter_mut()).for_each(|((yc, xc), st)| {
-        // Two passes: the mean, then the centred sum of squares, so that a channel
-        // with a large mean and a small spread keeps its precision.
-        let mean = T::from_f64(reduce::sum(xc) / l as f64);
-        let var = reduce::sum_map(xc, |v| (v - mean) * (v - mean)) / l as f64;
-        let inv = T::from_f64(1.0 / (var + BN_EPS).sqrt());
-        if accumulate {
-            yc.iter_mut().zip(xc).for_each(|(o, &v)| *o += (v - mean) * inv);
-        } else {
-            yc.iter_mut().zip(xc).for_each(|(o, &v)| *o = (v - mean) * inv);
-        }
-        *st = (mean, inv);
+        vectorized(
+            #[inline(always)]
+            || {
+                // Two passes: the mean, then the centred sum of squares, so that a channel
+                // with a large mean and a small spread keeps its precision.
+                let mean = T::from_f64(reduce::sum(xc) / l as f64);
+                let var = reduce::sum_map(xc, |v| (v - mean) * (v - mean)) / l as f64;
+                let inv = T::from_f64(1.0 / (var + BN_EPS).sqrt());
+                if accumulate {
+                    yc.iter_mut().zip(xc).for_each(|(o, &v)| *o += (v - mean) * inv);
+                } else {
+                    yc.iter_mut().zip(xc).for_each(|(o, &v)| *o = (v - mean) * inv);
+                }
+                *st = (mean, inv);
+            },
+        )
     });
     for (i, (m, inv)) in st.into_iter().enumerate() {
         stats[i] = m;
@@ -61,17 +67,22 @@ pub fn batchnorm_backward<T: Element>(s: &ActShape, x: &[T], stats: &[T], dy: &[
     let l = s.per_channel();
     let out = Disjoint::new(dx);
     (0..c).into_par_iter().for_each(|ch| {
-        let (xc, dyc) = (&x[ch * l..(ch + 1) * l], &dy[ch * l..(ch + 1) * l]);
-        let (mean, inv) = (stats[ch], stats[c + ch]);
-        // sum(dy * xhat) = invstd * sum(dy * (x - mean))
-        let (sdy, sdyx) = reduce::sum_and_dot(dyc, xc, mean);
-        let mdy = T::from_f64(sdy / l as f64);
-        let mdyy = T::from_f64(inv.as_f64() * sdyx / l as f64);
-        // SAFETY: channel ch's run of the output belongs to this task only.
-        let dxc = unsafe { out.range(ch * l, l) };
-        for ((d, &xv), &g) in dxc.iter_mut().zip(xc).zip(dyc) {
-            *d = inv * (g - mdy - (xv - mean) * inv * mdyy);
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                let (xc, dyc) = (&x[ch * l..(ch + 1) * l], &dy[ch * l..(ch + 1) * l]);
+                let (mean, inv) = (stats[ch], stats[c + ch]);
+                // sum(dy * xhat) = invstd * sum(dy * (x - mean))
+                let (sdy, sdyx) = reduce::sum_and_dot(dyc, xc, mean);
+                let mdy = T::from_f64(sdy / l as f64);
+                let mdyy = T::from_f64(inv.as_f64() * sdyx / l as f64);
+                // SAFETY: channel ch's run of the output belongs to this task only.
+                let dxc = unsafe { out.range(ch * l, l) };
+                for ((d, &xv), &g) in dxc.iter_mut().zip(xc).zip(dyc) {
+                    *d = inv * (g - mdy - (xv - mean) * inv * mdyy);
+                }
+            },
+        )
     });
 }
 

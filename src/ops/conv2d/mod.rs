@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use super::gemm::{gemm, Mat};
 use super::parallel::{with_scratch, Disjoint};
 use super::reduce;
+use super::simd::vectorized;
 use crate::backend::cpu::{CpuBackend, CpuBuf};
 use crate::backend::Memory;
 use crate::element::Element;
@@ -60,6 +61,13 @@ fn same_tap(g: &ConvGeom, kh: usize, kw: usize) -> (isize, std::ops::Range<usize
     (shift, rows, bad_cols)
 }
 
+/// A pointwise stride-1 conv without a ReLU reads its input as it is: the
+/// im2col of images `n0..n1` would be a copy of their columns of `x` (`c_in`
+/// rows of stride `n * h * w`), which the GEMM reads in place.
+fn reads_input_in_place(g: &ConvGeom, relu_x: bool) -> bool {
+    g.k == 1 && g.stride == 1 && g.pad == 0 && !relu_x
+}
+
 /// Unfolds images `n0..n1` of `relu?(x)` into `col[c_in*k*k, (n1-n0)*oh*ow]`.
 pub fn im2col<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, n0: usize, n1: usize, col: &mut [T]) {
     let (n, h, w) = (g.n as usize, g.h as usize, g.w as usize);
@@ -71,32 +79,37 @@ pub fn im2col<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, n0: usize, n1: us
     let same = is_same_stride1(g);
     // The ReLU of a plane is taken once, not once per tap (k*k times).
     with_scratch::<T, _>(if relu_x { h * w } else { 0 }, |relu_plane| {
-        for ci in 0..g.c_in as usize {
-            for img in n0..n1 {
-                let mut plane = &x[(ci * n + img) * h * w..][..h * w];
-                if relu_x {
-                    relu_plane.iter_mut().zip(plane).for_each(|(r, &v)| *r = if v > T::zero() { v } else { T::zero() });
-                    plane = relu_plane;
-                }
-                for kh in 0..k {
-                    for kw in 0..k {
-                        let row = (ci * k + kh) * k + kw;
-                        let dst = &mut col[row * cols + (img - n0) * ohw..][..ohw];
-                        if same {
-                            im2col_same_tap(g, plane, kh, kw, dst);
-                        } else {
-                            im2col_general_tap(g, plane, kh, kw, dst);
+        vectorized(
+            #[inline(always)]
+            || {
+                for ci in 0..g.c_in as usize {
+                    for img in n0..n1 {
+                        let mut plane = &x[(ci * n + img) * h * w..][..h * w];
+                        if relu_x {
+                            relu_plane.iter_mut().zip(plane).for_each(|(r, &v)| *r = if v > T::zero() { v } else { T::zero() });
+                            plane = relu_plane;
+                        }
+                        for kh in 0..k {
+                            for kw in 0..k {
+                                let row = (ci * k + kh) * k + kw;
+                                let dst = &mut col[row * cols + (img - n0) * ohw..][..ohw];
+                                if same {
+                                    im2col_same_tap(g, plane, kh, kw, dst);
+                                } else {
+                                    im2col_general_tap(g, plane, kh, kw, dst);
+                                }
+                            }
                         }
                     }
                 }
-            }
-        }
+            },
+        )
     });
 }
 
 /// One tap of one plane for a same stride-1 conv: a single shifted copy, then
 /// zeros where the tap falls into the padding.
-#[inline]
+#[inline(always)]
 fn im2col_same_tap<T: Element>(g: &ConvGeom, plane: &[T], kh: usize, kw: usize, dst: &mut [T]) {
     let w = g.w as usize;
     let (shift, rows, bad_cols) = same_tap(g, kh, kw);
@@ -117,7 +130,7 @@ fn im2col_same_tap<T: Element>(g: &ConvGeom, plane: &[T], kh: usize, kw: usize, 
 }
 
 /// One tap of one plane for any stride and padding, row by row.
-#[inline]
+#[inline(always)]
 fn im2col_general_tap<T: Element>(g: &ConvGeom, plane: &[T], kh: usize, kw: usize, dst: &mut [T]) {
     let (h, w) = (g.h as usize, g.w as usize);
     let (oh, ow) = (g.oh as usize, g.ow as usize);
@@ -151,23 +164,28 @@ fn col2im_planes<T: Element>(g: &ConvGeom, col: &[T], n0: usize, n1: usize, mut 
     let cols = (n1 - n0) * ohw;
     let k = g.k as usize;
     with_scratch::<T, _>(h * w, |acc| {
-        for ci in 0..g.c_in as usize {
-            for img in n0..n1 {
-                acc.fill(T::zero());
-                for kh in 0..k {
-                    for kw in 0..k {
-                        let row = (ci * k + kh) * k + kw;
-                        col2im_general_tap(g, &col[row * cols + (img - n0) * ohw..][..ohw], kh, kw, acc);
+        vectorized(
+            #[inline(always)]
+            || {
+                for ci in 0..g.c_in as usize {
+                    for img in n0..n1 {
+                        acc.fill(T::zero());
+                        for kh in 0..k {
+                            for kw in 0..k {
+                                let row = (ci * k + kh) * k + kw;
+                                col2im_general_tap(g, &col[row * cols + (img - n0) * ohw..][..ohw], kh, kw, acc);
+                            }
+                        }
+                        emit(ci, img, acc);
                     }
                 }
-                emit(ci, img, acc);
-            }
-        }
+            },
+        )
     });
 }
 
 /// One tap for any stride and padding, row by row.
-#[inline]
+#[inline(always)]
 fn col2im_general_tap<T: Element>(g: &ConvGeom, src: &[T], kh: usize, kw: usize, acc: &mut [T]) {
     let (h, w) = (g.h as usize, g.w as usize);
     let (oh, ow) = (g.oh as usize, g.ow as usize);
@@ -199,8 +217,14 @@ pub fn conv2d_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T], 
     (0..tiles).into_par_iter().for_each(|t| {
         let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
         let cols = (n1 - n0) * ohw;
-        with_scratch::<T, _>(kk * cols, |col| {
-            im2col(g, x, relu_x, n0, n1, col);
+        let in_place = reads_input_in_place(g, relu_x);
+        with_scratch::<T, _>(if in_place { 0 } else { kk * cols }, |col| {
+            let b = if in_place {
+                Mat::rows(&x[n0 * ohw..], row_len)
+            } else {
+                im2col(g, x, relu_x, n0, n1, col);
+                Mat::rows(col, cols)
+            };
             // SAFETY: this tile writes only columns n0*ohw .. n1*ohw of each output
             // row; the view below spans other tiles' columns but gemm writes only
             // the m x n block it is given.
@@ -211,7 +235,7 @@ pub fn conv2d_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T], 
                     dst[co * row_len..co * row_len + cols].fill(bv);
                 }
             }
-            gemm(c_out, cols, kk, Mat::rows(w, kk), Mat::rows(col, cols), dst, row_len, bias.is_some());
+            gemm(c_out, cols, kk, Mat::rows(w, kk), b, dst, row_len, bias.is_some());
         });
     });
 }
@@ -265,10 +289,16 @@ pub fn conv2d_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_ma
         (0..tiles).into_par_iter().for_each(|t| {
             let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
             let cols = (n1 - n0) * hw;
-            with_scratch::<T, _>(kk * cols + c_in * cols, |buf| {
-                let (col, res) = buf.split_at_mut(kk * cols);
-                im2col(&gt, dy, false, n0, n1, col);
-                gemm(c_in, cols, kk, Mat::rows(&wf, kk), Mat::rows(col, cols), res, cols, false);
+            let in_place = reads_input_in_place(&gt, false);
+            with_scratch::<T, _>(if in_place { 0 } else { kk * cols } + c_in * cols, |buf| {
+                let (col, res) = buf.split_at_mut(if in_place { 0 } else { kk * cols });
+                let b = if in_place {
+                    Mat::rows(&dy[n0 * hw..], n * hw)
+                } else {
+                    im2col(&gt, dy, false, n0, n1, col);
+                    Mat::rows(col, cols)
+                };
+                gemm(c_in, cols, kk, Mat::rows(&wf, kk), b, res, cols, false);
                 for ci in 0..c_in {
                     for img in n0..n1 {
                         emit(ci, img, &res[ci * cols + (img - n0) * hw..][..hw]);
@@ -325,9 +355,15 @@ pub fn conv2d_backward_weight<T: Element>(
         partial.par_chunks_mut(wl).zip(tile_sq.par_iter_mut()).enumerate().for_each(|(t, (part, sq))| {
             let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
             let cols = (n1 - n0) * ohw;
-            with_scratch::<T, _>(kk * cols, |col| {
-                im2col(g, x, relu_x, n0, n1, col);
-                gemm(kk, c_out, cols, Mat::rows(col, cols), Mat::transposed(&dy[n0 * ohw..], row_len), part, c_out, false);
+            let in_place = reads_input_in_place(g, relu_x);
+            with_scratch::<T, _>(if in_place { 0 } else { kk * cols }, |col| {
+                let a = if in_place {
+                    Mat::rows(&x[n0 * ohw..], row_len)
+                } else {
+                    im2col(g, x, relu_x, n0, n1, col);
+                    Mat::rows(col, cols)
+                };
+                gemm(kk, c_out, cols, a, Mat::transposed(&dy[n0 * ohw..], row_len), part, c_out, false);
             });
             if per_sample {
                 *sq = reduce::sum_map(part, |v| v * v);

@@ -6,8 +6,9 @@
 //! [`ConvGeom`] with `c_in == c_out` (weights `[c, 1, k, k]`, PyTorch's
 //! layout). Every output value sums its taps in row-major order `(kh, kw)`,
 //! and every input gradient its taps in the same order, as the kernels do
-//! (the CPU reads a zero-padded copy of each channel, its batch innermost, so
-//! its padding taps add exact zeros where the kernels skip them); the weight
+//! (the CPU reads a zero-padded copy of each channel, so its padding taps add
+//! exact zeros where the kernels skip them: a [`Flat`] copy for stride 1, a
+//! batch-innermost one for stride 2 and the weight gradient); the weight
 //! gradient sums each sample's pixels, then the samples in order in f64.
 //! Channels are independent tasks, so results do not depend on the number of
 //! threads.
@@ -18,6 +19,7 @@
 use rayon::prelude::*;
 
 use super::parallel::with_scratch;
+use super::simd::vectorized;
 use crate::backend::cpu::{CpuBackend, CpuBuf};
 use crate::backend::Memory;
 use crate::element::Element;
@@ -41,6 +43,7 @@ fn check(g: &ConvGeom, what: &str) {
 /// tap is then one multiply-add over n contiguous values, whatever the size
 /// of the planes (a 4x4 plane alone would give loops of 4).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn gather_channel<T: Element>(x: &[T], c: usize, n: usize, h: usize, w: usize, pad: usize, relu: bool, t: &mut [T]) {
     let wp = w + 2 * pad;
     t.fill(T::zero());
@@ -61,6 +64,7 @@ fn gather_channel<T: Element>(x: &[T], c: usize, n: usize, h: usize, w: usize, p
 /// The inverse of [`gather_channel`] without padding: `planes[i * hw + q] =
 /// t[q * n + i]` for the n planes of `hw` values, a tile of pixels at a time
 /// (the tile's n-wide rows stay in the cache while every plane takes its part).
+#[inline(always)]
 fn scatter_channel<T: Element>(t: &[T], n: usize, hw: usize, planes: &mut [T]) {
     const TILE: usize = 16;
     for q0 in (0..hw).step_by(TILE) {
@@ -73,6 +77,77 @@ fn scatter_channel<T: Element>(t: &[T], n: usize, hw: usize, planes: &mut [T]) {
     }
 }
 
+/// A stride-1 channel's planes, padded with zeros that neighbouring rows and
+/// images share: pixel `(i, r, col)` of the `n` planes of `h x w` sits at
+/// `lead + i * image + r * row + col`, with `p` zero columns after each row,
+/// `p` zero rows after each image and `p` rows before the first. A tap
+/// `(kh, kw)` of every output pixel then reads one shift of the whole run,
+/// `+ (kh - p) * row + (kw - p)`, which lands on a zero wherever the tap falls
+/// into the padding: each tap is one long multiply-add over the channel (the
+/// positions between pixels compute values nobody reads).
+struct Flat {
+    row: usize,
+    image: usize,
+    lead: usize,
+    /// Positions from the first pixel to one past the last.
+    span: usize,
+    /// The whole run: the span and `p` rows and columns of zeros on each side.
+    len: usize,
+    n: usize,
+    h: usize,
+    w: usize,
+}
+
+impl Flat {
+    fn new(n: usize, h: usize, w: usize, p: usize) -> Self {
+        let (row, image) = (w + p, (h + p) * (w + p));
+        let lead = p * row + p;
+        let span = (n - 1) * image + (h - 1) * row + w;
+        Flat { row, image, lead, span, len: span + 2 * lead, n, h, w }
+    }
+    /// The offset of tap `(kh, kw)` from the output pixel it serves.
+    fn shift(&self, kh: usize, kw: usize, p: usize) -> isize {
+        (kh as isize - p as isize) * self.row as isize + kw as isize - p as isize
+    }
+    /// `f(start in the planes, start in the run)` for every pixel row.
+    #[inline(always)]
+    fn rows(&self, mut f: impl FnMut(usize, usize)) {
+        for i in 0..self.n {
+            for r in 0..self.h {
+                f((i * self.h + r) * self.w, self.lead + i * self.image + r * self.row);
+            }
+        }
+    }
+}
+
+/// Channel `c` of the CNHW tensor `x`, through a ReLU when `relu`, into the zeroed [`Flat`] run `t`.
+#[inline(always)]
+fn flatten_channel<T: Element>(f: &Flat, x: &[T], c: usize, relu: bool, t: &mut [T]) {
+    let plane = &x[c * f.n * f.h * f.w..(c + 1) * f.n * f.h * f.w];
+    t.fill(T::zero());
+    f.rows(|src, dst| {
+        let (s, d) = (&plane[src..src + f.w], &mut t[dst..dst + f.w]);
+        if relu {
+            d.iter_mut().zip(s).for_each(|(d, &v)| *d = if v > T::zero() { v } else { T::zero() });
+        } else {
+            d.copy_from_slice(s);
+        }
+    });
+}
+
+/// `acc[q] += w[tap] * src[q + sign * shift(tap)]` over the span, taps in `(kh, kw)` order.
+#[inline(always)]
+fn flat_taps<T: Element>(f: &Flat, k: usize, p: usize, taps: &[T], sign: isize, src: &[T], acc: &mut [T]) {
+    for kh in 0..k {
+        for kw in 0..k {
+            let t = taps[kh * k + kw];
+            let from = (f.lead as isize + sign * f.shift(kh, kw, p)) as usize;
+            let dst = &mut acc[f.lead..f.lead + f.span];
+            dst.iter_mut().zip(&src[from..from + f.span]).for_each(|(a, &v)| *a += t * v);
+        }
+    }
+}
+
 /// `y = depthwise_conv(relu?(x), w)`, CNHW in and out; `w` is `[c, 1, k, k]`.
 pub fn depthwise_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T], y: &mut [T]) {
     check(g, "depthwise_forward");
@@ -81,29 +156,65 @@ pub fn depthwise_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T
     assert_eq!(y.len(), g.output().len(), "depthwise_forward: y");
     let (n, h, wd, k, p) = (g.n as usize, g.h as usize, g.w as usize, g.k as usize, g.pad as usize);
     let (oh, ow, s) = (g.oh as usize, g.ow as usize, g.stride as usize);
+    if g.is_same_stride1() {
+        let f = Flat::new(n, h, wd, p);
+        y.par_chunks_mut(n * oh * ow).enumerate().for_each(|(c, out)| {
+            with_scratch::<T, _>(2 * f.len, |buf| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let (xf, yf) = buf.split_at_mut(f.len);
+                        flatten_channel(&f, x, c, relu_x, xf);
+                        yf.fill(T::zero());
+                        flat_taps(&f, k, p, &w[c * k * k..(c + 1) * k * k], 1, xf, yf);
+                        f.rows(|plane, run| out[plane..plane + wd].copy_from_slice(&yf[run..run + wd]));
+                    },
+                )
+            });
+        });
+        return;
+    }
     let wp = wd + 2 * p;
     let padded_len = (h + 2 * p) * wp * n;
     y.par_chunks_mut(n * oh * ow).enumerate().for_each(|(c, out)| {
         with_scratch::<T, _>(padded_len + oh * ow * n, |buf| {
-            let (xt, yt) = buf.split_at_mut(padded_len);
-            gather_channel(x, c, n, h, wd, p, relu_x, xt);
-            yt.fill(T::zero());
-            let taps = &w[c * k * k..(c + 1) * k * k];
-            for r in 0..oh {
-                for o in 0..ow {
-                    let acc = &mut yt[(r * ow + o) * n..][..n];
-                    for kh in 0..k {
-                        for kw in 0..k {
-                            let t = taps[kh * k + kw];
-                            let src = &xt[((r * s + kh) * wp + o * s + kw) * n..][..n];
-                            acc.iter_mut().zip(src).for_each(|(a, &v)| *a += t * v);
+            vectorized(
+                #[inline(always)]
+                || {
+                    let (xt, yt) = buf.split_at_mut(padded_len);
+                    gather_channel(x, c, n, h, wd, p, relu_x, xt);
+                    yt.fill(T::zero());
+                    let taps = &w[c * k * k..(c + 1) * k * k];
+                    for r in 0..oh {
+                        for o in 0..ow {
+                            let acc = &mut yt[(r * ow + o) * n..][..n];
+                            for kh in 0..k {
+                                for kw in 0..k {
+                                    let t = taps[kh * k + kw];
+                                    let src = &xt[((r * s + kh) * wp + o * s + kw) * n..][..n];
+                                    acc.iter_mut().zip(src).for_each(|(a, &v)| *a += t * v);
+                                }
+                            }
                         }
                     }
-                }
-            }
-            scatter_channel(yt, n, oh * ow, out);
+                    scatter_channel(yt, n, oh * ow, out);
+                },
+            )
         });
     });
+}
+
+/// `out (+)= [m > 0] * v` (NaN masks like `m <= 0`, as the kernels'
+/// `!(m > 0)`), in branch-free loops.
+#[inline(always)]
+fn store<T: Element>(out: &mut [T], v: &[T], mask: Option<&[T]>, accumulate: bool) {
+    let keep = |m: T, v: T| if m > T::zero() { v } else { T::zero() };
+    match (mask, accumulate) {
+        (Some(m), true) => out.iter_mut().zip(v.iter().zip(m)).for_each(|(o, (&v, &m))| *o += keep(m, v)),
+        (Some(m), false) => out.iter_mut().zip(v.iter().zip(m)).for_each(|(o, (&v, &m))| *o = keep(m, v)),
+        (None, true) => out.iter_mut().zip(v).for_each(|(o, &v)| *o += v),
+        (None, false) => out.copy_from_slice(v),
+    }
 }
 
 /// `dx (+)= [x > 0] * depthwise_conv_transpose(dy, w)`: each input value
@@ -119,48 +230,69 @@ pub fn depthwise_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu
     }
     let (n, h, wd, k, p) = (g.n as usize, g.h as usize, g.w as usize, g.k as usize, g.pad as usize);
     let (oh, ow, s) = (g.oh as usize, g.ow as usize, g.stride as usize);
+    if g.is_same_stride1() {
+        // input pixel q receives w[tap] dy[q - shift(tap)], taps in order
+        let f = Flat::new(n, h, wd, p);
+        dx.par_chunks_mut(n * h * wd).enumerate().for_each(|(c, out)| {
+            with_scratch::<T, _>(2 * f.len, |buf| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let (dyf, acc) = buf.split_at_mut(f.len);
+                        flatten_channel(&f, dy, c, false, dyf);
+                        acc.fill(T::zero());
+                        flat_taps(&f, k, p, &w[c * k * k..(c + 1) * k * k], -1, dyf, acc);
+                        let mask = relu_mask.map(|m| &m[c * n * h * wd..(c + 1) * n * h * wd]);
+                        f.rows(|plane, run| {
+                            store(&mut out[plane..plane + wd], &acc[run..run + wd], mask.map(|m| &m[plane..plane + wd]), accumulate)
+                        });
+                    },
+                )
+            });
+        });
+        return;
+    }
     // the input padded as the forward pass saw it: output (r, o) adds w[kh, kw] dy[r, o]
     // at padded (r*s + kh, o*s + kw); the border is dropped
     let wp = wd + 2 * p;
     let padded_len = (h + 2 * p) * wp * n;
     dx.par_chunks_mut(n * h * wd).enumerate().for_each(|(c, out)| {
         with_scratch::<T, _>(padded_len + oh.max(h) * ow.max(wd) * n, |buf| {
-            let (acc, dyt) = buf.split_at_mut(padded_len);
-            gather_channel(dy, c, n, oh, ow, 0, false, &mut dyt[..oh * ow * n]);
-            acc.fill(T::zero());
-            let taps = &w[c * k * k..(c + 1) * k * k];
-            // each input value receives its taps in (kh, kw) order: at most one output per tap reads it
-            for kh in 0..k {
-                for kw in 0..k {
-                    let t = taps[kh * k + kw];
-                    for r in 0..oh {
-                        for o in 0..ow {
-                            let src = &dyt[(r * ow + o) * n..][..n];
-                            let dst = &mut acc[((r * s + kh) * wp + o * s + kw) * n..][..n];
-                            dst.iter_mut().zip(src).for_each(|(a, &d)| *a += t * d);
+            vectorized(
+                #[inline(always)]
+                || {
+                    let (acc, dyt) = buf.split_at_mut(padded_len);
+                    gather_channel(dy, c, n, oh, ow, 0, false, &mut dyt[..oh * ow * n]);
+                    acc.fill(T::zero());
+                    let taps = &w[c * k * k..(c + 1) * k * k];
+                    // each input value receives its taps in (kh, kw) order: at most one output per tap reads it
+                    for kh in 0..k {
+                        for kw in 0..k {
+                            let t = taps[kh * k + kw];
+                            for r in 0..oh {
+                                for o in 0..ow {
+                                    let src = &dyt[(r * ow + o) * n..][..n];
+                                    let dst = &mut acc[((r * s + kh) * wp + o * s + kw) * n..][..n];
+                                    dst.iter_mut().zip(src).for_each(|(a, &d)| *a += t * d);
+                                }
+                            }
                         }
                     }
-                }
-            }
-            // the border of the padded gradient is dropped: compact it first, then back to planes
-            for ih in 0..h {
-                let row = ((ih + p) * wp + p) * n;
-                acc.copy_within(row..row + wd * n, ih * wd * n);
-            }
-            let mask = relu_mask.map(|m| &m[c * n * h * wd..(c + 1) * n * h * wd]);
-            if mask.is_none() && !accumulate {
-                scatter_channel(&acc[..h * wd * n], n, h * wd, out);
-                return;
-            }
-            let planes = &mut dyt[..h * wd * n]; // (dy is no longer needed)
-            scatter_channel(&acc[..h * wd * n], n, h * wd, planes);
-            // (NaN masks like x <= 0, as the kernels' `!(m > 0)`); branch-free loops over the planes
-            let keep = |m: T, v: T| if m > T::zero() { v } else { T::zero() };
-            match (mask, accumulate) {
-                (Some(m), true) => out.iter_mut().zip(planes.iter().zip(m)).for_each(|(o, (&v, &m))| *o += keep(m, v)),
-                (Some(m), false) => out.iter_mut().zip(planes.iter().zip(m)).for_each(|(o, (&v, &m))| *o = keep(m, v)),
-                (None, _) => out.iter_mut().zip(planes.iter()).for_each(|(o, &v)| *o += v), // (accumulating: see above)
-            }
+                    // the border of the padded gradient is dropped: compact it first, then back to planes
+                    for ih in 0..h {
+                        let row = ((ih + p) * wp + p) * n;
+                        acc.copy_within(row..row + wd * n, ih * wd * n);
+                    }
+                    let mask = relu_mask.map(|m| &m[c * n * h * wd..(c + 1) * n * h * wd]);
+                    if mask.is_none() && !accumulate {
+                        scatter_channel(&acc[..h * wd * n], n, h * wd, out);
+                        return;
+                    }
+                    let planes = &mut dyt[..h * wd * n]; // (dy is no longer needed)
+                    scatter_channel(&acc[..h * wd * n], n, h * wd, planes);
+                    store(out, planes, mask, accumulate);
+                },
+            )
         });
     });
 }
@@ -169,6 +301,7 @@ pub fn depthwise_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu
 /// sum over sample i's pixels of `dy * relu?(x)` at that tap, accumulated in
 /// the element type in pixel order (`buf` is scratch).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn sample_taps<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, dy: &[T], c: usize, taps: &mut [T], buf: &mut [T]) {
     let (n, h, wd, k, p) = (g.n as usize, g.h as usize, g.w as usize, g.k as usize, g.pad as usize);
     let (oh, ow, s) = (g.oh as usize, g.ow as usize, g.stride as usize);
@@ -211,14 +344,19 @@ pub fn depthwise_backward_weight<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool
     let mut channel_sq = vec![0f64; g.c_out as usize * n];
     dw.par_chunks_mut(kk).zip(channel_sq.par_chunks_mut(n)).enumerate().for_each(|(c, (d, sq))| {
         with_scratch::<T, _>(kk * n + taps_scratch(g), |buf| {
-            let (taps, rest) = buf.split_at_mut(kk * n);
-            sample_taps(g, x, relu_x, dy, c, taps, rest);
-            for (dv, per_sample) in d.iter_mut().zip(taps.chunks(n)) {
-                *dv += T::from_f64(per_sample.iter().map(|v| v.as_f64()).sum::<f64>());
-            }
-            for (i, q) in sq.iter_mut().enumerate() {
-                *q = (0..kk).map(|t| taps[t * n + i].as_f64().powi(2)).sum();
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    let (taps, rest) = buf.split_at_mut(kk * n);
+                    sample_taps(g, x, relu_x, dy, c, taps, rest);
+                    for (dv, per_sample) in d.iter_mut().zip(taps.chunks(n)) {
+                        *dv += T::from_f64(per_sample.iter().map(|v| v.as_f64()).sum::<f64>());
+                    }
+                    for (i, q) in sq.iter_mut().enumerate() {
+                        *q = (0..kk).map(|t| taps[t * n + i].as_f64().powi(2)).sum();
+                    }
+                },
+            )
         });
     });
     if let Some(out) = sample_sq {
