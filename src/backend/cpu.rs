@@ -144,8 +144,10 @@ impl<T: Element> Memory for CpuBackend<T> {
                 b
             }
             None => {
-                let mut b = Vec::with_capacity(class);
-                b.resize(len, fillv);
+                // (`vec!` of zeros asks the allocator for zeroed memory: fresh
+                // pages from the kernel, which arrive zeroed, are not written twice)
+                let mut b = vec![fillv; class];
+                b.truncate(len);
                 b
             }
         };
