@@ -68,6 +68,26 @@ fn reads_input_in_place(g: &ConvGeom, relu_x: bool) -> bool {
     g.k == 1 && g.stride == 1 && g.pad == 0 && !relu_x
 }
 
+/// The scratch [`unfolded`] needs for `cols` output columns.
+fn unfold_scratch(g: &ConvGeom, relu_x: bool, cols: usize) -> usize {
+    if reads_input_in_place(g, relu_x) {
+        0
+    } else {
+        g.col_rows() * cols
+    }
+}
+
+/// Images `n0..n1` of `relu?(x)` as a GEMM operand `[c_in*k*k, (n1-n0)*oh*ow]`:
+/// unfolded into `col` (im2col), or `x` itself where that is the same matrix.
+fn unfolded<'a, T: Element>(g: &ConvGeom, x: &'a [T], relu_x: bool, n0: usize, n1: usize, col: &'a mut [T]) -> Mat<'a, T> {
+    let ohw = (g.oh * g.ow) as usize;
+    if reads_input_in_place(g, relu_x) {
+        return Mat::rows(&x[n0 * ohw..], g.n as usize * ohw);
+    }
+    im2col(g, x, relu_x, n0, n1, col);
+    Mat::rows(col, (n1 - n0) * ohw)
+}
+
 /// Unfolds images `n0..n1` of `relu?(x)` into `col[c_in*k*k, (n1-n0)*oh*ow]`.
 pub fn im2col<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, n0: usize, n1: usize, col: &mut [T]) {
     let (n, h, w) = (g.n as usize, g.h as usize, g.w as usize);
@@ -217,14 +237,8 @@ pub fn conv2d_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T], 
     (0..tiles).into_par_iter().for_each(|t| {
         let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
         let cols = (n1 - n0) * ohw;
-        let in_place = reads_input_in_place(g, relu_x);
-        with_scratch::<T, _>(if in_place { 0 } else { kk * cols }, |col| {
-            let b = if in_place {
-                Mat::rows(&x[n0 * ohw..], row_len)
-            } else {
-                im2col(g, x, relu_x, n0, n1, col);
-                Mat::rows(col, cols)
-            };
+        with_scratch::<T, _>(unfold_scratch(g, relu_x, cols), |col| {
+            let b = unfolded(g, x, relu_x, n0, n1, col);
             // SAFETY: this tile writes only columns n0*ohw .. n1*ohw of each output
             // row; the view below spans other tiles' columns but gemm writes only
             // the m x n block it is given.
@@ -289,16 +303,10 @@ pub fn conv2d_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_ma
         (0..tiles).into_par_iter().for_each(|t| {
             let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
             let cols = (n1 - n0) * hw;
-            let in_place = reads_input_in_place(&gt, false);
-            with_scratch::<T, _>(if in_place { 0 } else { kk * cols } + c_in * cols, |buf| {
-                let (col, res) = buf.split_at_mut(if in_place { 0 } else { kk * cols });
-                let b = if in_place {
-                    Mat::rows(&dy[n0 * hw..], n * hw)
-                } else {
-                    im2col(&gt, dy, false, n0, n1, col);
-                    Mat::rows(col, cols)
-                };
-                gemm(c_in, cols, kk, Mat::rows(&wf, kk), b, res, cols, false);
+            let col_len = unfold_scratch(&gt, false, cols);
+            with_scratch::<T, _>(col_len + c_in * cols, |buf| {
+                let (col, res) = buf.split_at_mut(col_len);
+                gemm(c_in, cols, kk, Mat::rows(&wf, kk), unfolded(&gt, dy, false, n0, n1, col), res, cols, false);
                 for ci in 0..c_in {
                     for img in n0..n1 {
                         emit(ci, img, &res[ci * cols + (img - n0) * hw..][..hw]);
@@ -355,14 +363,8 @@ pub fn conv2d_backward_weight<T: Element>(
         partial.par_chunks_mut(wl).zip(tile_sq.par_iter_mut()).enumerate().for_each(|(t, (part, sq))| {
             let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
             let cols = (n1 - n0) * ohw;
-            let in_place = reads_input_in_place(g, relu_x);
-            with_scratch::<T, _>(if in_place { 0 } else { kk * cols }, |col| {
-                let a = if in_place {
-                    Mat::rows(&x[n0 * ohw..], row_len)
-                } else {
-                    im2col(g, x, relu_x, n0, n1, col);
-                    Mat::rows(col, cols)
-                };
+            with_scratch::<T, _>(unfold_scratch(g, relu_x, cols), |col| {
+                let a = unfolded(g, x, relu_x, n0, n1, col);
                 gemm(kk, c_out, cols, a, Mat::transposed(&dy[n0 * ohw..], row_len), part, c_out, false);
             });
             if per_sample {
@@ -411,10 +413,10 @@ pub fn conv2d_per_sample_sq_norms<T: Element>(g: &ConvGeom, x: &[T], relu_x: boo
     let (n, ohw, kk, c_out) = (g.n as usize, (g.oh * g.ow) as usize, g.col_rows(), g.c_out as usize);
     let row_len = n * ohw;
     out.par_iter_mut().enumerate().for_each(|(i, o)| {
-        let sq = with_scratch::<T, _>(kk * ohw + kk * c_out, |buf| {
-            let (col, gw) = buf.split_at_mut(kk * ohw);
-            im2col(g, x, relu_x, i, i + 1, col);
-            gemm(kk, c_out, ohw, Mat::rows(col, ohw), Mat::transposed(&dy[i * ohw..], row_len), gw, c_out, false);
+        let col_len = unfold_scratch(g, relu_x, ohw);
+        let sq = with_scratch::<T, _>(col_len + kk * c_out, |buf| {
+            let (col, gw) = buf.split_at_mut(col_len);
+            gemm(kk, c_out, ohw, unfolded(g, x, relu_x, i, i + 1, col), Mat::transposed(&dy[i * ohw..], row_len), gw, c_out, false);
             reduce::sum_map(gw, |v| v * v)
         });
         *o += T::from_f64(sq + sample_bias_sq(g, dy, bias, i));
