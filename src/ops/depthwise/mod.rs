@@ -148,6 +148,33 @@ fn flat_taps<T: Element>(f: &Flat, k: usize, p: usize, taps: &[T], sign: isize, 
     }
 }
 
+/// A same stride-1 depthwise conv on [`Flat`] runs, channel by channel:
+/// `out (+)= [mask > 0] * sum over taps of w[tap] src[q + sign * shift(tap)]`
+/// with `src` through a ReLU when `relu`; `sign` 1 is the forward pass,
+/// -1 the input gradient (the transposed conv).
+#[allow(clippy::too_many_arguments)]
+fn flat_conv<T: Element>(g: &ConvGeom, src: &[T], relu: bool, w: &[T], sign: isize, out: &mut [T], mask: Option<&[T]>, accumulate: bool) {
+    let (n, h, wd, k, p) = (g.n as usize, g.h as usize, g.w as usize, g.k as usize, g.pad as usize);
+    let f = Flat::new(n, h, wd, p);
+    out.par_chunks_mut(n * h * wd).enumerate().for_each(|(c, out)| {
+        with_scratch::<T, _>(2 * f.len, |buf| {
+            vectorized(
+                #[inline(always)]
+                || {
+                    let (srcf, acc) = buf.split_at_mut(f.len);
+                    flatten_channel(&f, src, c, relu, srcf);
+                    acc.fill(T::zero());
+                    flat_taps(&f, k, p, &w[c * k * k..(c + 1) * k * k], sign, srcf, acc);
+                    let mask = mask.map(|m| &m[c * n * h * wd..(c + 1) * n * h * wd]);
+                    f.rows(|plane, run| {
+                        store(&mut out[plane..plane + wd], &acc[run..run + wd], mask.map(|m| &m[plane..plane + wd]), accumulate)
+                    });
+                },
+            )
+        });
+    });
+}
+
 /// `y = depthwise_conv(relu?(x), w)`, CNHW in and out; `w` is `[c, 1, k, k]`.
 pub fn depthwise_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T], y: &mut [T]) {
     check(g, "depthwise_forward");
@@ -157,22 +184,7 @@ pub fn depthwise_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T
     let (n, h, wd, k, p) = (g.n as usize, g.h as usize, g.w as usize, g.k as usize, g.pad as usize);
     let (oh, ow, s) = (g.oh as usize, g.ow as usize, g.stride as usize);
     if g.is_same_stride1() {
-        let f = Flat::new(n, h, wd, p);
-        y.par_chunks_mut(n * oh * ow).enumerate().for_each(|(c, out)| {
-            with_scratch::<T, _>(2 * f.len, |buf| {
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        let (xf, yf) = buf.split_at_mut(f.len);
-                        flatten_channel(&f, x, c, relu_x, xf);
-                        yf.fill(T::zero());
-                        flat_taps(&f, k, p, &w[c * k * k..(c + 1) * k * k], 1, xf, yf);
-                        f.rows(|plane, run| out[plane..plane + wd].copy_from_slice(&yf[run..run + wd]));
-                    },
-                )
-            });
-        });
-        return;
+        return flat_conv(g, x, relu_x, w, 1, y, None, false);
     }
     let wp = wd + 2 * p;
     let padded_len = (h + 2 * p) * wp * n;
@@ -232,25 +244,7 @@ pub fn depthwise_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu
     let (oh, ow, s) = (g.oh as usize, g.ow as usize, g.stride as usize);
     if g.is_same_stride1() {
         // input pixel q receives w[tap] dy[q - shift(tap)], taps in order
-        let f = Flat::new(n, h, wd, p);
-        dx.par_chunks_mut(n * h * wd).enumerate().for_each(|(c, out)| {
-            with_scratch::<T, _>(2 * f.len, |buf| {
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        let (dyf, acc) = buf.split_at_mut(f.len);
-                        flatten_channel(&f, dy, c, false, dyf);
-                        acc.fill(T::zero());
-                        flat_taps(&f, k, p, &w[c * k * k..(c + 1) * k * k], -1, dyf, acc);
-                        let mask = relu_mask.map(|m| &m[c * n * h * wd..(c + 1) * n * h * wd]);
-                        f.rows(|plane, run| {
-                            store(&mut out[plane..plane + wd], &acc[run..run + wd], mask.map(|m| &m[plane..plane + wd]), accumulate)
-                        });
-                    },
-                )
-            });
-        });
-        return;
+        return flat_conv(g, dy, false, w, -1, dx, relu_mask, accumulate);
     }
     // the input padded as the forward pass saw it: output (r, o) adds w[kh, kw] dy[r, o]
     // at padded (r*s + kh, o*s + kw); the border is dropped
