@@ -84,8 +84,8 @@ pub struct BenchReport {
     /// Each op at the configuration's shapes (`--kernels`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kernels: Vec<KernelTiming>,
-    /// Kernel launches of SPOS steps, per step (`--kernels`, GPU backends):
-    /// each launch timed alone, so the shares say where a step's time goes.
+    /// Kernel launches (GPU) or op calls (CPU) of SPOS steps, per step
+    /// (`--kernels`): each timed alone, so the shares say where a step's time goes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub step_launches: Vec<LaunchStat>,
     #[serde(default)]
@@ -379,7 +379,7 @@ pub fn run<B: Backend>(be: &B, o: &BenchOptions, mut log: impl FnMut(&str)) -> a
     let pada_overhead_percent = 100.0 * (per_step_ms + epoch_resampling_50k.median_ms / steps_per_epoch) / spos_step.median_ms;
 
     let (step_launches, step_launches_steps) = if o.kernels {
-        log("profiling the launches of SPOS steps");
+        log("profiling the launches (op calls on the CPU) of SPOS steps");
         let profiled = o.steps.min(8);
         let (mut trainer, mut ep) = bench_trainer(be, &o.config, n, &data, Method::Spos, DataImportance::Proxy, Some(&paths[..profiled]))?;
         let (r, stats) = be.profile_launches(|| (0..profiled).try_for_each(|_| trainer.train_step(&mut ep, &batch).map(|_| ())));
@@ -486,12 +486,12 @@ pub fn format_report(r: &BenchReport) -> String {
         let launches: usize = r.step_launches.iter().map(|l| l.launches).sum();
         let total: f64 = r.step_launches.iter().map(|l| l.seconds).sum();
         s += &format!(
-            "  SPOS step launches ({} steps, each launch timed alone): {:.0} launches a step, {:.3} ms of kernels a step\n",
+            "  SPOS step launches or op calls ({} steps, each timed alone): {:.0} a step, {:.3} ms of them a step\n",
             r.step_launches_steps,
             launches as f64 / steps,
             1e3 * total / steps
         );
-        s += &format!("  {:<40} {:>10} {:>10} {:>8}\n", "kernel", "launches", "ms/step", "share");
+        s += &format!("  {:<40} {:>10} {:>10} {:>8}\n", "kernel or op", "calls", "ms/step", "share");
         for l in &r.step_launches {
             s += &format!(
                 "  {:<40} {:>10.1} {:>10.3} {:>7.1}%\n",

@@ -1,13 +1,15 @@
 //! The CPU backend's memory: pooled host vectors. Its ops are the reference
 //! ops of [`crate::ops`] (each op family's `mod.rs` implements its trait for
-//! [`CpuBackend`]), parallel over rayon's pool.
+//! [`CpuBackend`], each call through [`CpuBackend::op`]), parallel over
+//! rayon's pool.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use super::Memory;
+use super::{LaunchStat, Memory};
 use crate::element::Element;
 
 /// Free vectors by size class (elements), returned by dropped buffers, and
@@ -85,6 +87,9 @@ pub struct CpuBackend<T: Element> {
     /// Fill fresh buffers with NaN so that an op that fails to write part of its
     /// output, or reads memory it never initialised, shows up in tests.
     poison: bool,
+    /// Calls and seconds of each op under [`Memory::profile_launches`].
+    profile: Mutex<HashMap<&'static str, (usize, f64)>>,
+    profiling: AtomicBool,
 }
 
 impl<T: Element> Default for CpuBackend<T> {
@@ -95,11 +100,33 @@ impl<T: Element> Default for CpuBackend<T> {
 
 impl<T: Element> CpuBackend<T> {
     pub fn new() -> Self {
-        Self { pool: Arc::new(PoolInner { free: Mutex::new(HashMap::new()), bytes: AtomicUsize::new(0) }), poison: false }
+        Self {
+            pool: Arc::new(PoolInner { free: Mutex::new(HashMap::new()), bytes: AtomicUsize::new(0) }),
+            poison: false,
+            profile: Mutex::new(HashMap::new()),
+            profiling: AtomicBool::new(false),
+        }
     }
     /// A backend whose `alloc` fills every buffer with NaN (for tests).
     pub fn poisoned() -> Self {
         Self { poison: true, ..Self::new() }
+    }
+    /// Runs op `name` (its trait method's name), timed while profiling. Ops
+    /// run one at a time, each parallel inside, so their wall-clock times add
+    /// up to the step's.
+    #[inline]
+    pub(crate) fn op<R>(&self, name: &'static str, f: impl FnOnce() -> R) -> R {
+        if !self.profiling.load(Ordering::Relaxed) {
+            return f();
+        }
+        let t = Instant::now();
+        let r = f();
+        let e = t.elapsed().as_secs_f64();
+        let mut profile = self.profile.lock().unwrap();
+        let (calls, seconds) = profile.entry(name).or_default();
+        *calls += 1;
+        *seconds += e;
+        r
     }
     /// Bytes currently parked in the pool.
     pub fn pooled_bytes(&self) -> usize {
@@ -172,9 +199,51 @@ impl<T: Element> Memory for CpuBackend<T> {
     fn alloc_i32(&self, len: usize) -> Vec<i32> {
         vec![if self.poison { i32::MIN } else { 0 }; len]
     }
+    /// Each op's calls and wall-clock time (see [`CpuBackend::op`]).
+    fn profile_launches<R>(&self, f: impl FnOnce() -> R) -> (R, Vec<LaunchStat>) {
+        self.profile.lock().unwrap().clear();
+        self.profiling.store(true, Ordering::Relaxed);
+        let r = f();
+        self.profiling.store(false, Ordering::Relaxed);
+        let mut v: Vec<LaunchStat> = self
+            .profile
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(k, (launches, seconds))| LaunchStat { kernel: k.to_string(), launches, seconds })
+            .collect();
+        v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then_with(|| a.kernel.cmp(&b.kernel)));
+        (r, v)
+    }
     fn release_cached(&self) {
         let mut free = self.pool.free.lock().unwrap();
         free.clear();
         self.pool.bytes.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuBackend;
+    use crate::backend::prelude::*;
+
+    #[test]
+    fn profile_counts_each_op_call_and_only_while_profiling() {
+        let be = CpuBackend::<f32>::new();
+        let x = be.upload(&[1.0, -2.0, 3.0]);
+        let mut y = be.alloc(3);
+        be.relu_forward(&x, &mut y); // not profiled
+        let ((), stats) = be.profile_launches(|| {
+            be.relu_forward(&x, &mut y);
+            be.scale(&mut y, 2.0);
+            be.relu_forward(&x, &mut y);
+        });
+        let mut calls: Vec<(&str, usize)> = stats.iter().map(|s| (s.kernel.as_str(), s.launches)).collect();
+        calls.sort();
+        assert_eq!(calls, [("relu_forward", 2), ("scale", 1)]);
+        assert!(stats.iter().all(|s| s.seconds >= 0.0 && s.seconds.is_finite()));
+        be.scale(&mut y, 2.0);
+        assert!(be.profile_launches(|| ()).1.is_empty(), "calls outside profile_launches are not counted");
+        assert_eq!(be.download(&y), [2.0, 0.0, 6.0], "the ops ran as usual");
     }
 }

@@ -141,8 +141,8 @@ pub trait Memory: Send + Sync + 'static {
 
     /// Runs `f` with every kernel launch counted and timed alone (the device
     /// synchronised around each, so the total exceeds an unprofiled run's):
-    /// one entry per kernel, most time first. Empty for backends without
-    /// kernels (the CPU engine).
+    /// one entry per kernel, most time first. The CPU engine times each op
+    /// call instead (the ops run one after another).
     fn profile_launches<R>(&self, f: impl FnOnce() -> R) -> (R, Vec<LaunchStat>) {
         (f(), Vec::new())
     }

@@ -47,7 +47,8 @@ pub struct BenchArgs {
     /// Data of the ranking measurement [default: 1,000 synthetic test images in the config's shape].
     #[arg(long)]
     pub rank_data: Option<DataSpec>,
-    /// Also time every op alone at the configuration's shapes.
+    /// Also time every op alone at the configuration's shapes (NAS-Bench-201), and
+    /// profile SPOS steps: each kernel launch (GPU) or op call (CPU) timed, with its share of the step.
     #[arg(long)]
     pub kernels: bool,
     /// Also write the report as JSON.

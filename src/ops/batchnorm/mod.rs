@@ -111,12 +111,12 @@ pub trait BatchnormOps: Memory {
 
 impl<T: Element> BatchnormOps for CpuBackend<T> {
     fn batchnorm_forward(&self, s: &ActShape, x: &CpuBuf<T>, y: &mut CpuBuf<T>, accumulate: bool, stats: &mut CpuBuf<T>) {
-        batchnorm_forward(s, x, y, accumulate, stats)
+        self.op("batchnorm_forward", || batchnorm_forward(s, x, y, accumulate, stats))
     }
     fn batchnorm_backward(&self, s: &ActShape, x: &CpuBuf<T>, stats: &CpuBuf<T>, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>) {
-        batchnorm_backward(s, x, stats, dy, dx)
+        self.op("batchnorm_backward", || batchnorm_backward(s, x, stats, dy, dx))
     }
     fn batchnorm_backward_frozen(&self, s: &ActShape, stats: &CpuBuf<T>, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>) {
-        batchnorm_backward_frozen(s, stats, dy, dx)
+        self.op("batchnorm_backward_frozen", || batchnorm_backward_frozen(s, stats, dy, dx))
     }
 }

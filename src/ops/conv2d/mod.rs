@@ -455,7 +455,7 @@ pub trait Conv2dOps: Memory {
 
 impl<T: Element> Conv2dOps for CpuBackend<T> {
     fn conv2d_forward(&self, g: &ConvGeom, x: &CpuBuf<T>, relu_x: bool, w: &CpuBuf<T>, bias: Option<&CpuBuf<T>>, y: &mut CpuBuf<T>) {
-        conv2d_forward(g, x, relu_x, w, bias.map(|b| b.as_slice()), y)
+        self.op("conv2d_forward", || conv2d_forward(g, x, relu_x, w, bias.map(|b| b.as_slice()), y))
     }
     fn conv2d_backward_data(
         &self,
@@ -466,7 +466,7 @@ impl<T: Element> Conv2dOps for CpuBackend<T> {
         dx: &mut CpuBuf<T>,
         accumulate: bool,
     ) {
-        conv2d_backward_data(g, dy, w, relu_mask.map(|m| m.as_slice()), dx, accumulate)
+        self.op("conv2d_backward_data", || conv2d_backward_data(g, dy, w, relu_mask.map(|m| m.as_slice()), dx, accumulate))
     }
     fn conv2d_backward_weight(
         &self,
@@ -478,9 +478,11 @@ impl<T: Element> Conv2dOps for CpuBackend<T> {
         db: Option<&mut CpuBuf<T>>,
         sample_sq: Option<&mut CpuBuf<T>>,
     ) {
-        conv2d_backward_weight(g, x, relu_x, dy, dw, db.map(|b| b.as_mut_slice()), sample_sq.map(|s| s.as_mut_slice()))
+        self.op("conv2d_backward_weight", || {
+            conv2d_backward_weight(g, x, relu_x, dy, dw, db.map(|b| b.as_mut_slice()), sample_sq.map(|s| s.as_mut_slice()))
+        })
     }
     fn conv2d_per_sample_sq_norms(&self, g: &ConvGeom, x: &CpuBuf<T>, relu_x: bool, dy: &CpuBuf<T>, bias: bool, out: &mut CpuBuf<T>) {
-        conv2d_per_sample_sq_norms(g, x, relu_x, dy, bias, out)
+        self.op("conv2d_per_sample_sq_norms", || conv2d_per_sample_sq_norms(g, x, relu_x, dy, bias, out))
     }
 }

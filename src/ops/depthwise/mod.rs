@@ -399,7 +399,7 @@ pub trait DepthwiseOps: Memory {
 
 impl<T: Element> DepthwiseOps for CpuBackend<T> {
     fn depthwise_forward(&self, g: &ConvGeom, x: &CpuBuf<T>, relu_x: bool, w: &CpuBuf<T>, y: &mut CpuBuf<T>) {
-        depthwise_forward(g, x, relu_x, w, y)
+        self.op("depthwise_forward", || depthwise_forward(g, x, relu_x, w, y))
     }
     fn depthwise_backward_data(
         &self,
@@ -410,7 +410,7 @@ impl<T: Element> DepthwiseOps for CpuBackend<T> {
         dx: &mut CpuBuf<T>,
         accumulate: bool,
     ) {
-        depthwise_backward_data(g, dy, w, relu_mask.map(|m| m.as_slice()), dx, accumulate)
+        self.op("depthwise_backward_data", || depthwise_backward_data(g, dy, w, relu_mask.map(|m| m.as_slice()), dx, accumulate))
     }
     fn depthwise_backward_weight(
         &self,
@@ -421,9 +421,9 @@ impl<T: Element> DepthwiseOps for CpuBackend<T> {
         dw: &mut CpuBuf<T>,
         sample_sq: Option<&mut CpuBuf<T>>,
     ) {
-        depthwise_backward_weight(g, x, relu_x, dy, dw, sample_sq.map(|s| s.as_mut_slice()))
+        self.op("depthwise_backward_weight", || depthwise_backward_weight(g, x, relu_x, dy, dw, sample_sq.map(|s| s.as_mut_slice())))
     }
     fn depthwise_per_sample_sq_norms(&self, g: &ConvGeom, x: &CpuBuf<T>, relu_x: bool, dy: &CpuBuf<T>, out: &mut CpuBuf<T>) {
-        depthwise_per_sample_sq_norms(g, x, relu_x, dy, out)
+        self.op("depthwise_per_sample_sq_norms", || depthwise_per_sample_sq_norms(g, x, relu_x, dy, out))
     }
 }

@@ -90,30 +90,30 @@ pub trait ElementwiseOps: Memory {
 
 impl<T: Element> ElementwiseOps for CpuBackend<T> {
     fn fill(&self, dst: &mut CpuBuf<T>, v: T) {
-        fill(dst, v)
+        self.op("fill", || fill(dst, v))
     }
     fn copy(&self, dst: &mut CpuBuf<T>, src: &CpuBuf<T>) {
-        copy(dst, src)
+        self.op("copy", || copy(dst, src))
     }
     fn copy_at(&self, dst: &mut CpuBuf<T>, offset: usize, src: &CpuBuf<T>) {
-        copy_at(dst, offset, src)
+        self.op("copy_at", || copy_at(dst, offset, src))
     }
     fn add_assign(&self, dst: &mut CpuBuf<T>, src: &CpuBuf<T>) {
-        add_assign(dst, src)
+        self.op("add_assign", || add_assign(dst, src))
     }
     fn axpy(&self, dst: &mut CpuBuf<T>, a: f64, src: &CpuBuf<T>) {
-        axpy(dst, T::from_f64(a), src)
+        self.op("axpy", || axpy(dst, T::from_f64(a), src))
     }
     fn scale(&self, dst: &mut CpuBuf<T>, a: f64) {
-        scale(dst, T::from_f64(a))
+        self.op("scale", || scale(dst, T::from_f64(a)))
     }
     fn elementwise_sqrt(&self, dst: &mut CpuBuf<T>) {
-        elementwise_sqrt(dst)
+        self.op("elementwise_sqrt", || elementwise_sqrt(dst))
     }
     fn relu_forward(&self, x: &CpuBuf<T>, y: &mut CpuBuf<T>) {
-        relu_forward(x, y)
+        self.op("relu_forward", || relu_forward(x, y))
     }
     fn relu_backward(&self, x: &CpuBuf<T>, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>) {
-        relu_backward(x, dy, dx)
+        self.op("relu_backward", || relu_backward(x, dy, dx))
     }
 }

@@ -66,7 +66,7 @@ pub trait LinearOps: Memory {
 
 impl<T: Element> LinearOps for CpuBackend<T> {
     fn linear_forward(&self, g: &LinearGeom, x: &CpuBuf<T>, w: &CpuBuf<T>, b: &CpuBuf<T>, y: &mut CpuBuf<T>) {
-        linear_forward(g, x, w, b, y)
+        self.op("linear_forward", || linear_forward(g, x, w, b, y))
     }
     fn linear_backward(
         &self,
@@ -78,9 +78,9 @@ impl<T: Element> LinearOps for CpuBackend<T> {
         dw: &mut CpuBuf<T>,
         db: &mut CpuBuf<T>,
     ) {
-        linear_backward(g, x, w, dy, dx.map(|d| d.as_mut_slice()), dw, db)
+        self.op("linear_backward", || linear_backward(g, x, w, dy, dx.map(|d| d.as_mut_slice()), dw, db))
     }
     fn linear_per_sample_sq_norms(&self, g: &LinearGeom, x: &CpuBuf<T>, dy: &CpuBuf<T>, out: &mut CpuBuf<T>) {
-        linear_per_sample_sq_norms(g, x, dy, out)
+        self.op("linear_per_sample_sq_norms", || linear_per_sample_sq_norms(g, x, dy, out))
     }
 }

@@ -107,22 +107,28 @@ pub trait OptimOps: Memory {
 
 impl<T: Element> OptimOps for CpuBackend<T> {
     fn sq_norms(&self, tensors: &[&CpuBuf<T>], out: &mut CpuBuf<T>) {
-        assert_eq!(tensors.len(), out.len(), "sq_norms: one output per tensor");
-        // parallel over tensors, each summed in its own fixed order
-        out.par_iter_mut().zip(tensors.par_iter()).for_each(|(o, t)| *o = T::from_f64(sq_norm(t)));
+        self.op("sq_norms", || {
+            assert_eq!(tensors.len(), out.len(), "sq_norms: one output per tensor");
+            // parallel over tensors, each summed in its own fixed order
+            out.par_iter_mut().zip(tensors.par_iter()).for_each(|(o, t)| *o = T::from_f64(sq_norm(t)));
+        })
     }
     fn clip_coefficient(&self, sq_norms: &CpuBuf<T>, max_norm: f64, out: &mut CpuBuf<T>) {
-        let total = sq_norms.iter().map(|v| v.as_f64()).sum::<f64>().sqrt();
-        out[0] = T::from_f64(clip_coefficient(total, max_norm));
+        self.op("clip_coefficient", || {
+            let total = sq_norms.iter().map(|v| v.as_f64()).sum::<f64>().sqrt();
+            out[0] = T::from_f64(clip_coefficient(total, max_norm));
+        })
     }
     fn nonfinite_guard(&self, sq_norms: &CpuBuf<T>, step: i64, guard: &mut CpuBuf<T>, clip_coef: &mut CpuBuf<T>) {
-        nonfinite_guard(sq_norms, step, guard, clip_coef)
+        self.op("nonfinite_guard", || nonfinite_guard(sq_norms, step, guard, clip_coef))
     }
     fn sgd_step(&self, slots: &mut [SgdSlot<'_, Self>], h: &SgdStep, grad_scale: &CpuBuf<T>) {
-        slots.par_iter_mut().for_each(|s| sgd_step(s.value, s.grad, s.momentum, h, grad_scale[0]));
+        self.op("sgd_step", || {
+            slots.par_iter_mut().for_each(|s| sgd_step(s.value, s.grad, s.momentum, h, grad_scale[0]));
+        })
     }
     fn clipped_group_norms(&self, sq_norms: &CpuBuf<T>, clip_coef: &CpuBuf<T>, members: &[i32], groups: &[NormGroup], out: &mut CpuBuf<T>) {
-        clipped_group_norms(sq_norms, clip_coef[0], members, groups, out)
+        self.op("clipped_group_norms", || clipped_group_norms(sq_norms, clip_coef[0], members, groups, out))
     }
 }
 

@@ -187,21 +187,21 @@ pub trait PoolOps: Memory {
 
 impl<T: Element> PoolOps for CpuBackend<T> {
     fn avgpool3x3_forward(&self, g: &PoolGeom, x: &CpuBuf<T>, y: &mut CpuBuf<T>, accumulate: bool) {
-        avgpool3x3_forward(g, x, y, accumulate)
+        self.op("avgpool3x3_forward", || avgpool3x3_forward(g, x, y, accumulate))
     }
     fn avgpool3x3_backward(&self, g: &PoolGeom, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>, accumulate: bool) {
-        avgpool3x3_backward(g, dy, dx, accumulate)
+        self.op("avgpool3x3_backward", || avgpool3x3_backward(g, dy, dx, accumulate))
     }
     fn avgpool2x2_forward(&self, g: &PoolGeom, x: &CpuBuf<T>, y: &mut CpuBuf<T>) {
-        avgpool2x2_forward(g, x, y)
+        self.op("avgpool2x2_forward", || avgpool2x2_forward(g, x, y))
     }
     fn avgpool2x2_backward(&self, g: &PoolGeom, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>, accumulate: bool) {
-        avgpool2x2_backward(g, dy, dx, accumulate)
+        self.op("avgpool2x2_backward", || avgpool2x2_backward(g, dy, dx, accumulate))
     }
     fn global_avgpool_forward(&self, s: &ActShape, x: &CpuBuf<T>, relu_x: bool, y: &mut CpuBuf<T>) {
-        global_avgpool_forward(s, x, relu_x, y)
+        self.op("global_avgpool_forward", || global_avgpool_forward(s, x, relu_x, y))
     }
     fn global_avgpool_backward(&self, s: &ActShape, dy: &CpuBuf<T>, relu_mask: Option<&CpuBuf<T>>, dx: &mut CpuBuf<T>) {
-        global_avgpool_backward(s, dy, relu_mask.map(|m| m.as_slice()), dx)
+        self.op("global_avgpool_backward", || global_avgpool_backward(s, dy, relu_mask.map(|m| m.as_slice()), dx))
     }
 }

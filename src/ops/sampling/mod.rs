@@ -159,19 +159,27 @@ pub trait SamplingOps: Memory {
 
 impl<T: Element> SamplingOps for CpuBackend<T> {
     fn fold_scores(&self, n: usize, order: &Vec<i32>, log: &CpuBuf<T>, scores: &mut CpuBuf<T>) {
-        assert!(log.len() >= order.len() && scores.len() == n, "fold_scores: sizes");
-        scores.copy_from_slice(&fold_scores(n, order, log));
+        self.op("fold_scores", || {
+            assert!(log.len() >= order.len() && scores.len() == n, "fold_scores: sizes");
+            scores.copy_from_slice(&fold_scores(n, order, log));
+        })
     }
     fn importance_distribution(&self, scores: &CpuBuf<T>, tau: f64, q: &mut CpuBuf<T>) {
-        assert_eq!(scores.len(), q.len(), "importance_distribution: sizes");
-        q.copy_from_slice(&importance_distribution(scores, tau));
+        self.op("importance_distribution", || {
+            assert_eq!(scores.len(), q.len(), "importance_distribution: sizes");
+            q.copy_from_slice(&importance_distribution(scores, tau));
+        })
     }
     fn draw_with_replacement(&self, q: &CpuBuf<T>, seed: u64, out: &mut Vec<i32>) {
-        let count = out.len();
-        out.copy_from_slice(&draw_with_replacement(q, seed, count));
+        self.op("draw_with_replacement", || {
+            let count = out.len();
+            out.copy_from_slice(&draw_with_replacement(q, seed, count));
+        })
     }
     fn draw_systematic(&self, q: &CpuBuf<T>, seed: u64, out: &mut Vec<i32>) {
-        let count = out.len();
-        out.copy_from_slice(&draw_systematic(q, seed, count));
+        self.op("draw_systematic", || {
+            let count = out.len();
+            out.copy_from_slice(&draw_systematic(q, seed, count));
+        })
     }
 }

@@ -98,9 +98,11 @@ impl<T: Element> SoftmaxCeOps for CpuBackend<T> {
         dlogits: &mut CpuBuf<T>,
         proxy_norm: &mut CpuBuf<T>,
     ) {
-        softmax_cross_entropy(n, classes, logits, labels, weights.map(|w| w.as_slice()), loss, dlogits, proxy_norm)
+        self.op("softmax_cross_entropy", || {
+            softmax_cross_entropy(n, classes, logits, labels, weights.map(|w| w.as_slice()), loss, dlogits, proxy_norm)
+        })
     }
     fn batch_metrics(&self, n: usize, classes: usize, logits: &CpuBuf<T>, labels: &Vec<i32>, loss: &CpuBuf<T>, sums: &mut CpuBuf<T>) {
-        batch_metrics(n, classes, logits, labels, loss, sums)
+        self.op("batch_metrics", || batch_metrics(n, classes, logits, labels, loss, sums))
     }
 }
