@@ -2,8 +2,10 @@
 //! gradient norms (proxy, classifier, full conv), the multi-tensor norm over
 //! the NAS-Bench-201 supernet's parameters, and weighted sampling of 50,000
 //! indices. (The CUDA-event equivalents: `pada bench --device cuda --kernels`.)
+//! And the depthwise convolutions of NAS-Bench-Macro's laptop preset (C = 8,
+//! batch 64), the ops that PyTorch's CPU path is slowest at.
 //!
-//! Run: `cargo bench --bench kernels`
+//! Run: `cargo bench --bench kernels` (`-- depthwise` for those alone)
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pada::backend::cpu::CpuBackend;
@@ -48,5 +50,28 @@ fn kernels(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, kernels);
+/// Forward, input and weight gradients (with the per-sample norms, as PA&DA's
+/// exact data importance asks) at three of the laptop preset's shapes: the
+/// widest stride-1 layer, a stride-2 layer and a stage-3 layer.
+fn depthwise(c: &mut Criterion) {
+    let mut g = c.benchmark_group("depthwise");
+    g.sample_size(20);
+    let n = 64;
+    for (ch, hw, k, stride) in [(96, 16, 5, 1), (48, 32, 5, 2), (384, 4, 3, 1)] {
+        let geom = ConvGeom::new(n, ch, hw, hw, ch, k, stride);
+        let (x, w, dy) = (rand(geom.input().len(), 5), rand(ops::depthwise::weight_len(&geom), 6), rand(geom.output().len(), 7));
+        let (mut y, mut dx, mut dw, mut sq) = (vec![0f32; dy.len()], vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; n]);
+        let shape = format!("{ch}x{n}x{hw}x{hw}_k{k}_s{stride}");
+        g.bench_function(format!("forward_{shape}"), |b| b.iter(|| ops::depthwise_forward(&geom, &x, true, &w, &mut y)));
+        g.bench_function(format!("backward_data_{shape}"), |b| {
+            b.iter(|| ops::depthwise_backward_data(&geom, &dy, &w, Some(&x), &mut dx, false))
+        });
+        g.bench_function(format!("backward_weight_{shape}"), |b| {
+            b.iter(|| ops::depthwise_backward_weight(&geom, &x, true, &dy, &mut dw, Some(&mut sq)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, kernels, depthwise);
 criterion_main!(benches);

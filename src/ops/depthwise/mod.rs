@@ -33,8 +33,12 @@ pub fn weight_len(g: &ConvGeom) -> usize {
     (g.c_out * g.k * g.k) as usize
 }
 
+/// The most taps of a filter: kernel 5.
+const MAX_TAPS: usize = 25;
+
 fn check(g: &ConvGeom, what: &str) {
     assert_eq!(g.c_in, g.c_out, "{what}: a depthwise conv keeps its channels");
+    assert!(g.k * g.k <= MAX_TAPS as i32, "{what}: kernel {} is larger than 5", g.k);
 }
 
 /// Channel `c` of the CNHW tensor `x` (`n` planes of `h x w`), through a ReLU
@@ -135,16 +139,38 @@ fn flatten_channel<T: Element>(f: &Flat, x: &[T], c: usize, relu: bool, t: &mut 
     });
 }
 
-/// `acc[q] += w[tap] * src[q + sign * shift(tap)]` over the span, taps in `(kh, kw)` order.
+/// `acc[q] = sum over taps of w[tap] * src[q + sign * shift(tap)]` over the
+/// span, taps in `(kh, kw)` order, a block of `BLOCK` positions at a time:
+/// its sums stay in registers while every tap adds to them (one load per
+/// multiply-add, where a tap at a time over the whole span also loads and
+/// stores the sums).
 #[inline(always)]
 fn flat_taps<T: Element>(f: &Flat, k: usize, p: usize, taps: &[T], sign: isize, src: &[T], acc: &mut [T]) {
+    const BLOCK: usize = 64;
+    let mut from = [0usize; MAX_TAPS];
     for kh in 0..k {
         for kw in 0..k {
-            let t = taps[kh * k + kw];
-            let from = (f.lead as isize + sign * f.shift(kh, kw, p)) as usize;
-            let dst = &mut acc[f.lead..f.lead + f.span];
-            dst.iter_mut().zip(&src[from..from + f.span]).for_each(|(a, &v)| *a += t * v);
+            from[kh * k + kw] = (f.lead as isize + sign * f.shift(kh, kw, p)) as usize;
         }
+    }
+    let (taps, from) = (&taps[..k * k], &from[..k * k]);
+    let dst = &mut acc[f.lead..f.lead + f.span];
+    let mut blocks = dst.chunks_exact_mut(BLOCK);
+    for (b, out) in blocks.by_ref().enumerate() {
+        let mut sums = [T::zero(); BLOCK];
+        for (&t, &at) in taps.iter().zip(from) {
+            let s = &src[at + b * BLOCK..][..BLOCK];
+            for j in 0..BLOCK {
+                sums[j] += t * s[j];
+            }
+        }
+        out.copy_from_slice(&sums);
+    }
+    let rest = blocks.into_remainder();
+    let q0 = f.span - rest.len();
+    rest.fill(T::zero());
+    for (&t, &at) in taps.iter().zip(from) {
+        rest.iter_mut().zip(&src[at + q0..]).for_each(|(a, &v)| *a += t * v);
     }
 }
 
@@ -163,7 +189,6 @@ fn flat_conv<T: Element>(g: &ConvGeom, src: &[T], relu: bool, w: &[T], sign: isi
                 || {
                     let (srcf, acc) = buf.split_at_mut(f.len);
                     flatten_channel(&f, src, c, relu, srcf);
-                    acc.fill(T::zero());
                     flat_taps(&f, k, p, &w[c * k * k..(c + 1) * k * k], sign, srcf, acc);
                     let mask = mask.map(|m| &m[c * n * h * wd..(c + 1) * n * h * wd]);
                     f.rows(|plane, run| {
@@ -298,30 +323,59 @@ pub fn depthwise_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu
 #[inline(always)]
 fn sample_taps<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, dy: &[T], c: usize, taps: &mut [T], buf: &mut [T]) {
     let (n, h, wd, k, p) = (g.n as usize, g.h as usize, g.w as usize, g.k as usize, g.pad as usize);
-    let (oh, ow, s) = (g.oh as usize, g.ow as usize, g.stride as usize);
+    let (oh, ow) = (g.oh as usize, g.ow as usize);
     let wp = wd + 2 * p;
-    let padded_len = (h + 2 * p) * wp * n;
+    let padded_len = (h + 2 * p) * wp * n + SAMPLES;
     let (xt, dyt) = buf.split_at_mut(padded_len);
     gather_channel(x, c, n, h, wd, p, relu_x, xt);
-    gather_channel(dy, c, n, oh, ow, 0, false, &mut dyt[..oh * ow * n]);
-    taps.fill(T::zero());
-    for kh in 0..k {
-        for kw in 0..k {
-            let acc = &mut taps[(kh * k + kw) * n..][..n];
+    gather_channel(dy, c, n, oh, ow, 0, false, &mut dyt[..oh * ow * n + SAMPLES]);
+    let sums = match k {
+        1 => tap_sums::<T, 1>,
+        2 => tap_sums::<T, 2>,
+        3 => tap_sums::<T, 3>,
+        4 => tap_sums::<T, 4>,
+        5 => tap_sums::<T, 5>,
+        _ => unreachable!("check() bounds the kernel"),
+    };
+    sums(g, xt, dyt, taps);
+}
+
+/// Samples whose sums one pass keeps in registers: two AVX2 vectors of f32.
+const SAMPLES: usize = 16;
+
+/// [`sample_taps`] on the gathered channel: `K` taps (a filter row) for
+/// `SAMPLES` samples at a time, their sums in registers while the pass goes
+/// over the pixels. The last block's lanes past `n` read whatever follows
+/// (`SAMPLES` values of slack after each run) and are not stored.
+#[inline(always)]
+fn tap_sums<T: Element, const K: usize>(g: &ConvGeom, xt: &[T], dyt: &[T], taps: &mut [T]) {
+    let (n, wp) = (g.n as usize, (g.w + 2 * g.pad) as usize);
+    let (oh, ow, s) = (g.oh as usize, g.ow as usize, g.stride as usize);
+    for kh in 0..K {
+        for i0 in (0..n).step_by(SAMPLES) {
+            let mut sums = [[T::zero(); SAMPLES]; K];
             for r in 0..oh {
                 for o in 0..ow {
-                    let d = &dyt[(r * ow + o) * n..][..n];
-                    let v = &xt[((r * s + kh) * wp + o * s + kw) * n..][..n];
-                    acc.iter_mut().zip(d.iter().zip(v)).for_each(|(a, (&d, &v))| *a += d * v);
+                    let d = &dyt[(r * ow + o) * n + i0..][..SAMPLES];
+                    for (kw, sum) in sums.iter_mut().enumerate() {
+                        let v = &xt[((r * s + kh) * wp + o * s + kw) * n + i0..][..SAMPLES];
+                        for j in 0..SAMPLES {
+                            sum[j] += d[j] * v[j];
+                        }
+                    }
                 }
+            }
+            let m = SAMPLES.min(n - i0);
+            for (kw, sum) in sums.iter().enumerate() {
+                taps[(kh * K + kw) * n + i0..][..m].copy_from_slice(&sum[..m]);
             }
         }
     }
 }
 
-/// Scratch of [`sample_taps`]: a padded channel and its output gradient.
+/// Scratch of [`sample_taps`]: a padded channel and its output gradient, each with slack.
 fn taps_scratch(g: &ConvGeom) -> usize {
-    (((g.h + 2 * g.pad) * (g.w + 2 * g.pad)) + g.oh * g.ow) as usize * g.n as usize
+    (((g.h + 2 * g.pad) * (g.w + 2 * g.pad)) + g.oh * g.ow) as usize * g.n as usize + 2 * SAMPLES
 }
 
 /// `dw += sum over the batch of dy (x) relu?(x)` per channel and tap:
