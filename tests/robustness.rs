@@ -637,3 +637,34 @@ fn closed_output_streams_do_not_stop_the_work() {
     let rows = std::fs::read_to_string(dir.join("rank.csv")).unwrap();
     assert_eq!(rows.lines().count(), 31, "every architecture ranked");
 }
+
+/// Sweeps into one folder add up: a second call with other methods keeps the
+/// first call's rows when the train flags and verdict are the same, and
+/// leaves them out, saying so, when they are not.
+#[test]
+fn sweep_table_keeps_earlier_calls_of_the_same_settings_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    let sweep = |methods: &str, archs: &str| {
+        let mut v: Vec<&str> = vec!["sweep", "--methods", methods, "--seeds", "0", "--out", out.to_str().unwrap(), "-q"];
+        v.extend(["--ground-truth", "embedded", "--verdict-archs", archs]);
+        v.extend(["--", "--data", "synthetic:1x8x8:64:200:10", "--cells", "1", "--batch-size", "32", "--epochs", "1", "--channels", "2"]);
+        let o = pada(&v);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let rows = || -> Vec<String> {
+        let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+        csv.lines().skip(1).map(|l| l.split(',').take(2).collect::<Vec<_>>().join(" ")).collect()
+    };
+    sweep("spos", "20");
+    let e = sweep("pa", "20");
+    assert_eq!(rows(), ["spos 0", "pa 0"], "{e}");
+    let md = std::fs::read_to_string(out.join("sweep.md")).unwrap();
+    assert!(md.contains("| spos | 1 |") && md.contains("| pa | 1 |"), "{md}");
+    // another verdict: the earlier spos row is left out, with a line saying so
+    let e = sweep("pa", "30");
+    assert_eq!(rows(), ["pa 0"]);
+    assert!(e.contains("leaving out 1 earlier row(s) made with other train flags or another verdict"), "{e}");
+    assert!(out.join("spos-seed0/supernet.safetensors").exists(), "the run stays");
+}

@@ -25,7 +25,7 @@ pub struct PlotArgs {
 
 /// `pada plot --sweep DIR`: DIR/kendall_tau.png and .svg.
 fn plot_sweep(dir: &Path, out: &Path) -> anyhow::Result<()> {
-    let path = dir.join("sweep.csv");
+    let path = dir.join(crate::cli::sweep::TABLE);
     let mut rd = csv::Reader::from_path(&path).map_err(|e| anyhow::anyhow!("{}: {e} (has the sweep finished a run?)", path.display()))?;
     let rows: Vec<crate::cli::sweep::SweepRow> =
         rd.deserialize().collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

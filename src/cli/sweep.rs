@@ -4,7 +4,9 @@
 //! (Kendall tau & co., mean +- standard deviation per method, with the
 //! reference rows, also in `sweep.references.json` for `pada plot --sweep`).
 //! Resumable: finished runs are kept, an interrupted one resumes from its
-//! last epoch.
+//! last epoch. Calls into one folder add up: the table keeps the rows of
+//! earlier calls (other methods or seeds) made with the same train flags and
+//! verdict, and leaves out, saying so, those made with others.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -112,6 +114,17 @@ pub struct SweepRow {
     /// The train flags every run of the sweep shared (after `--`).
     #[serde(default)]
     pub train_flags: String,
+    /// What the run was judged against ([`VerdictSpec`]'s words; empty in
+    /// tables of older versions).
+    #[serde(default)]
+    pub verdict: String,
+}
+
+impl SweepRow {
+    /// Made with the train flags and verdict of the table being written.
+    fn same_settings(&self, flags: &str, spec: &VerdictSpec) -> bool {
+        self.train_flags == flags && self.verdict == spec.to_string()
+    }
 }
 
 /// The run directory of a variant and seed: the label with characters a path dislikes replaced.
@@ -274,6 +287,16 @@ impl BackendJob for Job {
         };
         let references = references_of(&self.plans[0].3)?;
         write_atomic(&self.out.join(REFERENCES), &serde_json::to_vec_pretty(&references)?)?;
+        let remade = |r: &SweepRow| self.plans.iter().any(|(v, seed, ..)| v.label == r.method && *seed == r.seed);
+        let other = read_rows(&self.out)?.iter().filter(|r| !r.same_settings(&self.flags, &self.spec) && !remade(r)).count();
+        if other > 0 {
+            crate::logln!(
+                "{}: leaving out {other} earlier row(s) made with other train flags or another verdict (their runs stay in the folder); this table: train flags `{}`, {}",
+                self.out.join(TABLE).display(),
+                self.flags,
+                self.spec
+            );
+        }
         for (k, (v, seed, dir, config)) in self.plans.iter().enumerate() {
             let verdict_file = dir.join(VERDICT);
             let summary_file = dir.join(run::SUMMARY);
@@ -355,6 +378,7 @@ impl BackendJob for Job {
                 images: verdict.images,
                 train_seconds: summary.train_seconds,
                 train_flags: self.flags.clone(),
+                verdict: self.spec.to_string(),
             });
             write_table(&self.out, &rows, &references, &self.spec, &self.flags)?;
         }
@@ -388,13 +412,35 @@ fn mean_sd(all: &[f64], digits: usize) -> String {
 /// the sweep's own, not those of a run's verdict (a run kept from an earlier sweep may hold older ones).
 pub const REFERENCES: &str = "sweep.references.json";
 
-/// sweep.csv and sweep.md, rewritten after every run.
+/// The sweep's table, one row per run.
+pub const TABLE: &str = "sweep.csv";
+
+/// The rows of `out`'s sweep.csv (none before its first run).
+fn read_rows(out: &std::path::Path) -> anyhow::Result<Vec<SweepRow>> {
+    let path = out.join(TABLE);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut rd = csv::Reader::from_path(&path).with_context(|| format!("{}: unreadable", path.display()))?;
+    rd.deserialize().collect::<Result<_, _>>().with_context(|| format!("{}: not a sweep table of this version", path.display()))
+}
+
+/// sweep.csv and sweep.md, rewritten after every run: this call's rows after
+/// those of earlier calls (read again each time, so that sweeps running side
+/// by side into one folder each keep the other's) with the same settings and
+/// other methods or seeds.
 fn write_table(out: &std::path::Path, rows: &[SweepRow], references: &[Reference], spec: &VerdictSpec, flags: &str) -> anyhow::Result<()> {
+    let mut all: Vec<SweepRow> = read_rows(out)?
+        .into_iter()
+        .filter(|e| e.same_settings(flags, spec) && !rows.iter().any(|r| r.method == e.method && r.seed == e.seed))
+        .collect();
+    all.extend(rows.iter().cloned());
+    let rows = &all[..];
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
         w.serialize(r)?;
     }
-    write_atomic(&out.join("sweep.csv"), &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    write_atomic(&out.join(TABLE), &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
     let mut md = format!(
         "Kendall tau against {} ({} architectures, scored on {} test images); mean +- sd over seeds; train flags: `{}`\n\n| method | seeds | Kendall tau | Spearman | Kendall tau, true top 10% | Kendall tau, true top 5% | true rank of the predicted best | train s |\n|---|---|---|---|---|---|---|---|\n",
         spec.ground_truth,
