@@ -120,6 +120,8 @@ fn depthwise_cases() -> Vec<(ConvGeom, bool)> {
         (ConvGeom::new(3, 9, 8, 6, 9, 5, 2), true),
         (ConvGeom::new(2, 1, 5, 5, 1, 5, 2), false), // one channel, the filter as big as the image
         (ConvGeom::new(4, 33, 4, 4, 33, 3, 1), true), // more channels than a warp
+        (ConvGeom::new(11, 3, 10, 10, 3, 5, 2), true), // batches and widths past the CPU's 8 x 8 transposes
+        (ConvGeom::new(9, 2, 9, 17, 2, 3, 1), false),
     ]
 }
 
