@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -103,19 +102,26 @@ def test_proxies_and_rank(run):
 
 def test_progress_callback_and_ctrl_c_then_resume(tmp_path):
     events, out = [], str(tmp_path / "cut")
-    flags = dict(data=DATA, epochs=40, batch_size=32, channels=2, cells=1, no_verdict=True)
+    # (epochs enough that the run is still going when the signal lands: training runs
+    # ahead of the callbacks, and 40 tiny epochs once ended first on a loaded machine)
+    flags = dict(data=DATA, epochs=150, batch_size=32, channels=2, cells=1, no_verdict=True)
+    first_epoch_done = threading.Event()
+
+    def progress(e):
+        events.append(e)
+        if e["kind"] == "line" and e["message"].startswith("epoch   1/"):
+            first_epoch_done.set()
 
     def interrupt_after_the_first_epoch():
-        while not any(e["kind"] == "line" and e["message"].startswith("epoch   1/") for e in events):
-            time.sleep(0.01)
+        first_epoch_done.wait()
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     threading.Thread(target=interrupt_after_the_first_epoch, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
-        pada.train(out=out, progress=events.append, **flags)
+        pada.train(out=out, progress=progress, **flags)
     assert any(e["kind"] == "step" and e["total"] > 0 for e in events)
     cut = pada.Run.open(out)
-    assert cut.config["train"]["epochs"] == 40 and not Path(out, "summary.json").exists()
+    assert cut.config["train"]["epochs"] == 150 and not Path(out, "summary.json").exists()
     done = cut.resume(progress=False)
     assert Path(out, "summary.json").exists()
     # the resumed run ends where an uninterrupted one does
