@@ -101,10 +101,18 @@ def test_proxies_and_rank(run):
 
 
 def test_progress_callback_and_ctrl_c_then_resume(tmp_path):
+    # Python's own Ctrl-C handler, whatever was inherited: a job that a non-interactive
+    # shell starts in the background ignores SIGINT, and Python then leaves it ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_then_resume(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_then_resume(tmp_path):
     events, out = [], str(tmp_path / "cut")
-    # (epochs enough that the run is still going when the signal lands: training runs
-    # ahead of the callbacks, and 40 tiny epochs once ended first on a loaded machine)
-    flags = dict(data=DATA, epochs=150, batch_size=32, channels=2, cells=1, no_verdict=True)
+    flags = dict(data=DATA, epochs=40, batch_size=32, channels=2, cells=1, no_verdict=True)
     first_epoch_done = threading.Event()
 
     def progress(e):
@@ -121,7 +129,7 @@ def test_progress_callback_and_ctrl_c_then_resume(tmp_path):
         pada.train(out=out, progress=progress, **flags)
     assert any(e["kind"] == "step" and e["total"] > 0 for e in events)
     cut = pada.Run.open(out)
-    assert cut.config["train"]["epochs"] == 150 and not Path(out, "summary.json").exists()
+    assert cut.config["train"]["epochs"] == 40 and not Path(out, "summary.json").exists()
     done = cut.resume(progress=False)
     assert Path(out, "summary.json").exists()
     # the resumed run ends where an uninterrupted one does
