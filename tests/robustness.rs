@@ -149,6 +149,7 @@ fn bad_input_gets_a_one_line_error_never_a_panic() {
         c(&["train", "--out", &s(&run_a), "--data", DATA], "already holds a run"),
         c(&["rank", "--run", &s(&run_a), "--archs", "0"], "--archs 0"),
         c(&["summary", "--input", "3x30x30"], "multiples of 4"),
+        c(&["plot", "--sweep", &s(&missing)], "sweep.csv: no runs yet (has the sweep finished a run?)"),
     ];
     for case in &cases {
         let args: Vec<&str> = case.args.iter().map(String::as_str).collect();

@@ -205,14 +205,7 @@ impl<T: Element> Memory for CpuBackend<T> {
         self.profiling.store(true, Ordering::Relaxed);
         let r = f();
         self.profiling.store(false, Ordering::Relaxed);
-        let mut v: Vec<LaunchStat> = self
-            .profile
-            .lock()
-            .unwrap()
-            .drain()
-            .map(|(k, (launches, seconds))| LaunchStat { kernel: k.to_string(), launches, seconds })
-            .collect();
-        v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then_with(|| a.kernel.cmp(&b.kernel)));
+        let v = LaunchStat::sorted(self.profile.lock().unwrap().drain());
         (r, v)
     }
     fn release_cached(&self) {

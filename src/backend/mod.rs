@@ -89,6 +89,16 @@ pub struct LaunchStat {
     pub seconds: f64,
 }
 
+impl LaunchStat {
+    /// One stat per kernel from (name, (launches, seconds)), most time first, then by name.
+    pub fn sorted<K: std::fmt::Display>(stats: impl IntoIterator<Item = (K, (usize, f64))>) -> Vec<LaunchStat> {
+        let mut v: Vec<LaunchStat> =
+            stats.into_iter().map(|(k, (launches, seconds))| LaunchStat { kernel: k.to_string(), launches, seconds }).collect();
+        v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then_with(|| a.kernel.cmp(&b.kernel)));
+        v
+    }
+}
+
 /// One parameter tensor as the multi-tensor SGD sees it.
 pub struct SgdSlot<'a, B: Memory + ?Sized> {
     pub value: &'a mut B::Buf,

@@ -25,11 +25,8 @@ pub struct PlotArgs {
 
 /// `pada plot --sweep DIR`: DIR/kendall_tau.png and .svg.
 fn plot_sweep(dir: &Path, out: &Path) -> anyhow::Result<()> {
-    let path = dir.join(crate::cli::sweep::TABLE);
-    let mut rd = csv::Reader::from_path(&path).map_err(|e| anyhow::anyhow!("{}: {e} (has the sweep finished a run?)", path.display()))?;
-    let rows: Vec<crate::cli::sweep::SweepRow> =
-        rd.deserialize().collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    anyhow::ensure!(!rows.is_empty(), "{}: no runs yet", path.display());
+    let rows = crate::cli::sweep::read_rows(dir)?;
+    anyhow::ensure!(!rows.is_empty(), "{}: no runs yet (has the sweep finished a run?)", dir.join(crate::cli::sweep::TABLE).display());
     let mut dots: Vec<DotRow> = Vec::new();
     for r in &rows {
         match dots.iter_mut().find(|d| d.label == r.method) {

@@ -125,6 +125,10 @@ impl SweepRow {
     fn same_settings(&self, flags: &str, spec: &VerdictSpec) -> bool {
         self.train_flags == flags && self.verdict == spec.to_string()
     }
+    /// The row of this method and seed.
+    fn same_run(&self, method: &str, seed: u64) -> bool {
+        self.method == method && self.seed == seed
+    }
 }
 
 /// The run directory of a variant and seed: the label with characters a path dislikes replaced.
@@ -287,7 +291,7 @@ impl BackendJob for Job {
         };
         let references = references_of(&self.plans[0].3)?;
         write_atomic(&self.out.join(REFERENCES), &serde_json::to_vec_pretty(&references)?)?;
-        let remade = |r: &SweepRow| self.plans.iter().any(|(v, seed, ..)| v.label == r.method && *seed == r.seed);
+        let remade = |r: &SweepRow| self.plans.iter().any(|(v, seed, ..)| r.same_run(&v.label, *seed));
         let other = read_rows(&self.out)?.iter().filter(|r| !r.same_settings(&self.flags, &self.spec) && !remade(r)).count();
         if other > 0 {
             crate::logln!(
@@ -416,7 +420,7 @@ pub const REFERENCES: &str = "sweep.references.json";
 pub const TABLE: &str = "sweep.csv";
 
 /// The rows of `out`'s sweep.csv (none before its first run).
-fn read_rows(out: &std::path::Path) -> anyhow::Result<Vec<SweepRow>> {
+pub fn read_rows(out: &std::path::Path) -> anyhow::Result<Vec<SweepRow>> {
     let path = out.join(TABLE);
     if !path.exists() {
         return Ok(Vec::new());
@@ -432,7 +436,7 @@ fn read_rows(out: &std::path::Path) -> anyhow::Result<Vec<SweepRow>> {
 fn write_table(out: &std::path::Path, rows: &[SweepRow], references: &[Reference], spec: &VerdictSpec, flags: &str) -> anyhow::Result<()> {
     let mut all: Vec<SweepRow> = read_rows(out)?
         .into_iter()
-        .filter(|e| e.same_settings(flags, spec) && !rows.iter().any(|r| r.method == e.method && r.seed == e.seed))
+        .filter(|e| e.same_settings(flags, spec) && !rows.iter().any(|r| e.same_run(&r.method, r.seed)))
         .collect();
     all.extend(rows.iter().cloned());
     let rows = &all[..];

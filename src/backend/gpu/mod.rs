@@ -369,10 +369,7 @@ impl<D: Device> Memory for GpuBackend<D> {
         *self.profile.lock().expect("profile lock") = Some(HashMap::new());
         let r = f();
         let stats = self.profile.lock().expect("profile lock").take().unwrap_or_default();
-        let mut v: Vec<LaunchStat> =
-            stats.into_iter().map(|(k, (launches, seconds))| LaunchStat { kernel: k.name().to_string(), launches, seconds }).collect();
-        v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then_with(|| a.kernel.cmp(&b.kernel)));
-        (r, v)
+        (r, LaunchStat::sorted(stats.into_iter().map(|(k, v)| (k.name(), v))))
     }
 }
 
