@@ -10,7 +10,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use pada::backend::cpu::CpuBackend;
 use pada::backend::prelude::*;
-use pada::geometry::{ConvGeom, LinearGeom};
+use pada::geometry::{ActShape, ConvGeom, LinearGeom};
 use pada::ops;
 use pada::rng::SplitMix64;
 use pada::supernet::{Supernet, SupernetConfig};
@@ -73,5 +73,23 @@ fn depthwise(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, kernels, depthwise);
+/// Batch norm at NB-Macro laptop shapes (`pada bench --config nb-macro-laptop
+/// --kernels` shows its share of a step): an expanded stage-1 tensor and a
+/// stage-2 one. `cargo bench --bench kernels -- batchnorm`.
+fn batchnorm(c: &mut Criterion) {
+    let mut g = c.benchmark_group("batchnorm");
+    g.sample_size(20);
+    for (ch, hw) in [(48, 32), (96, 16)] {
+        let s = ActShape::new(ch, 64, hw, hw);
+        let (x, dy) = (rand(s.len(), 8), rand(s.len(), 9));
+        let (mut y, mut dx, mut stats) = (vec![0f32; s.len()], vec![0f32; s.len()], vec![0f32; 2 * ch]);
+        let shape = format!("{ch}x64x{hw}x{hw}");
+        g.bench_function(format!("forward_{shape}"), |b| b.iter(|| ops::batchnorm_forward(&s, &x, &mut y, false, &mut stats)));
+        ops::batchnorm_forward(&s, &x, &mut y, false, &mut stats);
+        g.bench_function(format!("backward_{shape}"), |b| b.iter(|| ops::batchnorm_backward(&s, &x, &stats, &dy, &mut dx)));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, kernels, depthwise, batchnorm);
 criterion_main!(benches);

@@ -34,6 +34,24 @@ pub fn tiling(g: &ConvGeom) -> (usize, usize) {
     (imgs, (g.n as usize).div_ceil(imgs))
 }
 
+/// Images per tile and number of tiles for the forward and input-gradient
+/// passes: tiles of [`tiling`]'s size at most, of equal size and as many as a
+/// multiple of the threads, so that no thread waits on another's extra tile.
+/// Their results do not depend on the tiling: a tile is whole output columns
+/// of the GEMM, and the `gemm` crate computes a column of a product with a
+/// row-major right-hand side the same way whatever the other columns
+/// (`passes_are_independent_of_threads` checks the bits). The weight gradient
+/// keeps [`tiling`]: it sums its tiles' partial gradients, so its tiles fix the
+/// summation order (and splitting its transposed product by columns does change
+/// bits).
+fn even_tiling(g: &ConvGeom) -> (usize, usize) {
+    let n = g.n as usize;
+    let threads = rayon::current_num_threads().max(1);
+    let tiles = tiling(g).1.next_multiple_of(threads).min(n);
+    let imgs = n.div_ceil(tiles);
+    (imgs, n.div_ceil(imgs))
+}
+
 /// The output columns `ow` whose input column `ow*stride - pad + kw` lies in `0..w`.
 #[inline]
 fn valid_cols(g: &ConvGeom, kw: i32) -> (i32, i32) {
@@ -230,7 +248,7 @@ pub fn conv2d_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T], 
     assert_eq!(x.len(), g.input().len(), "conv2d_forward: x");
     assert_eq!(w.len(), g.weight_len(), "conv2d_forward: w");
     assert_eq!(y.len(), g.output().len(), "conv2d_forward: y");
-    let (imgs, tiles) = tiling(g);
+    let (imgs, tiles) = even_tiling(g);
     let (n, ohw, kk, c_out) = (g.n as usize, (g.oh * g.ow) as usize, g.col_rows(), g.c_out as usize);
     let row_len = n * ohw;
     let out = Disjoint::new(y);
@@ -298,7 +316,7 @@ pub fn conv2d_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_ma
             }
         }
         let gt = ConvGeom::with_pad(n, c_out, g.h as usize, g.w as usize, c_in, k, 1, g.pad as usize);
-        let (imgs, tiles) = tiling(&gt);
+        let (imgs, tiles) = even_tiling(&gt);
         let kk = gt.col_rows();
         (0..tiles).into_par_iter().for_each(|t| {
             let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
@@ -316,7 +334,7 @@ pub fn conv2d_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_ma
         });
         return;
     }
-    let (imgs, tiles) = tiling(g);
+    let (imgs, tiles) = even_tiling(g);
     let (ohw, kk, c_out) = ((g.oh * g.ow) as usize, g.col_rows(), g.c_out as usize);
     let row_len = n * ohw;
     (0..tiles).into_par_iter().for_each(|t| {
@@ -484,5 +502,62 @@ impl<T: Element> Conv2dOps for CpuBackend<T> {
     }
     fn conv2d_per_sample_sq_norms(&self, g: &ConvGeom, x: &CpuBuf<T>, relu_x: bool, dy: &CpuBuf<T>, bias: bool, out: &mut CpuBuf<T>) {
         self.op("conv2d_per_sample_sq_norms", || conv2d_per_sample_sq_norms(g, x, relu_x, dy, bias, out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        let mut r = SplitMix64(seed);
+        (0..len).map(|_| (r.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0).collect()
+    }
+
+    /// Every output of the three passes (and the per-sample norms), run in a pool of `threads`.
+    fn passes(g: &ConvGeom, relu_x: bool, per_sample: bool, threads: usize) -> Vec<Vec<f32>> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let (x, w, dy) = (random(g.input().len(), 1), random(g.weight_len(), 2), random(g.output().len(), 3));
+        pool.install(|| {
+            let mut y = vec![f32::NAN; dy.len()];
+            conv2d_forward(g, &x, relu_x, &w, None, &mut y);
+            let mut dx = vec![f32::NAN; x.len()];
+            conv2d_backward_data(g, &dy, &w, relu_x.then_some(&x[..]), &mut dx, false);
+            let (mut dw, mut db) = (random(w.len(), 4), random(g.c_out as usize, 5));
+            let mut sq = per_sample.then(|| vec![0f32; g.n as usize]);
+            conv2d_backward_weight(g, &x, relu_x, &dy, &mut dw, Some(&mut db), sq.as_deref_mut());
+            vec![y, dx, dw, db, sq.unwrap_or_default()]
+        })
+    }
+
+    /// The thread count changes how the forward and input-gradient passes
+    /// split their images ([`even_tiling`]), never a bit of any result: one
+    /// thread is the geometry's own tiling. Geometries of one tile and of
+    /// several, with and without the fused ReLU and per-sample norms.
+    #[test]
+    fn passes_are_independent_of_threads() {
+        let cases = [
+            // (n, c_in, hw, c_out, k, stride, relu_x)
+            (8, 16, 8, 160, 1, 1, false),
+            (8, 96, 8, 24, 1, 1, true),
+            (7, 4, 9, 20, 3, 2, true),
+            (5, 3, 11, 70, 3, 1, false),
+            (64, 48, 16, 16, 1, 1, true), // several tiles: 64 images of 12,288 unfolded values
+            (64, 384, 4, 64, 1, 1, true), // 2 tiles (42 + 22 images before they were even)
+        ];
+        for (n, c_in, hw, c_out, k, stride, relu_x) in cases {
+            let g = ConvGeom::new(n, c_in, hw, hw, c_out, k, stride);
+            for per_sample in [false, true] {
+                let one = passes(&g, relu_x, per_sample, 1);
+                for threads in [2, 5] {
+                    let many = passes(&g, relu_x, per_sample, threads);
+                    for (i, (a, b)) in one.iter().zip(&many).enumerate() {
+                        let same = a.len() == b.len() && a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
+                        assert!(same, "output {i} of {g:?} (per sample: {per_sample}) differs at {threads} threads");
+                    }
+                }
+            }
+        }
     }
 }
