@@ -532,9 +532,10 @@ mod tests {
     }
 
     /// The thread count changes how the forward and input-gradient passes
-    /// split their images ([`even_tiling`]), never a bit of any result: one
-    /// thread is the geometry's own tiling. Geometries of one tile and of
-    /// several, with and without the fused ReLU and per-sample norms.
+    /// split a batch ([`even_tiling`]: 1, 2 and 5 threads split it three ways),
+    /// never a bit of any result, nor leaves an image out (the outputs start as
+    /// NaN). Geometries of one tile and of several, with and without the fused
+    /// ReLU and per-sample norms.
     #[test]
     fn passes_are_independent_of_threads() {
         let cases = [
