@@ -508,11 +508,11 @@ impl<T: Element> Conv2dOps for CpuBackend<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
+    use crate::rng::uniform01;
 
+    /// Values uniform in [-1, 1).
     fn random(len: usize, seed: u64) -> Vec<f32> {
-        let mut r = SplitMix64(seed);
-        (0..len).map(|_| (r.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0).collect()
+        (0..len).map(|i| (uniform01(seed, i as u64) * 2.0 - 1.0) as f32).collect()
     }
 
     /// Every output of the three passes (and the per-sample norms), run in a pool of `threads`.
