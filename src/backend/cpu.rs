@@ -199,6 +199,17 @@ impl<T: Element> Memory for CpuBackend<T> {
     fn alloc_i32(&self, len: usize) -> Vec<i32> {
         vec![if self.poison { i32::MIN } else { 0 }; len]
     }
+    /// `a` and `b` on the thread pool at once (`rayon::join`): a convolution's
+    /// weight gradient, whose tiles fix its summation order and so may leave a
+    /// thread idle, beside its input gradient. While profiling they run one
+    /// after the other, so that each op's time is its own.
+    fn join<RA: Send, RB: Send>(&self, a: impl FnOnce() -> RA + Send, b: impl FnOnce() -> RB + Send) -> (RA, RB) {
+        if self.profiling.load(Ordering::Relaxed) {
+            (a(), b())
+        } else {
+            rayon::join(a, b)
+        }
+    }
     /// Each op's calls and wall-clock time (see [`CpuBackend::op`]).
     fn profile_launches<R>(&self, f: impl FnOnce() -> R) -> (R, Vec<LaunchStat>) {
         self.profile.lock().unwrap().clear();

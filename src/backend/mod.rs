@@ -144,6 +144,14 @@ pub trait Memory: Send + Sync + 'static {
         (r, t.elapsed().as_secs_f64())
     }
 
+    /// Runs two independent pieces of work, side by side where the backend
+    /// can (the CPU engine's threads); a GPU queues them in order on its
+    /// stream. Each op's result does not depend on which threads run it, so
+    /// neither do `a`'s and `b`'s.
+    fn join<RA: Send, RB: Send>(&self, a: impl FnOnce() -> RA + Send, b: impl FnOnce() -> RB + Send) -> (RA, RB) {
+        (a(), b())
+    }
+
     /// Bytes of device memory in use or held by the pool, if the backend knows.
     fn device_memory(&self) -> Option<usize> {
         None

@@ -124,9 +124,7 @@ pub fn conv_bn_fresh<B: Backend>(
     (saved, y)
 }
 
-/// Backward through BN then the conv: the conv's parameter gradients (or
-/// per-sample norms, see [`Pass`]) and, when `dx` is given, adds (or
-/// writes) the input gradient.
+/// Backward through BN then the conv ([`conv_backward`]).
 #[allow(clippy::too_many_arguments)]
 pub fn conv_bn_backward<B: Backend>(
     be: &B,
@@ -151,19 +149,15 @@ pub fn conv_bn_backward<B: Backend>(
         dt
     });
     let dt = through_bn.as_ref().unwrap_or(dy);
-    conv_weight_backward(be, ps, pass, conv, g, x, relu_x, dt);
-    if let Some((dx, acc)) = dx {
-        if conv.depthwise {
-            be.depthwise_backward_data(g, dt, ps.value(conv.w), relu_x.then_some(x), dx, acc);
-        } else {
-            be.conv2d_backward_data(g, dt, ps.value(conv.w), relu_x.then_some(x), dx, acc);
-        }
-    }
+    conv_backward(be, ps, pass, conv, g, x, relu_x, dt, dx);
 }
 
-/// A conv's parameter gradients, or their per-sample norms.
+/// Backward through a conv: its parameter gradients (or per-sample norms,
+/// see [`Pass`]) and, when `dx` is given, adds (or writes) its input
+/// gradient; the two are independent and run side by side
+/// ([`crate::backend::Memory::join`]).
 #[allow(clippy::too_many_arguments)]
-pub fn conv_weight_backward<B: Backend>(
+pub fn conv_backward<B: Backend>(
     be: &B,
     ps: &mut ParamStore<B>,
     pass: &mut Pass<B>,
@@ -172,29 +166,50 @@ pub fn conv_weight_backward<B: Backend>(
     x: &B::Buf,
     relu_x: bool,
     dt: &B::Buf,
+    dx: Option<(&mut B::Buf, bool)>,
+) {
+    let (w, dw, db) = ps.value_and_grads(conv.w, conv.b);
+    let params = || conv_weight_backward(be, dw, db, pass, conv, g, x, relu_x, dt);
+    let Some((dx, acc)) = dx else {
+        return params();
+    };
+    let data = || {
+        if conv.depthwise {
+            be.depthwise_backward_data(g, dt, w, relu_x.then_some(x), dx, acc);
+        } else {
+            be.conv2d_backward_data(g, dt, w, relu_x.then_some(x), dx, acc);
+        }
+    };
+    be.join(params, data);
+}
+
+/// A conv's parameter gradients (into `dw`, `db`), or their per-sample norms.
+#[allow(clippy::too_many_arguments)]
+fn conv_weight_backward<B: Backend>(
+    be: &B,
+    dw: &mut B::Buf,
+    db: Option<&mut B::Buf>,
+    pass: &mut Pass<B>,
+    conv: &Conv,
+    g: &ConvGeom,
+    x: &B::Buf,
+    relu_x: bool,
+    dt: &B::Buf,
 ) {
     let sample_sq = pass.per_sample_sq_norms.as_deref_mut();
-    if conv.depthwise {
-        if !pass.gradients {
-            if let Some(out) = sample_sq {
-                be.depthwise_per_sample_sq_norms(g, x, relu_x, dt, out);
-            }
-            return;
-        }
-        be.depthwise_backward_weight(g, x, relu_x, dt, &mut ps.get_mut(conv.w).grad, sample_sq);
-        return;
-    }
     if !pass.gradients {
         if let Some(out) = sample_sq {
-            be.conv2d_per_sample_sq_norms(g, x, relu_x, dt, conv.b.is_some(), out);
+            if conv.depthwise {
+                be.depthwise_per_sample_sq_norms(g, x, relu_x, dt, out);
+            } else {
+                be.conv2d_per_sample_sq_norms(g, x, relu_x, dt, db.is_some(), out);
+            }
         }
         return;
     }
-    match conv.b {
-        Some(b) => {
-            let (dw, db) = ps.grads2(conv.w, b);
-            be.conv2d_backward_weight(g, x, relu_x, dt, dw, Some(db), sample_sq);
-        }
-        None => be.conv2d_backward_weight(g, x, relu_x, dt, &mut ps.get_mut(conv.w).grad, None, sample_sq),
+    if conv.depthwise {
+        be.depthwise_backward_weight(g, x, relu_x, dt, dw, sample_sq);
+    } else {
+        be.conv2d_backward_weight(g, x, relu_x, dt, dw, db, sample_sq);
     }
 }

@@ -94,10 +94,20 @@ impl<B: Backend> ParamStore<B> {
     pub fn value(&self, id: ParamId) -> &B::Buf {
         &self.tensors[id.0].value
     }
-    /// The gradients of a weight and its bias, both mutable.
-    pub fn grads2(&mut self, a: ParamId, b: ParamId) -> (&mut B::Buf, &mut B::Buf) {
-        let [pa, pb] = self.tensors.get_disjoint_mut([a.0, b.0]).expect("distinct parameters");
-        (&mut pa.grad, &mut pb.grad)
+    /// A weight's value beside its gradient and its bias's, both mutable: a
+    /// layer's input gradient reads the weight while its parameter gradients
+    /// are written.
+    pub fn value_and_grads(&mut self, w: ParamId, b: Option<ParamId>) -> (&B::Buf, &mut B::Buf, Option<&mut B::Buf>) {
+        match b {
+            Some(b) => {
+                let [pw, pb] = self.tensors.get_disjoint_mut([w.0, b.0]).expect("distinct parameters");
+                (&pw.value, &mut pw.grad, Some(&mut pb.grad))
+            }
+            None => {
+                let p = &mut self.tensors[w.0];
+                (&p.value, &mut p.grad, None)
+            }
+        }
     }
     /// Total number of scalars.
     pub fn numel(&self) -> usize {

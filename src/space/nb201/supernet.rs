@@ -25,7 +25,7 @@ use super::arch::{CellPlan, Genotype, Op, EDGES, NUM_EDGES};
 use crate::backend::Backend;
 use crate::geometry::{ActShape, PoolGeom};
 use crate::space::Arch;
-use crate::supernet::layers::{conv_bn, conv_bn_backward, conv_bn_fresh, conv_weight_backward, BnSaved, Conv};
+use crate::supernet::layers::{conv_backward, conv_bn, conv_bn_backward, conv_bn_fresh, BnSaved, Conv};
 use crate::supernet::{BatchNorm, BodyTape, ParamId, ParamStore, Pass, SpaceNet, SupernetConfig};
 
 /// Channels of stage `s` (0, 1, 2) of a supernet of `config`.
@@ -542,10 +542,8 @@ impl Nb201Net {
         conv_bn_backward(be, ps, pass, &r.conv_a, &ga, x, true, a, &da, Some((&mut dx, false)));
         drop(da); // freed before the shortcut's buffers are taken
                   // shortcut: conv1x1 (no bias, no BN) after the 2x2 pool
-        let shortcut = r.shortcut;
-        conv_weight_backward(be, ps, pass, &shortcut, &gs, pooled, false, &dout);
         let mut dp = be.alloc(gs.input().len());
-        be.conv2d_backward_data(&gs, &dout, ps.value(r.shortcut.w), None, &mut dp, false);
+        conv_backward(be, ps, pass, &r.shortcut, &gs, pooled, false, &dout, Some((&mut dp, false)));
         be.avgpool2x2_backward(&gp, &dp, &mut dx, true);
         dx
     }
