@@ -65,7 +65,8 @@ fn supervised<T: Send>(
     // (waited on while detached from the interpreter, which wants Sync)
     let rx = std::sync::Mutex::new(rx);
     std::thread::scope(|scope| {
-        let handle = scope.spawn(move || work(tx));
+        // (on a thread of the pool, as the command line's work: see `cli::in_pool`)
+        let handle = scope.spawn(move || crate::cli::set_threads(None).and_then(|()| crate::cli::in_pool(|| work(tx))));
         let mut signal: Option<PyErr> = None;
         loop {
             let event = py.detach(|| rx.lock().expect("one waiter").recv_timeout(Duration::from_millis(100)));

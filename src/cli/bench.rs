@@ -57,7 +57,6 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
-    super::set_threads(a.dev.threads)?;
     anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
     anyhow::ensure!(a.steps > 0, "--steps must be at least 1");
     let cifar = "3x32x32".parse().expect("a shape");

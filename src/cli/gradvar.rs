@@ -36,7 +36,6 @@ pub struct GradVarArgs {
 }
 
 pub fn run(a: GradVarArgs) -> anyhow::Result<()> {
-    super::set_threads(a.dev.threads)?;
     anyhow::ensure!(a.batches >= 2, "--batches must be at least 2");
     a.dev.clone().run(a)
 }

@@ -88,7 +88,6 @@ pub struct GroundTruthArgs {
 }
 
 pub fn run(a: GroundTruthArgs) -> anyhow::Result<()> {
-    super::set_threads(a.dev.threads)?;
     a.dev.clone().run(a)
 }
 

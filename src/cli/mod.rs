@@ -55,7 +55,9 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+    let command = cli.command;
+    set_threads(command.threads())?;
+    in_pool(move || match command {
         Command::Train(a) => train::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Rank(a) => rank::run(a),
@@ -67,16 +69,53 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Summary(a) => summary::run(a),
         Command::Proxies(a) => proxies::run(a),
         Command::Sweep(a) => sweep::run(a),
+    })
+}
+
+impl Command {
+    /// `--threads`, where the command has it.
+    fn threads(&self) -> Option<usize> {
+        match self {
+            Command::Train(a) => a.threads,
+            Command::Rank(a) => a.threads,
+            Command::Sweep(a) => a.threads,
+            Command::Bench(a) => a.dev.threads,
+            Command::Groundtruth(a) => a.dev.threads,
+            Command::Gradvar(a) => a.dev.threads,
+            Command::Search(a) => a.dev.threads,
+            Command::Proxies(a) => a.dev.threads,
+            Command::Compare(_) | Command::Plot(_) | Command::Summary(_) => None,
+        }
     }
 }
 
-/// Sets the number of CPU threads (rayon's global pool) once, before any work.
+/// The stack of the pool's threads, on which the commands run: the main
+/// thread's 8 MiB (rayon's default is 2 MiB).
+const STACK_BYTES: usize = 8 << 20;
+
+/// Sets up the CPU threads (rayon's global pool: `threads`, by default one
+/// per core), once, before any work; a later call without a count, or with
+/// the same one, changes nothing.
 pub fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    let mut pool = rayon::ThreadPoolBuilder::new().stack_size(STACK_BYTES);
     if let Some(n) = threads {
         anyhow::ensure!(n > 0, "--threads must be at least 1");
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| anyhow::anyhow!("--threads: {e}"))?;
+        pool = pool.num_threads(n);
     }
-    Ok(())
+    match pool.build_global() {
+        Ok(()) => Ok(()),
+        Err(_) if threads.is_none_or(|n| n == rayon::current_num_threads()) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("--threads: {e}")),
+    }
+}
+
+/// Runs `f` on one of the pool's threads ([`set_threads`]). Its ops' parallel
+/// loops are then shared out from inside the pool, the calling thread working
+/// on them, instead of from outside, where it would sleep through each loop
+/// and be woken at its end: a training step runs over a hundred such loops
+/// (6-8% of an NB-Macro step on 2 cores).
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
 }
 
 /// `--seeds`: a list of seeds, as `0-3`, `0,2,5` or a mix (`0-2,7`).
@@ -103,5 +142,16 @@ impl std::str::FromStr for SeedList {
         unique.dedup();
         anyhow::ensure!(unique.len() == seeds.len(), "--seeds {s:?}: a seed is listed twice");
         Ok(SeedList(seeds))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The command's own thread is one of the pool's, so that the ops' loops
+    /// run on it rather than making it wait (see [`super::in_pool`]).
+    #[test]
+    fn commands_run_on_a_thread_of_the_pool() {
+        assert_eq!(rayon::current_thread_index(), None, "a test's own thread is outside the pool");
+        assert!(super::in_pool(rayon::current_thread_index).is_some());
     }
 }

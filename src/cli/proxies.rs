@@ -57,7 +57,6 @@ pub struct ProxiesArgs {
 }
 
 pub fn run(a: ProxiesArgs) -> anyhow::Result<()> {
-    super::set_threads(a.dev.threads)?;
     anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
     a.dev.clone().run(a)
 }

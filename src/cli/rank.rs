@@ -177,7 +177,6 @@ pub fn summary_path(out: &Path) -> PathBuf {
 }
 
 pub fn run(a: RankArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads)?;
     anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
     if let Some(files) = a.merge.clone() {
         return merge(&a, files);

@@ -67,7 +67,6 @@ pub struct SearchArgs {
 }
 
 pub fn run(a: SearchArgs) -> anyhow::Result<()> {
-    super::set_threads(a.dev.threads)?;
     a.validate()?;
     a.dev.clone().run(a)
 }

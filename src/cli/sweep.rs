@@ -138,7 +138,6 @@ fn run_dir(out: &std::path::Path, label: &str, seed: u64) -> PathBuf {
 }
 
 pub fn run(mut a: SweepArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads)?;
     if let Some(space) = a.space {
         if a.train.iter().any(|f| f.split('=').next() == Some("--space")) {
             bail!("--space is given twice, to the sweep and as a train flag after --: give it once");

@@ -318,7 +318,6 @@ impl TrainArgs {
 }
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads)?;
     let TrainPlan { config, dir, device, precision, verdict } = a.plan()?;
     with_backend(&device, Some(precision), Job { config, dir, quiet: a.quiet, verdict })
 }
