@@ -7,10 +7,13 @@ Builds the NAS-Bench-201 supernet as the official PA&DA code does
 (scripts/nbmacro_torch.py), and times forward + backward + clip_grad_norm_(5)
 + SGD over the same sequence of uniformly sampled paths as `pada bench`
 (SplitMix64 from seed 0, architecture = next() % 15625 read as base-5 digits,
-edge 0 first; % 6561 as base-3 digits in NAS-Bench-Macro).
+edge 0 first; % 6561 as base-3 digits in NAS-Bench-Macro). The defaults of
+--steps and --warmup are `pada bench`'s, so that both time the same
+architectures (a step's time depends on its path: compare medians of the
+same steps, giving both the same --steps and --warmup).
 
 Usage: python3 scripts/torch_step_bench.py [--config nb201|mini|nb-macro|nb-macro-laptop] [--batch-size 64]
-       [--steps 64] [--warmup 8] [--threads 2] [--device cuda [--best]]
+       [--steps 32] [--warmup 4] [--threads 2] [--device cuda [--best]]
 Prints the median step time and images per second.
 """
 import argparse
@@ -29,8 +32,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", choices=["nb201", "mini", "nb-macro", "nb-macro-laptop"], default="nb201")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=64)
-    ap.add_argument("--warmup", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--best", action="store_true", help="cudnn.benchmark on and TF32 for matmuls too (PyTorch at its fastest)")
