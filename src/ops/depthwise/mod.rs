@@ -8,7 +8,8 @@
 //! and every input gradient its taps in the same order, as the kernels do
 //! (the CPU reads a zero-padded copy of each channel, so its padding taps add
 //! exact zeros where the kernels skip them: a [`Flat`] copy for stride 1, a
-//! batch-innermost one for stride 2 and the weight gradient); the weight
+//! batch-innermost one for the strided forward pass and the weight gradient;
+//! a strided input gradient gathers only the taps that reach it); the weight
 //! gradient sums each sample's pixels, then the samples in order in f64.
 //! Channels are independent tasks, so results do not depend on the number of
 //! threads.
@@ -275,24 +276,20 @@ pub fn depthwise_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T
     let wp = wd + 2 * p;
     let padded_len = (h + 2 * p) * wp * n;
     y.par_chunks_mut(n * oh * ow).enumerate().for_each(|(c, out)| {
-        with_scratch::<T, _>(padded_len + oh * ow * n, |buf| {
+        with_scratch::<T, _>(padded_len + WIDE + oh * ow * n, |buf| {
             vectorized(
                 #[inline(always)]
                 || {
-                    let (xt, yt) = buf.split_at_mut(padded_len);
-                    gather_channel(x, c, n, h, wd, p, relu_x, xt);
-                    yt.fill(T::zero());
+                    let (xt, yt) = buf.split_at_mut(padded_len + WIDE);
+                    gather_channel(x, c, n, h, wd, p, relu_x, &mut xt[..padded_len]);
                     let taps = &w[c * k * k..(c + 1) * k * k];
                     for r in 0..oh {
                         for o in 0..ow {
-                            let acc = &mut yt[(r * ow + o) * n..][..n];
-                            for kh in 0..k {
-                                for kw in 0..k {
-                                    let t = taps[kh * k + kw];
-                                    let src = &xt[((r * s + kh) * wp + o * s + kw) * n..][..n];
-                                    acc.iter_mut().zip(src).for_each(|(a, &v)| *a += t * v);
-                                }
+                            let mut terms = [(T::zero(), 0); MAX_TAPS];
+                            for (kh, kw) in (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw))) {
+                                terms[kh * k + kw] = (taps[kh * k + kw], ((r * s + kh) * wp + o * s + kw) * n);
                             }
+                            tap_block(&terms[..k * k], xt, &mut yt[(r * ow + o) * n..][..n]);
                         }
                     }
                     scatter_channel(yt, n, oh * ow, out);
@@ -300,6 +297,37 @@ pub fn depthwise_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T
             )
         });
     });
+}
+
+/// Samples whose sums [`tap_block`] keeps in registers: eight AVX2 vectors
+/// of f32, enough independent sums to hide the latency of the adds.
+const WIDE: usize = 64;
+
+/// `dst[i] = sum over terms (t, at) of t src[at + i]`, the terms in the
+/// order given, each sum starting from zero, `WIDE` samples at a time in
+/// registers. The last block's lanes past `dst.len()` read whatever follows
+/// in `src` (`WIDE` values of slack) and are not stored.
+#[inline(always)]
+fn tap_block<T: Element>(terms: &[(T, usize)], src: &[T], dst: &mut [T]) {
+    for i0 in (0..dst.len()).step_by(WIDE) {
+        let mut sums = [T::zero(); WIDE];
+        for &(t, at) in terms {
+            let v = &src[at + i0..][..WIDE];
+            for j in 0..WIDE {
+                sums[j] += t * v[j];
+            }
+        }
+        let m = WIDE.min(dst.len() - i0);
+        dst[i0..i0 + m].copy_from_slice(&sums[..m]);
+    }
+}
+
+/// For each padded input row `at < len`, the filter rows that reach it from
+/// an output row, in filter order: `(kh, r)` with `r s + kh = at`, `r < out`.
+fn reaching(len: usize, k: usize, s: usize, out: usize) -> Vec<Vec<(usize, usize)>> {
+    (0..len)
+        .map(|at| (0..k.min(at + 1)).filter(|&kh| (at - kh) % s == 0 && (at - kh) / s < out).map(|kh| (kh, (at - kh) / s)).collect())
+        .collect()
 }
 
 /// `out (+)= [m > 0] * v` (NaN masks like `m <= 0`, as the kernels'
@@ -332,44 +360,38 @@ pub fn depthwise_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu
         // input pixel q receives w[tap] dy[q - shift(tap)], taps in order
         return flat_conv(g, dy, false, w, -1, dx, relu_mask, accumulate);
     }
-    // the input padded as the forward pass saw it: output (r, o) adds w[kh, kw] dy[r, o]
-    // at padded (r*s + kh, o*s + kw); the border is dropped
-    let wp = wd + 2 * p;
-    let padded_len = (h + 2 * p) * wp * n;
-    dx.par_chunks_mut(n * h * wd).enumerate().for_each(|(c, out)| {
-        with_scratch::<T, _>(padded_len + oh.max(h) * ow.max(wd) * n, |buf| {
+    // input (ih, iw) sits at (ih + p, iw + p) of the input padded as the forward pass saw it, where
+    // output (r, o) read it through tap (kh, kw) if r s + kh = ih + p and o s + kw = iw + p
+    let hw = h * wd;
+    let (rows, cols) = (reaching(h + p, k, s, oh), reaching(wd + p, k, s, ow));
+    dx.par_chunks_mut(n * hw).enumerate().for_each(|(c, out)| {
+        with_scratch::<T, _>(hw * n + (oh * ow).max(hw) * n + WIDE, |buf| {
             vectorized(
                 #[inline(always)]
                 || {
-                    let (acc, dyt) = buf.split_at_mut(padded_len);
+                    let (acc, dyt) = buf.split_at_mut(hw * n);
                     gather_channel(dy, c, n, oh, ow, 0, false, &mut dyt[..oh * ow * n]);
-                    acc.fill(T::zero());
                     let taps = &w[c * k * k..(c + 1) * k * k];
-                    // each input value receives its taps in (kh, kw) order: at most one output per tap reads it
-                    for kh in 0..k {
-                        for kw in 0..k {
-                            let t = taps[kh * k + kw];
-                            for r in 0..oh {
-                                for o in 0..ow {
-                                    let src = &dyt[(r * ow + o) * n..][..n];
-                                    let dst = &mut acc[((r * s + kh) * wp + o * s + kw) * n..][..n];
-                                    dst.iter_mut().zip(src).for_each(|(a, &d)| *a += t * d);
+                    for ih in 0..h {
+                        for iw in 0..wd {
+                            let mut terms = [(T::zero(), 0); MAX_TAPS];
+                            let mut len = 0;
+                            for &(kh, r) in &rows[ih + p] {
+                                for &(kw, o) in &cols[iw + p] {
+                                    terms[len] = (taps[kh * k + kw], (r * ow + o) * n);
+                                    len += 1;
                                 }
                             }
+                            tap_block(&terms[..len], dyt, &mut acc[(ih * wd + iw) * n..][..n]);
                         }
                     }
-                    // the border of the padded gradient is dropped: compact it first, then back to planes
-                    for ih in 0..h {
-                        let row = ((ih + p) * wp + p) * n;
-                        acc.copy_within(row..row + wd * n, ih * wd * n);
-                    }
-                    let mask = relu_mask.map(|m| &m[c * n * h * wd..(c + 1) * n * h * wd]);
+                    let mask = relu_mask.map(|m| &m[c * n * hw..(c + 1) * n * hw]);
                     if mask.is_none() && !accumulate {
-                        scatter_channel(&acc[..h * wd * n], n, h * wd, out);
+                        scatter_channel(acc, n, hw, out);
                         return;
                     }
-                    let planes = &mut dyt[..h * wd * n]; // (dy is no longer needed)
-                    scatter_channel(&acc[..h * wd * n], n, h * wd, planes);
+                    let planes = &mut dyt[..hw * n]; // (dy is no longer needed)
+                    scatter_channel(acc, n, hw, planes);
                     store(out, planes, mask, accumulate);
                 },
             )
@@ -545,7 +567,54 @@ impl<T: Element> DepthwiseOps for CpuBackend<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::transpose;
+    use super::{depthwise_backward_data, depthwise_forward, transpose};
+    use crate::geometry::ConvGeom;
+
+    /// The strided passes (batch-innermost, `WIDE` samples at a time) bit
+    /// for bit against the definition summed in the documented order: every
+    /// output over all k x k taps in (kh, kw) order, padding taps adding
+    /// `w * 0`; every input gradient over the taps that reach it, in (kh, kw)
+    /// order, then the ReLU mask. Batches below, at and past one block of
+    /// samples, in f32, where another order would show.
+    #[test]
+    fn strided_passes_sum_in_the_documented_order() {
+        let rand =
+            |len: usize, seed: u64| -> Vec<f32> { (0..len as u64).map(|i| crate::rng::uniform01(seed, i) as f32 * 2.0 - 1.0).collect() };
+        for (n, c, h, w, k) in [(1, 2, 9, 7, 3), (3, 3, 8, 8, 5), (67, 2, 5, 6, 5), (64, 1, 7, 9, 3)] {
+            let g = ConvGeom::new(n, c, h, w, c, k, 2);
+            let (oh, ow, p) = (g.oh as usize, g.ow as usize, g.pad as usize);
+            let (x, wt, dy) = (rand(g.input().len(), 1), rand(c * k * k, 2), rand(g.output().len(), 3));
+            let relu = |v: f32| if v > 0.0 { v } else { 0.0 };
+            let mut y = vec![f32::NAN; g.output().len()];
+            depthwise_forward(&g, &x, true, &wt, &mut y);
+            let mut dx = vec![f32::NAN; x.len()];
+            depthwise_backward_data(&g, &dy, &wt, Some(&x), &mut dx, false);
+            for (ch, i) in (0..c).flat_map(|ch| (0..n).map(move |i| (ch, i))) {
+                let plane = |r: usize, col: usize, hh: usize, ww: usize| ((ch * n + i) * hh + r) * ww + col;
+                for (r, o) in (0..oh).flat_map(|r| (0..ow).map(move |o| (r, o))) {
+                    let mut sum = 0f32;
+                    for (kh, kw) in (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw))) {
+                        let (ih, iw) = ((r * 2 + kh) as isize - p as isize, (o * 2 + kw) as isize - p as isize);
+                        let inside = ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w;
+                        sum += wt[ch * k * k + kh * k + kw] * if inside { relu(x[plane(ih as usize, iw as usize, h, w)]) } else { 0.0 };
+                    }
+                    assert_eq!(y[plane(r, o, oh, ow)].to_bits(), sum.to_bits(), "forward n{n} k{k} at ({ch}, {i}, {r}, {o})");
+                }
+                for (ih, iw) in (0..h).flat_map(|ih| (0..w).map(move |iw| (ih, iw))) {
+                    let mut sum = 0f32;
+                    for (kh, kw) in (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw))) {
+                        let r2 = (ih + p) as isize - kh as isize;
+                        let o2 = (iw + p) as isize - kw as isize;
+                        if r2 >= 0 && o2 >= 0 && r2 % 2 == 0 && o2 % 2 == 0 && ((r2 / 2) as usize) < oh && ((o2 / 2) as usize) < ow {
+                            sum += wt[ch * k * k + kh * k + kw] * dy[plane((r2 / 2) as usize, (o2 / 2) as usize, oh, ow)];
+                        }
+                    }
+                    let want = if x[plane(ih, iw, h, w)] > 0.0 { sum } else { 0.0 };
+                    assert_eq!(dx[plane(ih, iw, h, w)].to_bits(), want.to_bits(), "input gradient n{n} k{k} at ({ch}, {i}, {ih}, {iw})");
+                }
+            }
+        }
+    }
 
     /// The f32 tiles and the element-at-a-time edges against the definition,
     /// on sizes around the tile's 8, strides wider than the rows, and values
