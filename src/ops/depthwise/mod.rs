@@ -412,15 +412,16 @@ fn sample_taps<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, dy: &[T], c: usi
     let (xt, dyt) = buf.split_at_mut(padded_len);
     gather_channel(x, c, n, h, wd, p, relu_x, xt);
     gather_channel(dy, c, n, oh, ow, 0, false, &mut dyt[..oh * ow * n + SAMPLES]);
-    let sums = match k {
-        1 => tap_sums::<T, 1>,
-        2 => tap_sums::<T, 2>,
-        3 => tap_sums::<T, 3>,
-        4 => tap_sums::<T, 4>,
-        5 => tap_sums::<T, 5>,
+    // direct calls, inlined into the caller's vectorized code (through a function pointer each
+    // instance would be compiled for the baseline CPU)
+    match k {
+        1 => tap_sums::<T, 1>(g, xt, dyt, taps),
+        2 => tap_sums::<T, 2>(g, xt, dyt, taps),
+        3 => tap_sums::<T, 3>(g, xt, dyt, taps),
+        4 => tap_sums::<T, 4>(g, xt, dyt, taps),
+        5 => tap_sums::<T, 5>(g, xt, dyt, taps),
         _ => unreachable!("check() bounds the kernel"),
-    };
-    sums(g, xt, dyt, taps);
+    }
 }
 
 /// Samples whose sums one pass keeps in registers: two AVX2 vectors of f32.
