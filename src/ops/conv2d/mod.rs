@@ -115,14 +115,25 @@ pub fn im2col<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, n0: usize, n1: us
     let k = g.k as usize;
     debug_assert!(col.len() >= g.col_rows() * cols);
     let same = is_same_stride1(g);
-    // The ReLU of a plane is taken once, not once per tap (k*k times).
-    with_scratch::<T, _>(if relu_x { h * w } else { 0 }, |relu_plane| {
+    // A pointwise conv's one tap is the plane itself: its ReLU goes straight into the column.
+    let pointwise = same && k == 1;
+    // Otherwise the ReLU of a plane is taken once, not once per tap (k*k times).
+    with_scratch::<T, _>(if relu_x && !pointwise { h * w } else { 0 }, |relu_plane| {
         vectorized(
             #[inline(always)]
             || {
                 for ci in 0..g.c_in as usize {
                     for img in n0..n1 {
                         let mut plane = &x[(ci * n + img) * h * w..][..h * w];
+                        if pointwise {
+                            let dst = &mut col[ci * cols + (img - n0) * ohw..][..ohw];
+                            if relu_x {
+                                dst.iter_mut().zip(plane).for_each(|(d, &v)| *d = if v > T::zero() { v } else { T::zero() });
+                            } else {
+                                dst.copy_from_slice(plane);
+                            }
+                            continue;
+                        }
                         if relu_x {
                             relu_plane.iter_mut().zip(plane).for_each(|(r, &v)| *r = if v > T::zero() { v } else { T::zero() });
                             plane = relu_plane;
@@ -322,9 +333,18 @@ pub fn conv2d_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_ma
             let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
             let cols = (n1 - n0) * hw;
             let col_len = unfold_scratch(&gt, false, cols);
-            with_scratch::<T, _>(col_len + c_in * cols, |buf| {
+            // without a mask or a sum to add to, the GEMM writes the gradient in place
+            let in_place = relu_mask.is_none() && !accumulate;
+            with_scratch::<T, _>(col_len + if in_place { 0 } else { c_in * cols }, |buf| {
                 let (col, res) = buf.split_at_mut(col_len);
-                gemm(c_in, cols, kk, Mat::rows(&wf, kk), unfolded(&gt, dy, false, n0, n1, col), res, cols, false);
+                let b = unfolded(&gt, dy, false, n0, n1, col);
+                if in_place {
+                    // SAFETY: as in conv2d_forward, this tile's GEMM writes only its images' columns.
+                    let dst = unsafe { out.range(n0 * hw, (c_in - 1) * n * hw + cols) };
+                    gemm(c_in, cols, kk, Mat::rows(&wf, kk), b, dst, n * hw, false);
+                    return;
+                }
+                gemm(c_in, cols, kk, Mat::rows(&wf, kk), b, res, cols, false);
                 for ci in 0..c_in {
                     for img in n0..n1 {
                         emit(ci, img, &res[ci * cols + (img - n0) * hw..][..hw]);
