@@ -51,13 +51,17 @@ fn check(g: &ConvGeom, what: &str) {
 #[inline(always)]
 fn gather_channel<T: Element>(x: &[T], c: usize, n: usize, h: usize, w: usize, pad: usize, relu: bool, t: &mut [T]) {
     let wp = w + 2 * pad;
-    t.fill(T::zero());
     let planes = &x[c * n * h * w..(c + 1) * n * h * w];
+    // zeros only between the rows (and past the last: slack included), each value written once
+    let mut end = 0;
     for r in 0..h {
         // row r of the n images (h * w apart) into w columns of n
-        let dst = &mut t[((r + pad) * wp + pad) * n..((r + pad) * wp + pad + w) * n];
-        transpose(&planes[r * w..], h * w, n, w, dst, n, relu);
+        let start = ((r + pad) * wp + pad) * n;
+        t[end..start].fill(T::zero());
+        transpose(&planes[r * w..], h * w, n, w, &mut t[start..start + w * n], n, relu);
+        end = start + w * n;
     }
+    t[end..].fill(T::zero());
 }
 
 /// The inverse of [`gather_channel`] without padding: `planes[i * hw + q] =
