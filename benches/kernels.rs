@@ -5,6 +5,8 @@
 //! And the depthwise convolutions of NAS-Bench-Macro's laptop preset (C = 8,
 //! batch 64), the ops that PyTorch's CPU path is slowest at.
 //!
+//! And the pointwise convolutions around them.
+//!
 //! Run: `cargo bench --bench kernels` (`-- depthwise` for those alone)
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -91,5 +93,30 @@ fn batchnorm(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, kernels, depthwise, batchnorm);
+/// The pointwise (1x1) convolutions around a laptop-preset MBConv's
+/// depthwise one, through the GEMM: the expansion of a stride-2 layer
+/// (16 -> 96 at 16x16: its input gradient has no mask and nothing to add to)
+/// and the projection after the ReLU (96 -> 16: the ReLU on load, its input
+/// gradient masked). `cargo bench --bench kernels -- pointwise`.
+fn pointwise(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pointwise");
+    g.sample_size(20);
+    let n = 64;
+    for (c_in, c_out, relu) in [(16, 96, false), (96, 16, true)] {
+        let geom = ConvGeom::new(n, c_in, 16, 16, c_out, 1, 1);
+        let (x, w, dy) = (rand(geom.input().len(), 10), rand(geom.weight_len(), 11), rand(geom.output().len(), 12));
+        let (mut y, mut dx, mut dw) = (vec![0f32; dy.len()], vec![0f32; x.len()], vec![0f32; w.len()]);
+        let shape = format!("{c_in}to{c_out}x{n}x16x16{}", if relu { "_relu" } else { "" });
+        g.bench_function(format!("forward_{shape}"), |b| b.iter(|| ops::conv2d_forward(&geom, &x, relu, &w, None, &mut y)));
+        g.bench_function(format!("backward_data_{shape}"), |b| {
+            b.iter(|| ops::conv2d_backward_data(&geom, &dy, &w, relu.then_some(&x[..]), &mut dx, false))
+        });
+        g.bench_function(format!("backward_weight_{shape}"), |b| {
+            b.iter(|| ops::conv2d_backward_weight(&geom, &x, relu, &dy, &mut dw, None, None))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, kernels, depthwise, batchnorm, pointwise);
 criterion_main!(benches);
