@@ -285,7 +285,7 @@ pub fn depthwise_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T
                 #[inline(always)]
                 || {
                     let (xt, yt) = buf.split_at_mut(padded_len + WIDE);
-                    gather_channel(x, c, n, h, wd, p, relu_x, &mut xt[..padded_len]);
+                    gather_channel(x, c, n, h, wd, p, relu_x, xt);
                     let taps = &w[c * k * k..(c + 1) * k * k];
                     for r in 0..oh {
                         for o in 0..ow {
@@ -309,8 +309,9 @@ const WIDE: usize = 64;
 
 /// `dst[i] = sum over terms (t, at) of t src[at + i]`, the terms in the
 /// order given, each sum starting from zero, `WIDE` samples at a time in
-/// registers. The last block's lanes past `dst.len()` read whatever follows
-/// in `src` (`WIDE` values of slack) and are not stored.
+/// registers. The last block's lanes past `dst.len()` read what follows in
+/// `src` (`WIDE` values of slack, zeroed by [`gather_channel`], so that no
+/// stale subnormal slows them) and are not stored.
 #[inline(always)]
 fn tap_block<T: Element>(terms: &[(T, usize)], src: &[T], dst: &mut [T]) {
     for i0 in (0..dst.len()).step_by(WIDE) {
@@ -374,7 +375,7 @@ pub fn depthwise_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu
                 #[inline(always)]
                 || {
                     let (acc, dyt) = buf.split_at_mut(hw * n);
-                    gather_channel(dy, c, n, oh, ow, 0, false, &mut dyt[..oh * ow * n]);
+                    gather_channel(dy, c, n, oh, ow, 0, false, &mut dyt[..oh * ow * n + WIDE]);
                     let taps = &w[c * k * k..(c + 1) * k * k];
                     for ih in 0..h {
                         for iw in 0..wd {
