@@ -286,14 +286,15 @@ pub fn depthwise_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T
                 || {
                     let (xt, yt) = buf.split_at_mut(padded_len + WIDE);
                     gather_channel(x, c, n, h, wd, p, relu_x, xt);
-                    let taps = &w[c * k * k..(c + 1) * k * k];
+                    // every tap at its offset from the output pixel's first input, the same for all pixels
+                    let mut terms = [(T::zero(), 0); MAX_TAPS];
+                    for (t, term) in terms[..k * k].iter_mut().enumerate() {
+                        *term = (w[c * k * k + t], ((t / k) * wp + t % k) * n);
+                    }
                     for r in 0..oh {
                         for o in 0..ow {
-                            let mut terms = [(T::zero(), 0); MAX_TAPS];
-                            for (kh, kw) in (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw))) {
-                                terms[kh * k + kw] = (taps[kh * k + kw], ((r * s + kh) * wp + o * s + kw) * n);
-                            }
-                            tap_block(&terms[..k * k], xt, &mut yt[(r * ow + o) * n..][..n]);
+                            let corner = &xt[(r * s * wp + o * s) * n..];
+                            tap_block(&terms[..k * k], corner, &mut yt[(r * ow + o) * n..][..n]);
                         }
                     }
                     scatter_channel(yt, n, oh * ow, out);
