@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{gemm, Mat};
+use super::gemm::{gemm, gemm_row_blocks, Mat};
 use super::parallel::{with_scratch, Disjoint};
 use super::reduce;
 use super::simd::vectorized;
@@ -42,8 +42,8 @@ pub fn tiling(g: &ConvGeom) -> (usize, usize) {
 /// row-major right-hand side the same way whatever the other columns
 /// (`passes_are_independent_of_threads` checks the bits). The weight gradient
 /// keeps [`tiling`]: it sums its tiles' partial gradients, so its tiles fix the
-/// summation order (and splitting its transposed product by columns does change
-/// bits).
+/// summation order; where they are fewer than the threads, it shares out each
+/// tile's product by rows instead ([`gemm_row_blocks`], same bits).
 fn even_tiling(g: &ConvGeom) -> (usize, usize) {
     let n = g.n as usize;
     let threads = rayon::current_num_threads().max(1);
@@ -361,7 +361,7 @@ pub fn conv2d_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_ma
         let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
         let cols = (n1 - n0) * ohw;
         with_scratch::<T, _>(kk * cols, |dcol| {
-            gemm(kk, cols, c_out, Mat::transposed(w, kk), Mat::rows(&dy[n0 * ohw..], row_len), dcol, cols, false);
+            gemm(kk, cols, c_out, Mat::rows(w, kk).t(), Mat::rows(&dy[n0 * ohw..], row_len), dcol, cols, false);
             col2im_planes(g, dcol, n0, n1, emit);
         });
     });
@@ -390,33 +390,38 @@ pub fn conv2d_backward_weight<T: Element>(
     let (n, ohw, kk, c_out) = (g.n as usize, (g.oh * g.ow) as usize, g.col_rows(), g.c_out as usize);
     let per_sample = sample_sq.is_some();
     let (imgs, tiles) = if per_sample { (1, n) } else { tiling(g) };
+    // Fewer tiles than threads (a late stage's pointwise convs are one tile):
+    // each tile's product is shared out in blocks of rows, which keeps its bits.
+    let parts = rayon::current_num_threads().div_ceil(tiles);
     let row_len = n * ohw;
     let wl = g.weight_len();
     // each tile's squared norm (used with `sample_sq`, where a tile is a sample)
     let mut tile_sq = vec![0f64; tiles];
-    // One partial gradient per tile, summed in tile order below. Each is computed
-    // transposed, `col [kk x cols] * dy^T [cols x c_out]`: the GEMM is several
-    // times faster in that orientation (its packing reads both operands along rows).
+    // One partial gradient per tile, summed in tile order below. Each is
+    // `dy [c_out x cols] * col^T [cols x kk]` or its transpose, whichever has
+    // more rows: the GEMM is two to three times faster with the longer side as
+    // rows (it packs its left operand across rows), and either way gives the
+    // same bits (`a_product_and_its_transpose_agree`). Per-sample norms sum a
+    // part in its memory order, so they keep one orientation.
+    let transposed = per_sample || kk > c_out;
     with_scratch::<T, _>(tiles * wl, |partial| {
         partial.par_chunks_mut(wl).zip(tile_sq.par_iter_mut()).enumerate().for_each(|(t, (part, sq))| {
             let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
             let cols = (n1 - n0) * ohw;
+            let dy = Mat::rows(&dy[n0 * ohw..], row_len);
             with_scratch::<T, _>(unfold_scratch(g, relu_x, cols), |col| {
-                let a = unfolded(g, x, relu_x, n0, n1, col);
-                gemm(kk, c_out, cols, a, Mat::transposed(&dy[n0 * ohw..], row_len), part, c_out, false);
+                let col = unfolded(g, x, relu_x, n0, n1, col);
+                if transposed {
+                    gemm_row_blocks(parts, kk, c_out, cols, col, dy.t(), part, c_out, false);
+                } else {
+                    gemm_row_blocks(parts, c_out, kk, cols, dy, col.t(), part, kk, false);
+                }
             });
             if per_sample {
                 *sq = reduce::sum_map(part, |v| v * v);
             }
         });
-        for part in partial.chunks(wl) {
-            // part is [kk x c_out]; dw is [c_out x kk]
-            for (r, prow) in part.chunks(c_out).enumerate() {
-                for (co, &v) in prow.iter().enumerate() {
-                    dw[co * kk + r] += v;
-                }
-            }
-        }
+        add_parts(partial, transposed, kk, c_out, dw);
     });
     let bias = db.is_some();
     if let Some(db) = db {
@@ -429,6 +434,29 @@ pub fn conv2d_backward_weight<T: Element>(
         assert_eq!(out.len(), n, "conv2d_backward_weight: sample_sq");
         out.par_iter_mut().zip(&tile_sq).enumerate().for_each(|(i, (o, &w))| *o += T::from_f64(w + sample_bias_sq(g, dy, bias, i)));
     }
+}
+
+/// `dw [c_out x kk] += part` for each `part` of `partial`, in order, each
+/// `[c_out x kk]` or, `transposed`, `[kk x c_out]`: every element gets its
+/// terms in the order of a plain loop over the parts, but the rows of `dw` are
+/// shared out among the threads, in blocks of 16 output channels (a cache line
+/// of a transposed part's row, in f32).
+fn add_parts<T: Element>(partial: &[T], transposed: bool, kk: usize, c_out: usize, dw: &mut [T]) {
+    const BLOCK: usize = 16;
+    dw.par_chunks_mut(BLOCK * kk).enumerate().for_each(|(b, rows)| {
+        let co = b * BLOCK..b * BLOCK + rows.len() / kk;
+        for part in partial.chunks(kk * c_out) {
+            if transposed {
+                for (r, prow) in part.chunks(c_out).enumerate() {
+                    for (j, &v) in prow[co.clone()].iter().enumerate() {
+                        rows[j * kk + r] += v;
+                    }
+                }
+            } else {
+                rows.iter_mut().zip(&part[co.start * kk..]).for_each(|(d, &v)| *d += v);
+            }
+        }
+    });
 }
 
 /// `||sum over sample i's pixels of dy||^2` over the output channels (its bias
@@ -454,7 +482,7 @@ pub fn conv2d_per_sample_sq_norms<T: Element>(g: &ConvGeom, x: &[T], relu_x: boo
         let col_len = unfold_scratch(g, relu_x, ohw);
         let sq = with_scratch::<T, _>(col_len + kk * c_out, |buf| {
             let (col, gw) = buf.split_at_mut(col_len);
-            gemm(kk, c_out, ohw, unfolded(g, x, relu_x, i, i + 1, col), Mat::transposed(&dy[i * ohw..], row_len), gw, c_out, false);
+            gemm(kk, c_out, ohw, unfolded(g, x, relu_x, i, i + 1, col), Mat::rows(&dy[i * ohw..], row_len).t(), gw, c_out, false);
             reduce::sum_map(gw, |v| v * v)
         });
         *o += T::from_f64(sq + sample_bias_sq(g, dy, bias, i));
@@ -564,8 +592,10 @@ mod tests {
             (8, 96, 8, 24, 1, 1, true),
             (7, 4, 9, 20, 3, 2, true),
             (5, 3, 11, 70, 3, 1, false),
-            (64, 48, 16, 16, 1, 1, true), // several tiles: 64 images of 12,288 unfolded values
-            (64, 384, 4, 64, 1, 1, true), // 2 tiles (42 + 22 images before they were even)
+            (64, 48, 16, 16, 1, 1, true),  // several tiles: 64 images of 12,288 unfolded values
+            (64, 384, 4, 64, 1, 1, true),  // 2 tiles (42 + 22 images before they were even)
+            (64, 16, 16, 96, 1, 1, true),  // one tile, whose weight gradient is shared out by rows
+            (16, 256, 4, 70, 1, 1, false), // one tile of 256 rows
         ];
         for (n, c_in, hw, c_out, k, stride, relu_x) in cases {
             let g = ConvGeom::new(n, c_in, hw, hw, c_out, k, stride);

@@ -16,7 +16,7 @@ pub fn linear_forward<T: Element>(g: &LinearGeom, x: &[T], w: &[T], b: &[T], y: 
     for row in y.chunks_mut(o) {
         row.copy_from_slice(b);
     }
-    gemm(n, o, i, Mat::rows(x, i), Mat::transposed(w, i), y, o, true);
+    gemm(n, o, i, Mat::rows(x, i), Mat::rows(w, i).t(), y, o, true);
 }
 
 /// `dw += dy^T x`, `db += sum_n dy`, and `dx = dy W` when asked for.
@@ -24,7 +24,7 @@ pub fn linear_backward<T: Element>(g: &LinearGeom, x: &[T], w: &[T], dy: &[T], d
     let (n, i, o) = (g.n as usize, g.inp as usize, g.out as usize);
     assert!(x.len() == n * i && w.len() == o * i && dy.len() == n * o, "linear_backward: sizes");
     assert!(dw.len() == o * i && db.len() == o, "linear_backward: gradient sizes");
-    gemm(o, i, n, Mat::transposed(dy, o), Mat::rows(x, i), dw, i, true);
+    gemm(o, i, n, Mat::rows(dy, o).t(), Mat::rows(x, i), dw, i, true);
     for (j, d) in db.iter_mut().enumerate() {
         *d += T::from_f64((0..n).map(|r| dy[r * o + j].as_f64()).sum());
     }
