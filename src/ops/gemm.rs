@@ -84,8 +84,8 @@ pub fn gemm<T: Element>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &
 ///
 /// Every element of `c` gets the bits that one call over all `m` rows gives it:
 /// the `gemm` crate (0.19) sums each element over `k` in blocks of a depth `kc`
-/// that depends on `k` and the cache sizes alone, except in two regimes chosen
-/// by the product's shape. It computes a row-major `c` (row stride > 1) as its
+/// that depends on `k` and the cache sizes alone, except in regimes chosen by
+/// the product's shape. It computes a row-major `c` (row stride > 1) as its
 /// transpose, an `n x rows` product, and that product takes matrix-vector
 /// kernels when `rows <= 1`, horizontal (dot-product) kernels when
 /// `n * rows <= 256` (for some strides), and `kc = min(k, 512)` when
