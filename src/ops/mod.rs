@@ -27,6 +27,7 @@ pub mod reduce;
 pub mod sampling;
 pub mod simd;
 pub mod softmax_ce;
+pub mod transpose;
 
 pub use batchnorm::{batchnorm_backward, batchnorm_backward_frozen, batchnorm_forward, BN_EPS};
 pub use conv2d::{conv2d_backward_data, conv2d_backward_weight, conv2d_forward, conv2d_per_sample_sq_norms};
