@@ -19,7 +19,7 @@
 
 use rayon::prelude::*;
 
-use super::parallel::with_scratch;
+use super::parallel::{with_scratch, Disjoint};
 use super::simd::vectorized;
 use super::transpose::transpose;
 use crate::backend::cpu::{CpuBackend, CpuBuf};
@@ -403,20 +403,27 @@ pub fn depthwise_backward_weight<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool
     assert_eq!(dy.len(), g.output().len(), "depthwise_backward_weight: dy");
     assert_eq!(dw.len(), weight_len(g), "depthwise_backward_weight: dw");
     let (n, kk) = (g.n as usize, (g.k * g.k) as usize);
-    // each channel's per-sample squared norms (channel-major), summed over channels in order below
-    let mut channel_sq = vec![0f64; g.c_out as usize * n];
-    dw.par_chunks_mut(kk).zip(channel_sq.par_chunks_mut(n)).enumerate().for_each(|(c, (d, sq))| {
+    // each channel's per-sample squared norms (channel-major), summed over channels in order
+    // below; none without `sample_sq`
+    let per_sample = sample_sq.is_some();
+    let mut channel_sq = vec![0f64; if per_sample { g.c_out as usize * n } else { 0 }];
+    let sq_out = Disjoint::new(&mut channel_sq);
+    dw.par_chunks_mut(kk).enumerate().for_each(|(c, d)| {
         with_scratch::<T, _>(kk * n + taps_scratch(g), |buf| {
             vectorized(
                 #[inline(always)]
                 || {
                     let (taps, rest) = buf.split_at_mut(kk * n);
                     sample_taps(g, x, relu_x, dy, c, taps, rest);
-                    for (dv, per_sample) in d.iter_mut().zip(taps.chunks(n)) {
-                        *dv += T::from_f64(per_sample.iter().map(|v| v.as_f64()).sum::<f64>());
+                    for (dv, samples) in d.iter_mut().zip(taps.chunks(n)) {
+                        *dv += T::from_f64(samples.iter().map(|v| v.as_f64()).sum::<f64>());
                     }
-                    for (i, q) in sq.iter_mut().enumerate() {
-                        *q = (0..kk).map(|t| taps[t * n + i].as_f64().powi(2)).sum();
+                    if per_sample {
+                        // SAFETY: channel c's n values are this task's alone.
+                        let sq = unsafe { sq_out.range(c * n, n) };
+                        for (i, q) in sq.iter_mut().enumerate() {
+                            *q = (0..kk).map(|t| taps[t * n + i].as_f64().powi(2)).sum();
+                        }
                     }
                 },
             )
