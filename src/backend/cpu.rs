@@ -13,19 +13,33 @@ use super::{LaunchStat, Memory};
 use crate::element::Element;
 
 /// Free vectors by size class (elements), returned by dropped buffers, and
-/// the bytes they hold.
+/// the bytes they hold; the bytes of the pool's buffers in use, and the most
+/// that ever were.
 struct PoolInner<T> {
     free: Mutex<HashMap<usize, Vec<Vec<T>>>>,
     bytes: AtomicUsize,
+    live: AtomicUsize,
+    peak_live: AtomicUsize,
 }
 
 type Pool<T> = Arc<PoolInner<T>>;
 
-/// The most memory the pool keeps for reuse: a dropped buffer beyond it is
-/// freed. A step reuses its own sizes, which fit; ranking many architectures
-/// (each its own mix of sizes, several at a time) would otherwise keep a
-/// buffer of every size it ever used.
+/// The most memory the pool keeps for reuse, or twice the most its buffers in
+/// use ever held at once where that is more: a dropped buffer beyond it is
+/// freed. A step reuses its own sizes, which then fit however large the step
+/// (paths differ in their mix of sizes, hence twice): with a fixed 512 MiB,
+/// NB-Macro's C=32 step gave part of its buffers back to the system at every
+/// step and faulted them in again (2,800 page faults a step against 300, 5-9%
+/// of its time, for 14% more resident memory in `pada train`). Ranking many
+/// architectures (each its own mix of sizes, several at a time) would
+/// otherwise keep a buffer of every size it ever used.
 const POOL_LIMIT_BYTES: usize = 512 << 20;
+
+/// Whether a pool holding `pooled` bytes keeps a dropped buffer of `bytes`,
+/// its buffers in use having held at most `peak_live` bytes at once.
+fn pool_keeps(pooled: usize, bytes: usize, peak_live: usize) -> bool {
+    pooled + bytes <= POOL_LIMIT_BYTES.max(2 * peak_live)
+}
 
 /// A CPU buffer: a vector that returns to its backend's pool when dropped, so
 /// that the next step's buffers of the same size reuse its memory. Buffers
@@ -73,7 +87,8 @@ impl<T: Element> Drop for CpuBuf<T> {
             let class = size_class(self.data.len());
             debug_assert!(self.data.capacity() >= class);
             let bytes = class * std::mem::size_of::<T>();
-            if pool.bytes.load(Ordering::Relaxed) + bytes <= POOL_LIMIT_BYTES {
+            pool.live.fetch_sub(bytes, Ordering::Relaxed);
+            if pool_keeps(pool.bytes.load(Ordering::Relaxed), bytes, pool.peak_live.load(Ordering::Relaxed)) {
                 pool.bytes.fetch_add(bytes, Ordering::Relaxed);
                 pool.free.lock().unwrap().entry(class).or_default().push(std::mem::take(&mut self.data));
             }
@@ -101,7 +116,12 @@ impl<T: Element> Default for CpuBackend<T> {
 impl<T: Element> CpuBackend<T> {
     pub fn new() -> Self {
         Self {
-            pool: Arc::new(PoolInner { free: Mutex::new(HashMap::new()), bytes: AtomicUsize::new(0) }),
+            pool: Arc::new(PoolInner {
+                free: Mutex::new(HashMap::new()),
+                bytes: AtomicUsize::new(0),
+                live: AtomicUsize::new(0),
+                peak_live: AtomicUsize::new(0),
+            }),
             poison: false,
             profile: Mutex::new(HashMap::new()),
             profiling: AtomicBool::new(false),
@@ -157,9 +177,12 @@ impl<T: Element> Memory for CpuBackend<T> {
     fn alloc(&self, len: usize) -> CpuBuf<T> {
         let class = size_class(len);
         let reused = self.pool.free.lock().unwrap().get_mut(&class).and_then(|v| v.pop());
+        let bytes = class * std::mem::size_of::<T>();
         if reused.is_some() {
-            self.pool.bytes.fetch_sub(class * std::mem::size_of::<T>(), Ordering::Relaxed);
+            self.pool.bytes.fetch_sub(bytes, Ordering::Relaxed);
         }
+        let live = self.pool.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.pool.peak_live.fetch_max(live, Ordering::Relaxed);
         let fillv = if self.poison { T::nan() } else { T::zero() };
         let data = match reused {
             Some(mut b) => {
@@ -228,8 +251,19 @@ impl<T: Element> Memory for CpuBackend<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::CpuBackend;
+    use super::{pool_keeps, CpuBackend, POOL_LIMIT_BYTES};
     use crate::backend::prelude::*;
+
+    /// The pool keeps up to 512 MiB, or twice the most in use at once.
+    #[test]
+    fn pool_keeps_up_to_its_limit_or_twice_the_peak_in_use() {
+        let (mib, limit) = (1 << 20, POOL_LIMIT_BYTES);
+        assert!(pool_keeps(limit - mib, mib, 0));
+        assert!(!pool_keeps(limit, mib, 100 * mib), "past 512 MiB with a small peak");
+        assert!(pool_keeps(limit, mib, 400 * mib), "a peak of 400 MiB lets it keep 800");
+        assert!(pool_keeps(800 * mib - mib, mib, 400 * mib));
+        assert!(!pool_keeps(800 * mib, mib, 400 * mib), "not past twice the peak");
+    }
 
     #[test]
     fn profile_counts_each_op_call_and_only_while_profiling() {
