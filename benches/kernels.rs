@@ -86,8 +86,8 @@ fn batchnorm(c: &mut Criterion) {
         let (x, dy) = (rand(s.len(), 8), rand(s.len(), 9));
         let (mut y, mut dx, mut stats) = (vec![0f32; s.len()], vec![0f32; s.len()], vec![0f32; 2 * ch]);
         let shape = format!("{ch}x64x{hw}x{hw}");
-        g.bench_function(format!("forward_{shape}"), |b| b.iter(|| ops::batchnorm_forward(&s, &x, &mut y, false, &mut stats)));
-        ops::batchnorm_forward(&s, &x, &mut y, false, &mut stats);
+        g.bench_function(format!("forward_{shape}"), |b| b.iter(|| ops::batchnorm_forward(&s, &x, &mut y, false, false, &mut stats)));
+        ops::batchnorm_forward(&s, &x, &mut y, false, false, &mut stats);
         g.bench_function(format!("backward_{shape}"), |b| b.iter(|| ops::batchnorm_backward(&s, &x, &stats, &dy, &mut dx)));
     }
     g.finish();

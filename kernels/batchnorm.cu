@@ -3,10 +3,10 @@
 // channel_sum_parts computes them), summed in double, in a fixed order.
 #include "common.cuh"
 
-// y (+)= (x - mean) * invstd per channel; stats = [mean; c] ++ [invstd; c].
+// y (+)= relu?((x - mean) * invstd) per channel; stats = [mean; c] ++ [invstd; c].
 // sums and sqs: the parts of sum(x) and of sum((x - mean)^2); grid (parts, c).
 KERNEL void batchnorm_normalize(ActShape s, int chunk, const float* __restrict__ x, const float* __restrict__ sums, const float* __restrict__ sqs,
-                                float* __restrict__ y, int accumulate, float* __restrict__ stats) {
+                                float* __restrict__ y, int accumulate, int relu, float* __restrict__ stats) {
     __shared__ float shared_stat[2];
     const int p = blockIdx.x, c = blockIdx.y, parts = gridDim.x;
     const long long L = (long long)s.n * s.h * s.w;
@@ -25,6 +25,7 @@ KERNEL void batchnorm_normalize(ActShape s, int chunk, const float* __restrict__
     const long long b = (long long)p * chunk, e = min(L, b + chunk);
     for (long long i = b + threadIdx.x; i < e; i += blockDim.x) {
         float v = (xc[i] - mean) * inv;
+        if (relu) v = v > 0.0f ? v : 0.0f;  // NaN to 0, as the CPU's
         yc[i] = accumulate ? yc[i] + v : v;
     }
 }

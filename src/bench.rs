@@ -148,7 +148,7 @@ pub fn kernel_timings<B: Backend>(be: &B, config: &SupernetConfig, n: usize, rep
         }
         let shape = format!("{c}x{n}x{h}x{w}");
         let (mut y, mut st) = (be.alloc(s.len()), be.alloc(2 * c));
-        push("batchnorm_forward", shape.clone(), None, repeat(be, reps, || be.batchnorm_forward(&s, &x, &mut y, true, &mut st)));
+        push("batchnorm_forward", shape.clone(), None, repeat(be, reps, || be.batchnorm_forward(&s, &x, &mut y, true, false, &mut st)));
         push("batchnorm_backward", shape.clone(), None, repeat(be, reps, || be.batchnorm_backward(&s, &x, &st, &dy, &mut y)));
         let pg = PoolGeom::avg3x3(s);
         push("avgpool3x3_forward", shape.clone(), None, repeat(be, reps, || be.avgpool3x3_forward(&pg, &x, &mut y, true)));

@@ -179,11 +179,11 @@ fn check_bn(c: usize, n: usize, h: usize, w: usize) {
     let dy = random_vec(s.len(), 12);
     let fwd = |x: &[f64]| {
         let (mut y, mut st) = (vec![0.0; s.len()], vec![0.0; 2 * c]);
-        ops::batchnorm_forward(&s, x, &mut y, false, &mut st);
+        ops::batchnorm_forward(&s, x, &mut y, false, false, &mut st);
         dot(&y, &dy)
     };
     let (mut y, mut st) = (vec![f64::NAN; s.len()], vec![f64::NAN; 2 * c]);
-    ops::batchnorm_forward(&s, &x, &mut y, false, &mut st);
+    ops::batchnorm_forward(&s, &x, &mut y, false, false, &mut st);
     let mut dx = vec![f64::NAN; s.len()];
     ops::batchnorm_backward(&s, &x, &st, &dy, &mut dx);
     assert_grad(&format!("bn {c}x{n}x{h}x{w}"), &dx, &numeric_grad(&x, fwd));

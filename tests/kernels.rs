@@ -290,13 +290,13 @@ pub fn batchnorm<B: Backend<T = f32>>(be: &B) {
     {
         let x: CpuBuf<f32> = rand32(s.len(), 80 + i as u64).iter().map(|v| v * 3.0 + 1.5).collect::<Vec<_>>().into();
         let dy = rand32(s.len(), 90 + i as u64);
-        for acc in [false, true] {
+        for (acc, relu) in [(false, false), (true, false), (false, true), (true, true)] {
             let init = if acc { rand32(s.len(), 95) } else { nan_cpu(s.len()) };
             let (mut yc, mut sc) = (init.clone(), nan_cpu(2 * s.c as usize));
-            cpu.batchnorm_forward(&s, &x, &mut yc, acc, &mut sc);
+            cpu.batchnorm_forward(&s, &x, &mut yc, acc, relu, &mut sc);
             let (mut yg, mut sg) = (up(be, &init), nan(be, 2 * s.c as usize));
-            be.batchnorm_forward(&s, &up(be, &x), &mut yg, acc, &mut sg);
-            close(&format!("batchnorm_forward {s:?} acc={acc}"), &be.download(&yg), &yc);
+            be.batchnorm_forward(&s, &up(be, &x), &mut yg, acc, relu, &mut sg);
+            close(&format!("batchnorm_forward {s:?} acc={acc} relu={relu}"), &be.download(&yg), &yc);
             close(&format!("batchnorm stats {s:?}"), &be.download(&sg), &sc);
             let mut dc = nan_cpu(s.len());
             cpu.batchnorm_backward(&s, &x, &sc, &dy, &mut dc);

@@ -66,13 +66,18 @@ fn bn_case<T: Element>(f: &Fixture, case: &str) {
     let x = nchw_to_cnhw(&get::<T>(f, &format!("{case}.x")), n, c, hw);
     let dy = nchw_to_cnhw(&get::<T>(f, &format!("{case}.dy")), n, c, hw);
     let (mut y, mut stats) = (vec![T::nan(); x.len()], vec![T::nan(); 2 * c]);
-    ops::batchnorm_forward(&shape, &x, &mut y, false, &mut stats);
+    ops::batchnorm_forward(&shape, &x, &mut y, false, false, &mut stats);
     check(&format!("{case}.y"), &cnhw_to_nchw(&y, n, c, hw), &f.f64(&format!("{case}.y")));
     // accumulate mode adds the same output onto what is there
     let mut y2 = vec![T::one(); x.len()];
-    ops::batchnorm_forward(&shape, &x, &mut y2, true, &mut stats);
+    ops::batchnorm_forward(&shape, &x, &mut y2, true, false, &mut stats);
     let want: Vec<f64> = f.f64(&format!("{case}.y")).iter().map(|v| v + 1.0).collect();
     check(&format!("{case}.y accumulated"), &cnhw_to_nchw(&y2, n, c, hw), &want);
+    // relu mode writes the same output through a ReLU
+    let mut y3 = vec![T::nan(); x.len()];
+    ops::batchnorm_forward(&shape, &x, &mut y3, false, true, &mut stats);
+    assert!(y3.iter().zip(&y).all(|(&r, &v)| r == if v > T::zero() { v } else { T::zero() }), "{case}: relu mode");
+    assert!(y3.iter().any(|&r| r == T::zero()) && y3.iter().any(|&r| r > T::zero()), "{case}: a ReLU with both sides");
     let mut dx = vec![T::nan(); x.len()];
     ops::batchnorm_backward(&shape, &x, &stats, &dy, &mut dx);
     check(&format!("{case}.dx"), &cnhw_to_nchw(&dx, n, c, hw), &f.f64(&format!("{case}.dx")));

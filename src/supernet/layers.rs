@@ -70,8 +70,35 @@ pub struct BnSaved<B: Backend> {
     pub stats: Option<B::Buf>,
 }
 
-/// `conv(relu?(x))` into `t`.
-fn conv_forward<B: Backend>(be: &B, ps: &ParamStore<B>, conv: &Conv, g: &ConvGeom, x: &B::Buf, relu_x: bool, t: &mut B::Buf) {
+/// How a conv reads its input `x`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvIn {
+    /// `x` as it is.
+    Plain,
+    /// `relu(x)`: the conv applies the ReLU as it reads `x`, and its input
+    /// gradient goes through the ReLU's mask `x > 0`.
+    Relu,
+    /// `x` that the batch norm which wrote it already put through a ReLU
+    /// ([`conv_bn`] with `relu_y`): read as it is, so the conv makes no
+    /// ReLU'd copy of it, and the input gradient masked by `x > 0` (the same
+    /// mask as [`ConvIn::Relu`]'s: `relu(v) > 0` exactly where `v > 0`).
+    Relued,
+}
+
+impl ConvIn {
+    /// Whether the conv puts `x` through a ReLU as it reads it.
+    fn applies_relu(self) -> bool {
+        self == ConvIn::Relu
+    }
+    /// Whether the input gradient goes through the ReLU's mask `x > 0`.
+    fn masked(self) -> bool {
+        self != ConvIn::Plain
+    }
+}
+
+/// `conv(input(x))` into `t`.
+fn conv_forward<B: Backend>(be: &B, ps: &ParamStore<B>, conv: &Conv, g: &ConvGeom, x: &B::Buf, input: ConvIn, t: &mut B::Buf) {
+    let relu_x = input.applies_relu();
     if conv.depthwise {
         be.depthwise_forward(g, x, relu_x, ps.value(conv.w), t);
     } else {
@@ -80,7 +107,9 @@ fn conv_forward<B: Backend>(be: &B, ps: &ParamStore<B>, conv: &Conv, g: &ConvGeo
 }
 
 /// A conv followed by batch norm (unless `bn` is false: the conv alone)
-/// whose output is written to (or, with `accumulate`, added into) `y`.
+/// whose output is written to (or, with `accumulate`, added into) `y`; with
+/// `relu_y`, through a ReLU, which the batch norm applies as it writes (the
+/// next conv then reads `y` as [`ConvIn::Relued`]).
 #[allow(clippy::too_many_arguments)]
 pub fn conv_bn<B: Backend>(
     be: &B,
@@ -88,14 +117,16 @@ pub fn conv_bn<B: Backend>(
     conv: &Conv,
     g: &ConvGeom,
     x: &B::Buf,
-    relu_x: bool,
+    input: ConvIn,
     y: &mut B::Buf,
     accumulate: bool,
+    relu_y: bool,
     bn: bool,
 ) -> BnSaved<B> {
+    assert!(bn || !relu_y, "conv_bn: the ReLU of relu_y is the batch norm's");
     let s = g.output();
     let mut t = be.alloc(s.len());
-    conv_forward(be, ps, conv, g, x, relu_x, &mut t);
+    conv_forward(be, ps, conv, g, x, input, &mut t);
     if !bn {
         if accumulate {
             be.add_assign(y, &t)
@@ -105,22 +136,24 @@ pub fn conv_bn<B: Backend>(
         return BnSaved { x: t, stats: None };
     }
     let mut stats = be.alloc(2 * s.c as usize);
-    be.batchnorm_forward(&s, &t, y, accumulate, &mut stats);
+    be.batchnorm_forward(&s, &t, y, accumulate, relu_y, &mut stats);
     BnSaved { x: t, stats: Some(stats) }
 }
 
 /// [`conv_bn`] into a fresh buffer, returned with what it saved.
+#[allow(clippy::too_many_arguments)]
 pub fn conv_bn_fresh<B: Backend>(
     be: &B,
     ps: &ParamStore<B>,
     conv: &Conv,
     g: &ConvGeom,
     x: &B::Buf,
-    relu_x: bool,
+    input: ConvIn,
+    relu_y: bool,
     bn: bool,
 ) -> (BnSaved<B>, B::Buf) {
     let mut y = be.alloc(g.output().len());
-    let saved = conv_bn(be, ps, conv, g, x, relu_x, &mut y, false, bn);
+    let saved = conv_bn(be, ps, conv, g, x, input, &mut y, false, relu_y, bn);
     (saved, y)
 }
 
@@ -133,7 +166,7 @@ pub fn conv_bn_backward<B: Backend>(
     conv: &Conv,
     g: &ConvGeom,
     x: &B::Buf,
-    relu_x: bool,
+    input: ConvIn,
     bn: &BnSaved<B>,
     dy: &B::Buf,
     dx: Option<(&mut B::Buf, bool)>,
@@ -149,7 +182,7 @@ pub fn conv_bn_backward<B: Backend>(
         dt
     });
     let dt = through_bn.as_ref().unwrap_or(dy);
-    conv_backward(be, ps, pass, conv, g, x, relu_x, dt, dx);
+    conv_backward(be, ps, pass, conv, g, x, input, dt, dx);
 }
 
 /// Backward through a conv: its parameter gradients (or per-sample norms,
@@ -164,20 +197,21 @@ pub fn conv_backward<B: Backend>(
     conv: &Conv,
     g: &ConvGeom,
     x: &B::Buf,
-    relu_x: bool,
+    input: ConvIn,
     dt: &B::Buf,
     dx: Option<(&mut B::Buf, bool)>,
 ) {
     let (w, dw, db) = ps.value_and_grads(conv.w, conv.b);
-    let params = || conv_weight_backward(be, dw, db, pass, conv, g, x, relu_x, dt);
+    let params = || conv_weight_backward(be, dw, db, pass, conv, g, x, input.applies_relu(), dt);
     let Some((dx, acc)) = dx else {
         return params();
     };
+    let mask = input.masked().then_some(x);
     let data = || {
         if conv.depthwise {
-            be.depthwise_backward_data(g, dt, w, relu_x.then_some(x), dx, acc);
+            be.depthwise_backward_data(g, dt, w, mask, dx, acc);
         } else {
-            be.conv2d_backward_data(g, dt, w, relu_x.then_some(x), dx, acc);
+            be.conv2d_backward_data(g, dt, w, mask, dx, acc);
         }
     };
     be.join(params, data);

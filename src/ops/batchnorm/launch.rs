@@ -5,7 +5,7 @@ use crate::backend::gpu::{Args, ChannelSplit, Device, GpuBackend, GpuBuf, Kernel
 use crate::geometry::ActShape;
 
 impl<D: Device> BatchnormOps for GpuBackend<D> {
-    fn batchnorm_forward(&self, s: &ActShape, x: &GpuBuf<D>, y: &mut GpuBuf<D>, accumulate: bool, stats: &mut GpuBuf<D>) {
+    fn batchnorm_forward(&self, s: &ActShape, x: &GpuBuf<D>, y: &mut GpuBuf<D>, accumulate: bool, relu: bool, stats: &mut GpuBuf<D>) {
         assert!(x.len == s.len() && y.len == s.len() && stats.len == 2 * s.c as usize, "batchnorm_forward: sizes");
         let split = ChannelSplit::new(s.c as usize, s.per_channel());
         let sums = split.sums(self, x, None);
@@ -13,7 +13,16 @@ impl<D: Device> BatchnormOps for GpuBackend<D> {
         split.launch(
             self,
             Kernel::BatchnormNormalize,
-            Args::default().push(s).i32(split.chunk as i32).buf(x).buf(&sums).buf(&sqs).buf(y).i32(accumulate as i32).buf(stats),
+            Args::default()
+                .push(s)
+                .i32(split.chunk as i32)
+                .buf(x)
+                .buf(&sums)
+                .buf(&sqs)
+                .buf(y)
+                .i32(accumulate as i32)
+                .i32(relu as i32)
+                .buf(stats),
         );
     }
     fn batchnorm_backward(&self, s: &ActShape, x: &GpuBuf<D>, stats: &GpuBuf<D>, dy: &GpuBuf<D>, dx: &mut GpuBuf<D>) {

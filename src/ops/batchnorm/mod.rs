@@ -23,9 +23,12 @@ mod launch;
 
 pub const BN_EPS: f64 = 1e-5;
 
-/// `y (+)= (x - mean) * invstd` per channel of the CNHW tensor `x`; writes the
-/// statistics into `stats` (`[mean; c] ++ [invstd; c]`).
-pub fn batchnorm_forward<T: Element>(s: &ActShape, x: &[T], y: &mut [T], accumulate: bool, stats: &mut [T]) {
+/// `y (+)= relu?((x - mean) * invstd)` per channel of the CNHW tensor `x`;
+/// writes the statistics into `stats` (`[mean; c] ++ [invstd; c]`). With
+/// `relu`, the output goes through a ReLU (`max(v, 0)`, NaN to 0, as the ops'
+/// fused ReLUs): a ReLU that follows the batch norm costs no pass of its own,
+/// and the next conv reads its input as it is.
+pub fn batchnorm_forward<T: Element>(s: &ActShape, x: &[T], y: &mut [T], accumulate: bool, relu: bool, stats: &mut [T]) {
     let c = s.c as usize;
     assert_eq!(x.len(), s.len(), "batchnorm_forward: x");
     assert_eq!(y.len(), s.len(), "batchnorm_forward: y");
@@ -41,10 +44,20 @@ pub fn batchnorm_forward<T: Element>(s: &ActShape, x: &[T], y: &mut [T], accumul
                 let mean = T::from_f64(reduce::sum(xc) / l as f64);
                 let var = reduce::sum_map(xc, |v| (v - mean) * (v - mean)) / l as f64;
                 let inv = T::from_f64(1.0 / (var + BN_EPS).sqrt());
-                if accumulate {
-                    yc.iter_mut().zip(xc).for_each(|(o, &v)| *o += (v - mean) * inv);
-                } else {
-                    yc.iter_mut().zip(xc).for_each(|(o, &v)| *o = (v - mean) * inv);
+                let norm = |v: T| (v - mean) * inv;
+                let relu_norm = |v: T| {
+                    let v = norm(v);
+                    if v > T::zero() {
+                        v
+                    } else {
+                        T::zero()
+                    }
+                };
+                match (accumulate, relu) {
+                    (false, false) => yc.iter_mut().zip(xc).for_each(|(o, &v)| *o = norm(v)),
+                    (true, false) => yc.iter_mut().zip(xc).for_each(|(o, &v)| *o += norm(v)),
+                    (false, true) => yc.iter_mut().zip(xc).for_each(|(o, &v)| *o = relu_norm(v)),
+                    (true, true) => yc.iter_mut().zip(xc).for_each(|(o, &v)| *o += relu_norm(v)),
                 }
                 *st = (mean, inv);
             },
@@ -104,14 +117,14 @@ pub fn batchnorm_backward_frozen<T: Element>(s: &ActShape, stats: &[T], dy: &[T]
 /// The backend interface of these ops: the CPU engine below, the CUDA
 /// kernels of `kernels/batchnorm.cu` through `launch.rs`.
 pub trait BatchnormOps: Memory {
-    fn batchnorm_forward(&self, s: &ActShape, x: &Self::Buf, y: &mut Self::Buf, accumulate: bool, stats: &mut Self::Buf);
+    fn batchnorm_forward(&self, s: &ActShape, x: &Self::Buf, y: &mut Self::Buf, accumulate: bool, relu: bool, stats: &mut Self::Buf);
     fn batchnorm_backward(&self, s: &ActShape, x: &Self::Buf, stats: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
     fn batchnorm_backward_frozen(&self, s: &ActShape, stats: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
 }
 
 impl<T: Element> BatchnormOps for CpuBackend<T> {
-    fn batchnorm_forward(&self, s: &ActShape, x: &CpuBuf<T>, y: &mut CpuBuf<T>, accumulate: bool, stats: &mut CpuBuf<T>) {
-        self.op("batchnorm_forward", || batchnorm_forward(s, x, y, accumulate, stats))
+    fn batchnorm_forward(&self, s: &ActShape, x: &CpuBuf<T>, y: &mut CpuBuf<T>, accumulate: bool, relu: bool, stats: &mut CpuBuf<T>) {
+        self.op("batchnorm_forward", || batchnorm_forward(s, x, y, accumulate, relu, stats))
     }
     fn batchnorm_backward(&self, s: &ActShape, x: &CpuBuf<T>, stats: &CpuBuf<T>, dy: &CpuBuf<T>, dx: &mut CpuBuf<T>) {
         self.op("batchnorm_backward", || batchnorm_backward(s, x, stats, dy, dx))

@@ -25,7 +25,7 @@ use super::arch::{CellPlan, Genotype, Op, EDGES, NUM_EDGES};
 use crate::backend::Backend;
 use crate::geometry::{ActShape, PoolGeom};
 use crate::space::Arch;
-use crate::supernet::layers::{conv_backward, conv_bn, conv_bn_backward, conv_bn_fresh, BnSaved, Conv};
+use crate::supernet::layers::{conv_backward, conv_bn, conv_bn_backward, conv_bn_fresh, BnSaved, Conv, ConvIn};
 use crate::supernet::{BatchNorm, BodyTape, ParamId, ParamStore, Pass, SpaceNet, SupernetConfig};
 
 /// Channels of stage `s` (0, 1, 2) of a supernet of `config`.
@@ -275,7 +275,7 @@ impl<B: Backend> SpaceNet<B> for Nb201Net {
         let (h, w) = (self.config.input.h, self.config.input.w);
         let outside = bn == BatchNorm::All; // batch norm outside the reduction blocks
         let plan = genotype.plan_with(!outside);
-        let (stem, stem_out) = conv_bn_fresh(be, ps, &self.stem, &self.stem.geom(batch, h, w), &x, false, outside);
+        let (stem, stem_out) = conv_bn_fresh(be, ps, &self.stem, &self.stem.geom(batch, h, w), &x, ConvIn::Plain, false, outside);
         let mut layers = Vec::with_capacity(self.layers.len());
         let mut outputs = vec![Some(stem_out)];
         for (l, layer) in self.layers.iter().enumerate() {
@@ -300,7 +300,7 @@ impl<B: Backend> SpaceNet<B> for Nb201Net {
         let mut y = be.alloc(feat_shape.len());
         let stats = outside.then(|| {
             let mut stats = be.alloc(2 * c_last);
-            be.batchnorm_forward(&feat_shape, feat, &mut y, false, &mut stats);
+            be.batchnorm_forward(&feat_shape, feat, &mut y, false, false, &mut stats);
             stats
         });
         if stats.is_none() {
@@ -347,7 +347,7 @@ impl<B: Backend> SpaceNet<B> for Nb201Net {
         // The stem: the input gradient is not needed.
         let (h, w) = (self.config.input.h, self.config.input.w);
         let g = self.stem.geom(batch, h, w);
-        conv_bn_backward(be, ps, pass, &self.stem, &g, &tape.input, false, &tape.stem, &grad, None);
+        conv_bn_backward(be, ps, pass, &self.stem, &g, &tape.input, ConvIn::Plain, &tape.stem, &grad, None);
     }
 }
 
@@ -408,7 +408,7 @@ impl Nb201Net {
                         let conv = cell.conv(e, op).expect("conv op");
                         let g = conv.geom(n, cell.h, cell.w);
                         let s = sum.get_or_insert_with(|| be.alloc(shape.len()));
-                        bn[e] = Some(conv_bn(be, ps, conv, &g, xin, true, s, acc, bn_on));
+                        bn[e] = Some(conv_bn(be, ps, conv, &g, xin, ConvIn::Relu, s, acc, false, bn_on));
                     }
                     Op::None => unreachable!("none edges are never active"),
                 }
@@ -441,7 +441,7 @@ impl Nb201Net {
         n: usize,
     ) -> (LayerTape<B>, Option<B::Buf>) {
         let ga = r.conv_a.geom(n, r.h, r.w);
-        let (a, a_out) = conv_bn_fresh(be, ps, &r.conv_a, &ga, x, true, true);
+        let (a, a_out) = conv_bn_fresh(be, ps, &r.conv_a, &ga, x, ConvIn::Relu, false, true);
         let gp = PoolGeom::avg2x2(ActShape::new(r.c_in, n, r.h, r.w));
         let mut pooled = be.alloc(gp.output().len());
         be.avgpool2x2_forward(&gp, x, &mut pooled);
@@ -451,7 +451,7 @@ impl Nb201Net {
         let gb = r.conv_b.geom(n, ga.oh as usize, ga.ow as usize);
         debug_assert_eq!(gs.output(), gb.output());
         debug_assert_eq!(r.c_out, gs.c_out as usize);
-        let b = conv_bn(be, ps, &r.conv_b, &gb, &a_out, true, &mut out, true, true);
+        let b = conv_bn(be, ps, &r.conv_b, &gb, &a_out, ConvIn::Relu, &mut out, true, false, true);
         (LayerTape::Reduction { a, a_out, b, pooled }, Some(out))
     }
 
@@ -506,7 +506,7 @@ impl Nb201Net {
                         let acc = dnodes[src].is_some();
                         let d = dnodes[src].get_or_insert_with(|| be.alloc(shape.len()));
                         let saved = bn[e].as_ref().expect("conv edge kept its BN input");
-                        conv_bn_backward(be, ps, pass, &conv, &g, xin, true, saved, g_in, Some((d, acc)));
+                        conv_bn_backward(be, ps, pass, &conv, &g, xin, ConvIn::Relu, saved, g_in, Some((d, acc)));
                     }
                     Op::None => unreachable!("none edges are never active"),
                 }
@@ -537,13 +537,13 @@ impl Nb201Net {
         let gp = PoolGeom::avg2x2(ActShape::new(r.c_in, n, r.h, r.w));
         // branch: conv_b then conv_a
         let mut da = be.alloc(gb.input().len());
-        conv_bn_backward(be, ps, pass, &r.conv_b, &gb, a_out, true, b, &dout, Some((&mut da, false)));
+        conv_bn_backward(be, ps, pass, &r.conv_b, &gb, a_out, ConvIn::Relu, b, &dout, Some((&mut da, false)));
         let mut dx = be.alloc(ga.input().len());
-        conv_bn_backward(be, ps, pass, &r.conv_a, &ga, x, true, a, &da, Some((&mut dx, false)));
+        conv_bn_backward(be, ps, pass, &r.conv_a, &ga, x, ConvIn::Relu, a, &da, Some((&mut dx, false)));
         drop(da); // freed before the shortcut's buffers are taken
                   // shortcut: conv1x1 (no bias, no BN) after the 2x2 pool
         let mut dp = be.alloc(gs.input().len());
-        conv_backward(be, ps, pass, &r.shortcut, &gs, pooled, false, &dout, Some((&mut dp, false)));
+        conv_backward(be, ps, pass, &r.shortcut, &gs, pooled, ConvIn::Plain, &dout, Some((&mut dp, false)));
         be.avgpool2x2_backward(&gp, &dp, &mut dx, true);
         dx
     }

@@ -28,7 +28,7 @@ use super::{opens_stage, LAYERS, MBCONV};
 use crate::backend::Backend;
 use crate::geometry::{ActShape, ConvGeom};
 use crate::space::Arch;
-use crate::supernet::layers::{conv_bn, conv_bn_backward, conv_bn_fresh, BnSaved, Conv};
+use crate::supernet::layers::{conv_bn, conv_bn_backward, conv_bn_fresh, BnSaved, Conv, ConvIn};
 use crate::supernet::{BatchNorm, BodyTape, ParamId, ParamStore, Pass, SpaceNet, SupernetConfig};
 
 /// The head's width per stem channel (1280 at the benchmark's 32).
@@ -90,6 +90,19 @@ pub struct MacroNet {
     head_hw: (usize, usize),
 }
 
+/// How a conv reads a batch norm's output that a ReLU follows (the stem's,
+/// read by layer 0; a block's depthwise conv's, read by its second pointwise
+/// conv): the batch norm writes it through the ReLU where there is one
+/// (`bn`), so that neither the conv nor its weight gradient makes a ReLU'd
+/// copy of it; without batch norm (synflow's network) the conv applies it.
+fn after_bn_relu(bn: bool) -> ConvIn {
+    if bn {
+        ConvIn::Relued
+    } else {
+        ConvIn::Relu
+    }
+}
+
 /// Builds the body of a supernet of `config` ([`crate::space`]).
 pub fn build<B: Backend>(be: &B, ps: &mut ParamStore<B>, config: &SupernetConfig) -> anyhow::Result<Box<dyn SpaceNet<B>>> {
     Ok(Box::new(MacroNet::new(be, ps, config)?))
@@ -147,7 +160,8 @@ enum LayerTape<B: Backend> {
         /// BN output of pw1 (the depthwise conv reads its ReLU).
         a1: B::Buf,
         dw: BnSaved<B>,
-        /// BN output of the depthwise conv (pw2 reads its ReLU).
+        /// BN output of the depthwise conv, through the ReLU where there is
+        /// BN (the BN applies it, [`after_bn_relu`]), which pw2 reads.
         a2: B::Buf,
         pw2: BnSaved<B>,
     },
@@ -211,32 +225,32 @@ impl<B: Backend> SpaceNet<B> for MacroNet {
     ) -> Option<BodyTape> {
         let bn = bn == BatchNorm::All;
         let (h, w) = (self.config.input.h, self.config.input.w);
-        let (stem, stem_out) = conv_bn_fresh(be, ps, &self.stem, &self.stem.geom(batch, h, w), &x, false, bn);
+        let (stem, stem_out) = conv_bn_fresh(be, ps, &self.stem, &self.stem.geom(batch, h, w), &x, ConvIn::Plain, bn, bn);
         let mut outputs = vec![Some(stem_out)];
         let mut layers = Vec::with_capacity(LAYERS);
         for (l, layer) in self.layers.iter().enumerate() {
             let input = outputs[..=l].iter().rev().find_map(|o| o.as_ref()).expect("the stem's output");
             // the stem's ReLU is applied as layer 0's convs read it
-            let relu_in = l == 0;
+            let input_as = if l == 0 { after_bn_relu(bn) } else { ConvIn::Plain };
             let (lt, out) = match arch.choice(l) {
                 0 => match &layer.identity {
                     None => (LayerTape::Same, None),
                     Some(conv) => {
-                        let (saved, y) = conv_bn_fresh(be, ps, conv, &conv.geom(batch, layer.h, layer.w), input, relu_in, bn);
+                        let (saved, y) = conv_bn_fresh(be, ps, conv, &conv.geom(batch, layer.h, layer.w), input, input_as, false, bn);
                         (LayerTape::Conv(saved), Some(y))
                     }
                 },
                 k => {
                     let m = &layer.mb[k - 1];
                     let (oh, ow) = layer.out_hw();
-                    let (pw1, a1) = conv_bn_fresh(be, ps, &m.pw1, &m.pw1.geom(batch, layer.h, layer.w), input, relu_in, bn);
-                    let (dw, a2) = conv_bn_fresh(be, ps, &m.dw, &m.dw.geom(batch, layer.h, layer.w), &a1, true, bn);
+                    let (pw1, a1) = conv_bn_fresh(be, ps, &m.pw1, &m.pw1.geom(batch, layer.h, layer.w), input, input_as, false, bn);
+                    let (dw, a2) = conv_bn_fresh(be, ps, &m.dw, &m.dw.geom(batch, layer.h, layer.w), &a1, ConvIn::Relu, bn, bn);
                     let g2 = m.pw2.geom(batch, oh, ow);
                     let mut y = be.alloc(g2.output().len());
                     if layer.residual() {
                         be.copy(&mut y, input);
                     }
-                    let pw2 = conv_bn(be, ps, &m.pw2, &g2, &a2, true, &mut y, layer.residual(), bn);
+                    let pw2 = conv_bn(be, ps, &m.pw2, &g2, &a2, after_bn_relu(bn), &mut y, layer.residual(), false, bn);
                     (LayerTape::Mb { pw1, a1, dw, a2, pw2 }, Some(y))
                 }
             };
@@ -249,7 +263,7 @@ impl<B: Backend> SpaceNet<B> for MacroNet {
         }
         let last = outputs.iter().rev().find_map(|o| o.as_ref()).expect("a layer output");
         let (hh, hw) = self.head_hw;
-        let (head, head_y) = conv_bn_fresh(be, ps, &self.head, &self.head.geom(batch, hh, hw), last, false, bn);
+        let (head, head_y) = conv_bn_fresh(be, ps, &self.head, &self.head.geom(batch, hh, hw), last, ConvIn::Plain, false, bn);
         be.global_avgpool_forward(&ActShape::new(self.head.c_out, batch, hh, hw), &head_y, true, pooled);
         Some(Box::new(Tape { input: x, stem, outputs, layers, head, head_y }))
     }
@@ -264,18 +278,18 @@ impl<B: Backend> SpaceNet<B> for MacroNet {
         let gh = self.head.geom(batch, hh, hw);
         let last = tape.input_of(LAYERS);
         let mut grad = be.alloc(gh.input().len());
-        conv_bn_backward(be, ps, pass, &self.head, &gh, last, false, &tape.head, &dy, Some((&mut grad, false)));
+        conv_bn_backward(be, ps, pass, &self.head, &gh, last, ConvIn::Plain, &tape.head, &dy, Some((&mut grad, false)));
         drop(dy);
         for (l, layer) in self.layers.iter().enumerate().rev() {
             let input = tape.input_of(l);
-            let relu_in = l == 0;
+            let input_as = if l == 0 { after_bn_relu(tape.stem.stats.is_some()) } else { ConvIn::Plain };
             grad = match &tape.layers[l] {
                 LayerTape::Same => grad,
                 LayerTape::Conv(saved) => {
                     let conv = layer.identity.as_ref().expect("a strided identity");
                     let g = conv.geom(batch, layer.h, layer.w);
                     let mut dx = be.alloc(g.input().len());
-                    conv_bn_backward(be, ps, pass, conv, &g, input, relu_in, saved, &grad, Some((&mut dx, false)));
+                    conv_bn_backward(be, ps, pass, conv, &g, input, input_as, saved, &grad, Some((&mut dx, false)));
                     dx
                 }
                 LayerTape::Mb { pw1, a1, dw, a2, pw2 } => {
@@ -283,21 +297,21 @@ impl<B: Backend> SpaceNet<B> for MacroNet {
                     let (oh, ow) = layer.out_hw();
                     let g2 = m.pw2.geom(batch, oh, ow);
                     let mut da2 = be.alloc(g2.input().len());
-                    conv_bn_backward(be, ps, pass, &m.pw2, &g2, a2, true, pw2, &grad, Some((&mut da2, false)));
+                    conv_bn_backward(be, ps, pass, &m.pw2, &g2, a2, after_bn_relu(dw.stats.is_some()), pw2, &grad, Some((&mut da2, false)));
                     let gd = m.dw.geom(batch, layer.h, layer.w);
                     let mut da1 = be.alloc(gd.input().len());
-                    conv_bn_backward(be, ps, pass, &m.dw, &gd, a1, true, dw, &da2, Some((&mut da1, false)));
+                    conv_bn_backward(be, ps, pass, &m.dw, &gd, a1, ConvIn::Relu, dw, &da2, Some((&mut da1, false)));
                     drop(da2);
                     let g1 = m.pw1.geom(batch, layer.h, layer.w);
                     // the residual's gradient first, then the block's added to it
                     let residual = layer.residual();
                     let mut dx = if residual { grad } else { be.alloc(g1.input().len()) };
-                    conv_bn_backward(be, ps, pass, &m.pw1, &g1, input, relu_in, pw1, &da1, Some((&mut dx, residual)));
+                    conv_bn_backward(be, ps, pass, &m.pw1, &g1, input, input_as, pw1, &da1, Some((&mut dx, residual)));
                     dx
                 }
             };
         }
         let (h, w) = (self.config.input.h, self.config.input.w);
-        conv_bn_backward(be, ps, pass, &self.stem, &self.stem.geom(batch, h, w), &tape.input, false, &tape.stem, &grad, None);
+        conv_bn_backward(be, ps, pass, &self.stem, &self.stem.geom(batch, h, w), &tape.input, ConvIn::Plain, &tape.stem, &grad, None);
     }
 }
