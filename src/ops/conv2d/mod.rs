@@ -36,8 +36,11 @@ pub fn tiling(g: &ConvGeom) -> (usize, usize) {
 }
 
 /// Images per tile and number of tiles for the forward and input-gradient
-/// passes: tiles of [`tiling`]'s size at most, of equal size and as many as a
-/// multiple of the threads, so that no thread waits on another's extra tile.
+/// passes: tiles of [`tiling`]'s size at most (one per thread `in_place`,
+/// where the pass reads its input and writes its output in place: no scratch
+/// to keep in L2, and fewer, larger products run faster), of equal size and
+/// as many as a multiple of the threads, so that no thread waits on another's
+/// extra tile.
 /// Their results do not depend on the tiling: a tile is whole output columns
 /// of the GEMM, and the `gemm` crate computes a column of a product with a
 /// row-major right-hand side the same way whatever the other columns
@@ -45,10 +48,11 @@ pub fn tiling(g: &ConvGeom) -> (usize, usize) {
 /// keeps [`tiling`]: it sums its tiles' partial gradients, so its tiles fix the
 /// summation order; where they are fewer than the threads, it shares out each
 /// tile's product by rows instead ([`gemm_row_blocks`], same bits).
-fn even_tiling(g: &ConvGeom) -> (usize, usize) {
+fn even_tiling(g: &ConvGeom, in_place: bool) -> (usize, usize) {
     let n = g.n as usize;
     let threads = rayon::current_num_threads().max(1);
-    let tiles = tiling(g).1.next_multiple_of(threads).min(n);
+    let base = if in_place { 1 } else { tiling(g).1 };
+    let tiles = base.next_multiple_of(threads).min(n);
     let imgs = n.div_ceil(tiles);
     (imgs, n.div_ceil(imgs))
 }
@@ -260,7 +264,7 @@ pub fn conv2d_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T], 
     assert_eq!(x.len(), g.input().len(), "conv2d_forward: x");
     assert_eq!(w.len(), g.weight_len(), "conv2d_forward: w");
     assert_eq!(y.len(), g.output().len(), "conv2d_forward: y");
-    let (imgs, tiles) = even_tiling(g);
+    let (imgs, tiles) = even_tiling(g, reads_input_in_place(g, relu_x));
     let (n, ohw, kk, c_out) = (g.n as usize, (g.oh * g.ow) as usize, g.col_rows(), g.c_out as usize);
     let row_len = n * ohw;
     let out = Disjoint::new(y);
@@ -331,14 +335,15 @@ pub fn conv2d_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_ma
             });
             let wf = &*wf;
             let gt = ConvGeom::with_pad(n, c_out, g.h as usize, g.w as usize, c_in, k, 1, g.pad as usize);
-            let (imgs, tiles) = even_tiling(&gt);
+            // without a sum to add to, the GEMM writes the gradient in place (and the
+            // mask is applied there); a pointwise conv then needs no scratch at all
+            let in_place = !accumulate;
+            let (imgs, tiles) = even_tiling(&gt, in_place && reads_input_in_place(&gt, false));
             let kk = gt.col_rows();
             (0..tiles).into_par_iter().for_each(|t| {
                 let (n0, n1) = (t * imgs, ((t + 1) * imgs).min(n));
                 let cols = (n1 - n0) * hw;
                 let col_len = unfold_scratch(&gt, false, cols);
-                // without a mask or a sum to add to, the GEMM writes the gradient in place
-                let in_place = relu_mask.is_none() && !accumulate;
                 with_scratch::<T, _>(col_len + if in_place { 0 } else { c_in * cols }, |buf| {
                     let (col, res) = buf.split_at_mut(col_len);
                     let b = unfolded(&gt, dy, false, n0, n1, col);
@@ -346,6 +351,14 @@ pub fn conv2d_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_ma
                         // SAFETY: as in conv2d_forward, this tile's GEMM writes only its images' columns.
                         let dst = unsafe { out.range(n0 * hw, (c_in - 1) * n * hw + cols) };
                         gemm(c_in, cols, kk, Mat::rows(wf, kk), b, dst, n * hw, false);
+                        if let Some(m) = relu_mask {
+                            // this tile's planes, where the GEMM wrote them
+                            for ci in 0..c_in {
+                                let (at, off) = (ci * n * hw, (ci * n + n0) * hw);
+                                let (d, m) = (&mut dst[at..at + cols], &m[off..off + cols]);
+                                d.iter_mut().zip(m).for_each(|(d, &mv)| *d = if mv > T::zero() { *d } else { T::zero() });
+                            }
+                        }
                         return;
                     }
                     gemm(c_in, cols, kk, Mat::rows(wf, kk), b, res, cols, false);
@@ -359,7 +372,7 @@ pub fn conv2d_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_ma
         });
         return;
     }
-    let (imgs, tiles) = even_tiling(g);
+    let (imgs, tiles) = even_tiling(g, false);
     let (ohw, kk, c_out) = ((g.oh * g.ow) as usize, g.col_rows(), g.c_out as usize);
     let row_len = n * ohw;
     (0..tiles).into_par_iter().for_each(|t| {
