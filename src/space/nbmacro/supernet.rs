@@ -230,7 +230,7 @@ impl<B: Backend> SpaceNet<B> for MacroNet {
         let mut layers = Vec::with_capacity(LAYERS);
         for (l, layer) in self.layers.iter().enumerate() {
             let input = outputs[..=l].iter().rev().find_map(|o| o.as_ref()).expect("the stem's output");
-            // the stem's ReLU is applied as layer 0's convs read it
+            // the stem's ReLU: its BN's where there is one, else layer 0's convs apply it as they read
             let input_as = if l == 0 { after_bn_relu(bn) } else { ConvIn::Plain };
             let (lt, out) = match arch.choice(l) {
                 0 => match &layer.identity {
