@@ -12,6 +12,7 @@
 
 use rayon::prelude::*;
 
+use super::elementwise::{mask_in_place, store_masked};
 use super::gemm::{gemm, gemm_row_blocks, Mat};
 use super::parallel::{with_scratch, Disjoint};
 use super::reduce;
@@ -305,17 +306,7 @@ pub fn conv2d_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_ma
         let off = (ci * n + img) * hw;
         // SAFETY: plane (ci, img) belongs to the calling tile's images only.
         let d = unsafe { out.range(off, hw) };
-        match (relu_mask, accumulate) {
-            (Some(m), _) => {
-                let m = &m[off..off + hw];
-                for ((d, &v), &mv) in d.iter_mut().zip(plane).zip(m) {
-                    let v = if mv > T::zero() { v } else { T::zero() };
-                    *d = if accumulate { *d + v } else { v };
-                }
-            }
-            (None, true) => d.iter_mut().zip(plane).for_each(|(d, &v)| *d += v),
-            (None, false) => d.copy_from_slice(plane),
-        }
+        store_masked(d, plane, relu_mask.map(|m| &m[off..off + hw]), accumulate);
     };
     if is_same_stride1(g) {
         // A same stride-1 conv's input gradient is the same conv of dy with the
@@ -355,8 +346,7 @@ pub fn conv2d_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu_ma
                             // this tile's planes, where the GEMM wrote them
                             for ci in 0..c_in {
                                 let (at, off) = (ci * n * hw, (ci * n + n0) * hw);
-                                let (d, m) = (&mut dst[at..at + cols], &m[off..off + cols]);
-                                d.iter_mut().zip(m).for_each(|(d, &mv)| *d = if mv > T::zero() { *d } else { T::zero() });
+                                mask_in_place(&mut dst[at..at + cols], &m[off..off + cols]);
                             }
                         }
                         return;

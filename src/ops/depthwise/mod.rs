@@ -19,6 +19,7 @@
 
 use rayon::prelude::*;
 
+use super::elementwise::store_masked;
 use super::parallel::{with_scratch, Disjoint};
 use super::simd::vectorized;
 use super::transpose::transpose;
@@ -183,7 +184,7 @@ fn flat_conv<T: Element>(g: &ConvGeom, src: &[T], relu: bool, w: &[T], sign: isi
                     flat_taps(&f, k, p, &w[c * k * k..(c + 1) * k * k], sign, srcf, acc);
                     let mask = mask.map(|m| &m[c * n * h * wd..(c + 1) * n * h * wd]);
                     f.rows(|plane, run| {
-                        store(&mut out[plane..plane + wd], &acc[run..run + wd], mask.map(|m| &m[plane..plane + wd]), accumulate)
+                        store_masked(&mut out[plane..plane + wd], &acc[run..run + wd], mask.map(|m| &m[plane..plane + wd]), accumulate)
                     });
                 },
             )
@@ -261,19 +262,6 @@ fn reaching(len: usize, k: usize, s: usize, out: usize) -> Vec<Vec<(usize, usize
         .collect()
 }
 
-/// `out (+)= [m > 0] * v` (NaN masks like `m <= 0`, as the kernels'
-/// `!(m > 0)`), in branch-free loops.
-#[inline(always)]
-fn store<T: Element>(out: &mut [T], v: &[T], mask: Option<&[T]>, accumulate: bool) {
-    let keep = |m: T, v: T| if m > T::zero() { v } else { T::zero() };
-    match (mask, accumulate) {
-        (Some(m), true) => out.iter_mut().zip(v.iter().zip(m)).for_each(|(o, (&v, &m))| *o += keep(m, v)),
-        (Some(m), false) => out.iter_mut().zip(v.iter().zip(m)).for_each(|(o, (&v, &m))| *o = keep(m, v)),
-        (None, true) => out.iter_mut().zip(v).for_each(|(o, &v)| *o += v),
-        (None, false) => out.copy_from_slice(v),
-    }
-}
-
 /// `dx (+)= [x > 0] * depthwise_conv_transpose(dy, w)`: each input value
 /// sums the output gradients of the taps that read it, in `(kh, kw)` order.
 /// `relu_mask = Some(x)` when the forward pass used `relu(x)`.
@@ -323,7 +311,7 @@ pub fn depthwise_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu
                     }
                     let planes = &mut dyt[..hw * n]; // (dy is no longer needed)
                     scatter_channel(acc, n, hw, planes);
-                    store(out, planes, mask, accumulate);
+                    store_masked(out, planes, mask, accumulate);
                 },
             )
         });

@@ -17,16 +17,43 @@ const PAR_MIN: usize = 1 << 15;
 
 pub fn relu_forward<T: Element>(x: &[T], y: &mut [T]) {
     assert_eq!(x.len(), y.len(), "relu_forward");
-    y.par_iter_mut().with_min_len(PAR_MIN).zip(x).for_each(|(o, &v)| *o = if v > T::zero() { v } else { T::zero() });
+    y.par_iter_mut().with_min_len(PAR_MIN).zip(x).for_each(|(o, &v)| *o = keep(v, v));
 }
 
 /// `dx = dy * [x > 0]` (zero gradient at 0, as PyTorch).
 pub fn relu_backward<T: Element>(x: &[T], dy: &[T], dx: &mut [T]) {
     assert!(x.len() == dy.len() && dy.len() == dx.len(), "relu_backward");
-    dx.par_iter_mut()
-        .with_min_len(PAR_MIN)
-        .zip(x.par_iter().zip(dy))
-        .for_each(|(d, (&v, &g))| *d = if v > T::zero() { g } else { T::zero() });
+    dx.par_iter_mut().with_min_len(PAR_MIN).zip(x.par_iter().zip(dy)).for_each(|(d, (&v, &g))| *d = keep(v, g));
+}
+
+/// `v` where the ReLU's input `m` is positive, else 0 (NaN masks like
+/// `m <= 0`, as the kernels' `!(m > 0)`): the ReLU's mask on a gradient.
+#[inline(always)]
+fn keep<T: Element>(m: T, v: T) -> T {
+    if m > T::zero() {
+        v
+    } else {
+        T::zero()
+    }
+}
+
+/// `out (+)= [m > 0] * v` with `mask = Some(m)`, `out (+)= v` without: how
+/// the convolutions' input gradients leave their scratch, in branch-free
+/// loops (inlined into their vectorized callers).
+#[inline(always)]
+pub(crate) fn store_masked<T: Element>(out: &mut [T], v: &[T], mask: Option<&[T]>, accumulate: bool) {
+    match (mask, accumulate) {
+        (Some(m), true) => out.iter_mut().zip(v.iter().zip(m)).for_each(|(o, (&v, &m))| *o += keep(m, v)),
+        (Some(m), false) => out.iter_mut().zip(v.iter().zip(m)).for_each(|(o, (&v, &m))| *o = keep(m, v)),
+        (None, true) => out.iter_mut().zip(v).for_each(|(o, &v)| *o += v),
+        (None, false) => out.copy_from_slice(v),
+    }
+}
+
+/// `out = [m > 0] * out`: [`store_masked`] where the values are already in place.
+#[inline(always)]
+pub(crate) fn mask_in_place<T: Element>(out: &mut [T], mask: &[T]) {
+    out.iter_mut().zip(mask).for_each(|(o, &m)| *o = keep(m, *o));
 }
 
 /// `dst += src`: node sums in a cell and the residual of a reduction block.
