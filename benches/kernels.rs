@@ -54,12 +54,14 @@ fn kernels(c: &mut Criterion) {
 
 /// Forward, input and weight gradients (with the per-sample norms, as PA&DA's
 /// exact data importance asks) at three of the laptop preset's shapes: the
-/// widest stride-1 layer, a stride-2 layer and a stage-3 layer.
+/// widest stride-1 layer, a stride-2 layer and a stage-3 layer; and stride 1
+/// at 8x8 and at 16x16 with kernel 3, where the CPU changes its way of
+/// computing a stride-1 conv (`flat_pays` in `src/ops/depthwise/`).
 fn depthwise(c: &mut Criterion) {
     let mut g = c.benchmark_group("depthwise");
     g.sample_size(20);
     let n = 64;
-    for (ch, hw, k, stride) in [(96, 16, 5, 1), (48, 32, 5, 2), (384, 4, 3, 1)] {
+    for (ch, hw, k, stride) in [(96, 16, 5, 1), (48, 32, 5, 2), (384, 4, 3, 1), (192, 8, 5, 1), (96, 16, 3, 1)] {
         let geom = ConvGeom::new(n, ch, hw, hw, ch, k, stride);
         let (x, w, dy) = (rand(geom.input().len(), 5), rand(ops::depthwise::weight_len(&geom), 6), rand(geom.output().len(), 7));
         let (mut y, mut dx, mut dw, mut sq) = (vec![0f32; dy.len()], vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; n]);

@@ -147,6 +147,9 @@ fn depthwise_gradients() {
     check_depthwise(1, 5, 5, 9, 5, 1, true); // batch 1, the 5x5 filter wider than the image is tall
     check_depthwise(2, 1, 3, 3, 5, 2, false); // a filter larger than the image
     check_depthwise(3, 2, 2, 3, 5, 1, true); // stride 1: the filter reaches into the neighbouring images' padding
+                                             // stride 1 on planes 16 wide or more, which the CPU computes another way (`flat_pays`)
+    check_depthwise(2, 2, 3, 17, 3, 1, true);
+    check_depthwise(2, 1, 2, 16, 5, 1, false); // reaching into the neighbouring images' padding
 }
 
 #[test]

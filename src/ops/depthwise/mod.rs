@@ -7,9 +7,10 @@
 //! layout). Every output value sums its taps in row-major order `(kh, kw)`,
 //! and every input gradient its taps in the same order, as the kernels do
 //! (the CPU reads a zero-padded copy of each channel, so its padding taps add
-//! exact zeros where the kernels skip them: a [`Flat`] copy for stride 1, a
-//! batch-innermost one for the strided forward pass and the weight gradient;
-//! a strided input gradient gathers only the taps that reach it); the weight
+//! exact zeros where the kernels skip them: a [`Flat`] copy for stride 1 on
+//! planes of 16 wide or more, a batch-innermost one for the rest and the
+//! weight gradient; an input gradient through the batch-innermost copy gathers
+//! only the taps that reach it); the weight
 //! gradient sums each sample's pixels, then the samples in order in f64.
 //! Channels are independent tasks, so results do not depend on the number of
 //! threads.
@@ -22,7 +23,7 @@ use rayon::prelude::*;
 use super::elementwise::store_masked;
 use super::parallel::{with_scratch, Disjoint};
 use super::simd::vectorized;
-use super::transpose::transpose;
+use super::transpose::{transpose, transpose_into};
 use crate::backend::cpu::{CpuBackend, CpuBuf};
 use crate::backend::Memory;
 use crate::element::Element;
@@ -57,13 +58,22 @@ fn gather_channel<T: Element>(x: &[T], c: usize, n: usize, h: usize, w: usize, p
     // zeros only between the rows (and past the last: slack included), each value written once
     let mut end = 0;
     for r in 0..h {
-        // row r of the n images (h * w apart) into w columns of n
         let start = ((r + pad) * wp + pad) * n;
         t[end..start].fill(T::zero());
-        transpose(&planes[r * w..], h * w, n, w, &mut t[start..start + w * n], n, relu);
         end = start + w * n;
     }
     t[end..].fill(T::zero());
+    if pad == 0 {
+        // the rows follow each other: the planes' h * w columns are t's rows
+        return transpose(planes, h * w, n, h * w, t, n, relu);
+    }
+    // one transpose over whole planes (row by row, a 4-wide plane would leave no 8 x 8 tile)
+    with_scratch::<usize, _>(h * w, |col_at| {
+        for (q, at) in col_at.iter_mut().enumerate() {
+            *at = ((q / w + pad) * wp + pad + q % w) * n;
+        }
+        transpose_into(planes, h * w, n, h * w, t, |q| col_at[q], relu);
+    });
 }
 
 /// The inverse of [`gather_channel`] without padding: `planes[i * hw + q] =
@@ -192,6 +202,22 @@ fn flat_conv<T: Element>(g: &ConvGeom, src: &[T], relu: bool, w: &[T], sign: isi
     });
 }
 
+/// Whether a same stride-1 conv goes over [`Flat`] runs rather than a
+/// batch-innermost copy. A run computes `(h + p)(w + p)` positions for the
+/// `hw` pixels of a plane, a waste that grows as planes shrink (56% at 4x4
+/// with kernel 3 and at 8x8 with kernel 5), where the batch-innermost copy
+/// costs two transposes whatever the size. By measurement (`cargo bench
+/// --bench kernels -- depthwise`, batch 64): at 4x4 and 8x8 the copy took
+/// 8-33% less time for the forward pass and the input gradient, at 16x16
+/// with kernel 5 the same, with kernel 3 27-45% more. The choice does not
+/// change a bit: both sum the taps in the same order from +0, and where one
+/// adds a padding tap's exact zero the other adds it too or leaves the tap
+/// out (the input gradient through the copy), which is the same (a sum that starts at
+/// +0 is never -0, and adding a zero to anything else leaves it as it is).
+fn flat_pays(g: &ConvGeom) -> bool {
+    g.is_same_stride1() && g.w >= 16
+}
+
 /// `y = depthwise_conv(relu?(x), w)`, CNHW in and out; `w` is `[c, 1, k, k]`.
 pub fn depthwise_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T], y: &mut [T]) {
     check(g, "depthwise_forward");
@@ -200,7 +226,7 @@ pub fn depthwise_forward<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, w: &[T
     assert_eq!(y.len(), g.output().len(), "depthwise_forward: y");
     let (n, h, wd, k, p) = (g.n as usize, g.h as usize, g.w as usize, g.k as usize, g.pad as usize);
     let (oh, ow, s) = (g.oh as usize, g.ow as usize, g.stride as usize);
-    if g.is_same_stride1() {
+    if flat_pays(g) {
         return flat_conv(g, x, relu_x, w, 1, y, None, false);
     }
     let wp = wd + 2 * p;
@@ -275,7 +301,7 @@ pub fn depthwise_backward_data<T: Element>(g: &ConvGeom, dy: &[T], w: &[T], relu
     }
     let (n, h, wd, k, p) = (g.n as usize, g.h as usize, g.w as usize, g.k as usize, g.pad as usize);
     let (oh, ow, s) = (g.oh as usize, g.ow as usize, g.stride as usize);
-    if g.is_same_stride1() {
+    if flat_pays(g) {
         // input pixel q receives w[tap] dy[q - shift(tap)], taps in order
         return flat_conv(g, dy, false, w, -1, dx, relu_mask, accumulate);
     }
@@ -497,18 +523,23 @@ mod tests {
     use super::{depthwise_backward_data, depthwise_forward};
     use crate::geometry::ConvGeom;
 
-    /// The strided passes (batch-innermost, `WIDE` samples at a time) bit
-    /// for bit against the definition summed in the documented order: every
-    /// output over all k x k taps in (kh, kw) order, padding taps adding
-    /// `w * 0`; every input gradient over the taps that reach it, in (kh, kw)
-    /// order, then the ReLU mask. Batches below, at and past one block of
-    /// samples, in f32, where another order would show.
+    /// Both ways of both passes (batch-innermost copies, `WIDE` samples at a
+    /// time, for strided and narrow convs; [`super::Flat`] runs for wide
+    /// stride-1 ones) bit for bit against the definition summed in the
+    /// documented order: every output over all k x k taps in (kh, kw) order,
+    /// padding taps adding `w * 0`; every input gradient over the taps that
+    /// reach it, in (kh, kw) order, then the ReLU mask. Batches below, at and
+    /// past one block of samples, in f32, where another order would show.
     #[test]
-    fn strided_passes_sum_in_the_documented_order() {
+    fn passes_sum_in_the_documented_order() {
         let rand =
             |len: usize, seed: u64| -> Vec<f32> { (0..len as u64).map(|i| crate::rng::uniform01(seed, i) as f32 * 2.0 - 1.0).collect() };
-        for (n, c, h, w, k) in [(1, 2, 9, 7, 3), (3, 3, 8, 8, 5), (67, 2, 5, 6, 5), (64, 1, 7, 9, 3)] {
-            let g = ConvGeom::new(n, c, h, w, c, k, 2);
+        let cases =
+            [(1, 2, 9, 7, 3, 2), (3, 3, 8, 8, 5, 2), (67, 2, 5, 6, 5, 2), (64, 1, 7, 9, 3, 2), (67, 2, 4, 4, 3, 1), (3, 2, 8, 8, 5, 1)];
+        // (16 wide and more: the runs, the second case also reaching into the next image's padding)
+        for (n, c, h, w, k, s) in cases.into_iter().chain([(3, 2, 5, 17, 3, 1), (2, 2, 2, 16, 5, 1)]) {
+            assert_eq!(super::flat_pays(&ConvGeom::new(n, c, h, w, c, k, s)), w >= 16);
+            let g = ConvGeom::new(n, c, h, w, c, k, s);
             let (oh, ow, p) = (g.oh as usize, g.ow as usize, g.pad as usize);
             let (x, wt, dy) = (rand(g.input().len(), 1), rand(c * k * k, 2), rand(g.output().len(), 3));
             let relu = |v: f32| if v > 0.0 { v } else { 0.0 };
@@ -521,7 +552,7 @@ mod tests {
                 for (r, o) in (0..oh).flat_map(|r| (0..ow).map(move |o| (r, o))) {
                     let mut sum = 0f32;
                     for (kh, kw) in (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw))) {
-                        let (ih, iw) = ((r * 2 + kh) as isize - p as isize, (o * 2 + kw) as isize - p as isize);
+                        let (ih, iw) = ((r * s + kh) as isize - p as isize, (o * s + kw) as isize - p as isize);
                         let inside = ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w;
                         sum += wt[ch * k * k + kh * k + kw] * if inside { relu(x[plane(ih as usize, iw as usize, h, w)]) } else { 0.0 };
                     }
@@ -530,10 +561,10 @@ mod tests {
                 for (ih, iw) in (0..h).flat_map(|ih| (0..w).map(move |iw| (ih, iw))) {
                     let mut sum = 0f32;
                     for (kh, kw) in (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw))) {
-                        let r2 = (ih + p) as isize - kh as isize;
-                        let o2 = (iw + p) as isize - kw as isize;
-                        if r2 >= 0 && o2 >= 0 && r2 % 2 == 0 && o2 % 2 == 0 && ((r2 / 2) as usize) < oh && ((o2 / 2) as usize) < ow {
-                            sum += wt[ch * k * k + kh * k + kw] * dy[plane((r2 / 2) as usize, (o2 / 2) as usize, oh, ow)];
+                        // output (r2 / s, o2 / s) read it through this tap, if it exists
+                        let (Some(r2), Some(o2)) = ((ih + p).checked_sub(kh), (iw + p).checked_sub(kw)) else { continue };
+                        if r2 % s == 0 && o2 % s == 0 && r2 / s < oh && o2 / s < ow {
+                            sum += wt[ch * k * k + kh * k + kw] * dy[plane(r2 / s, o2 / s, oh, ow)];
                         }
                     }
                     let want = if x[plane(ih, iw, h, w)] > 0.0 { sum } else { 0.0 };
