@@ -380,14 +380,25 @@ const SAMPLES: usize = 16;
 fn tap_sums<T: Element, const K: usize>(g: &ConvGeom, xt: &[T], dyt: &[T], taps: &mut [T]) {
     let (n, wp) = (g.n as usize, (g.w + 2 * g.pad) as usize);
     let (oh, ow, s) = (g.oh as usize, g.ow as usize, g.stride as usize);
+    // The reads below, checked once here: with a check at each of them the sums left registers
+    // for the stack at every pixel (twice the time).
+    let last_block = (n - 1) / SAMPLES * SAMPLES;
+    assert!((((oh - 1) * s + K - 1) * wp + (ow - 1) * s + K - 1) * n + last_block + SAMPLES <= xt.len());
+    assert!((oh * ow - 1) * n + last_block + SAMPLES <= dyt.len());
+    #[inline(always)]
+    fn block<T>(t: &[T], at: usize) -> &[T; SAMPLES] {
+        // SAFETY: every `at` below is at most the largest asserted above.
+        unsafe { t.get_unchecked(at..at + SAMPLES) }.try_into().unwrap()
+    }
     for kh in 0..K {
         for i0 in (0..n).step_by(SAMPLES) {
             let mut sums = [[T::zero(); SAMPLES]; K];
             for r in 0..oh {
                 for o in 0..ow {
-                    let d = &dyt[(r * ow + o) * n + i0..][..SAMPLES];
+                    let d = block(dyt, (r * ow + o) * n + i0);
+                    let corner = ((r * s + kh) * wp + o * s) * n + i0;
                     for (kw, sum) in sums.iter_mut().enumerate() {
-                        let v = &xt[((r * s + kh) * wp + o * s + kw) * n + i0..][..SAMPLES];
+                        let v = block(xt, corner + kw * n);
                         for j in 0..SAMPLES {
                             sum[j] += d[j] * v[j];
                         }
