@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::parallel::{with_scratch, Disjoint};
+use super::transpose::transpose;
 use crate::backend::cpu::{CpuBackend, CpuBuf};
 use crate::backend::Memory;
 use crate::element::Element;
@@ -141,13 +142,16 @@ pub fn global_avgpool_forward<T: Element>(s: &ActShape, x: &[T], relu_x: bool, y
     assert_eq!(x.len(), s.len(), "global_avgpool_forward: x");
     assert_eq!(y.len(), (s.n * s.c) as usize, "global_avgpool_forward: y");
     let (c, n, hw) = (s.c as usize, s.n as usize, s.plane());
-    for ci in 0..c {
-        for ni in 0..n {
-            let p = &x[(ci * n + ni) * hw..][..hw];
+    // a channel's n planes a task, read in order (a sample's planes lie n planes apart), then
+    // turned to `y`'s [n, c]
+    let mut means = vec![T::zero(); c * n];
+    means.par_chunks_mut(n).zip(x.par_chunks(n * hw)).for_each(|(out, planes)| {
+        for (o, p) in out.iter_mut().zip(planes.chunks(hw)) {
             let acc: f64 = if relu_x { p.iter().map(|v| v.as_f64().max(0.0)).sum() } else { p.iter().map(|v| v.as_f64()).sum() };
-            y[ni * c + ci] = T::from_f64(acc / hw as f64);
+            *o = T::from_f64(acc / hw as f64);
         }
-    }
+    });
+    transpose(&means, n, c, n, y, c, false);
 }
 
 /// `dx = dy[n, c] / (h*w)` over each plane, times `[x > 0]` when the forward
