@@ -1,7 +1,9 @@
 //! Transposing a strided matrix, with an optional ReLU on the way: 8 x 8 tiles
 //! of f32 through AVX registers. The depthwise convolutions move channels to
-//! and from a batch-innermost layout with it; the convolutions' weight gradient
-//! turns the weights to the layout its partial gradients are added in.
+//! and from a batch-innermost layout with it (into a zero-padded one, each
+//! column to its own place: [`transpose_into`]); the convolutions' weight
+//! gradient turns the weights to the layout its partial gradients are added
+//! in; global average pooling turns its per-channel means to per-sample rows.
 
 use crate::element::Element;
 
@@ -15,10 +17,10 @@ pub fn transpose<T: Element>(src: &[T], src_stride: usize, rows: usize, cols: us
     transpose_into(src, src_stride, rows, cols, dst, |b| b * dst_stride, relu);
 }
 
-/// [`transpose`] with column `b` of `src` written from `dst[col_at(b)]` on
-/// (`col_at(b) + rows` past it): rows of a plane into a zero-padded layout,
-/// where the 8 columns of one tile may straddle rows of the plane (a 4-wide
-/// plane would otherwise leave no full tile). `col_at` is called once a column.
+/// [`transpose`] with column `b` of `src` written to `dst[col_at(b)..][..rows]`:
+/// the pixels of whole planes into a zero-padded layout, where the 8 columns
+/// of one tile may straddle rows of the planes (a row at a time, a 4-wide plane
+/// would leave no full tile).
 #[inline(always)]
 pub fn transpose_into<T: Element>(
     src: &[T],

@@ -8,10 +8,10 @@
 //! and every input gradient its taps in the same order, as the kernels do
 //! (the CPU reads a zero-padded copy of each channel, so its padding taps add
 //! exact zeros where the kernels skip them: a [`Flat`] copy for stride 1 on
-//! planes of 16 wide or more, a batch-innermost one for the rest and the
-//! weight gradient; an input gradient through the batch-innermost copy gathers
-//! only the taps that reach it); the weight
-//! gradient sums each sample's pixels, then the samples in order in f64.
+//! planes 16 wide or more, a batch-innermost one for the rest and the weight
+//! gradient; an input gradient through the batch-innermost copy gathers only
+//! the taps that reach it); the weight gradient sums each sample's pixels,
+//! then the samples in order in f64.
 //! Channels are independent tasks, so results do not depend on the number of
 //! threads.
 //!
@@ -211,9 +211,10 @@ fn flat_conv<T: Element>(g: &ConvGeom, src: &[T], relu: bool, w: &[T], sign: isi
 /// 8-33% less time for the forward pass and the input gradient, at 16x16
 /// with kernel 5 the same, with kernel 3 27-45% more. The choice does not
 /// change a bit: both sum the taps in the same order from +0, and where one
-/// adds a padding tap's exact zero the other adds it too or leaves the tap
-/// out (the input gradient through the copy), which is the same (a sum that starts at
-/// +0 is never -0, and adding a zero to anything else leaves it as it is).
+/// adds a padding tap's exact zero the other adds it too or leaves the tap out
+/// (the input gradient through the copy), which is the same (a sum that
+/// starts at +0 is never -0, and adding a zero to anything else leaves it as
+/// it is).
 fn flat_pays(g: &ConvGeom) -> bool {
     g.is_same_stride1() && g.w >= 16
 }
