@@ -5,6 +5,7 @@
 //! gradient turns the weights to the layout its partial gradients are added
 //! in; global average pooling turns its per-channel means to per-sample rows.
 
+use super::elementwise::keep;
 use crate::element::Element;
 
 /// `dst[b * dst_stride + a] = relu?(src[a * src_stride + b])` for `a < rows`,
@@ -47,7 +48,7 @@ pub fn transpose_into<T: Element>(
             }
         }
     }
-    let f = |v: T| if !relu || v > T::zero() { v } else { T::zero() };
+    let f = |v: T| if relu { keep(v, v) } else { v };
     for b in 0..cols {
         // the rows above the tiles' bottom edge are done in the tiles' columns
         let (from, at) = (if b < full_cols { full_rows } else { 0 }, col_at(b));

@@ -10,6 +10,7 @@
 
 use rayon::prelude::*;
 
+use super::elementwise::keep;
 use super::parallel::Disjoint;
 use super::reduce;
 use super::simd::vectorized;
@@ -47,11 +48,7 @@ pub fn batchnorm_forward<T: Element>(s: &ActShape, x: &[T], y: &mut [T], accumul
                 let norm = |v: T| (v - mean) * inv;
                 let relu_norm = |v: T| {
                     let v = norm(v);
-                    if v > T::zero() {
-                        v
-                    } else {
-                        T::zero()
-                    }
+                    keep(v, v)
                 };
                 match (accumulate, relu) {
                     (false, false) => yc.iter_mut().zip(xc).for_each(|(o, &v)| *o = norm(v)),

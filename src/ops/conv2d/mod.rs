@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::elementwise::{mask_in_place, store_masked};
+use super::elementwise::{keep, mask_in_place, store_masked};
 use super::gemm::{gemm, gemm_row_blocks, Mat};
 use super::parallel::{with_scratch, Disjoint};
 use super::reduce;
@@ -134,14 +134,14 @@ pub fn im2col<T: Element>(g: &ConvGeom, x: &[T], relu_x: bool, n0: usize, n1: us
                         if pointwise {
                             let dst = &mut col[ci * cols + (img - n0) * ohw..][..ohw];
                             if relu_x {
-                                dst.iter_mut().zip(plane).for_each(|(d, &v)| *d = if v > T::zero() { v } else { T::zero() });
+                                dst.iter_mut().zip(plane).for_each(|(d, &v)| *d = keep(v, v));
                             } else {
                                 dst.copy_from_slice(plane);
                             }
                             continue;
                         }
                         if relu_x {
-                            relu_plane.iter_mut().zip(plane).for_each(|(r, &v)| *r = if v > T::zero() { v } else { T::zero() });
+                            relu_plane.iter_mut().zip(plane).for_each(|(r, &v)| *r = keep(v, v));
                             plane = relu_plane;
                         }
                         for kh in 0..k {

@@ -20,7 +20,7 @@
 
 use rayon::prelude::*;
 
-use super::elementwise::store_masked;
+use super::elementwise::{keep, store_masked};
 use super::parallel::{with_scratch, Disjoint};
 use super::simd::vectorized;
 use super::transpose::{transpose, transpose_into};
@@ -134,7 +134,7 @@ fn flatten_channel<T: Element>(f: &Flat, x: &[T], c: usize, relu: bool, t: &mut 
     f.rows(|src, dst| {
         let (s, d) = (&plane[src..src + f.w], &mut t[dst..dst + f.w]);
         if relu {
-            d.iter_mut().zip(s).for_each(|(d, &v)| *d = if v > T::zero() { v } else { T::zero() });
+            d.iter_mut().zip(s).for_each(|(d, &v)| *d = keep(v, v));
         } else {
             d.copy_from_slice(s);
         }
@@ -579,8 +579,8 @@ mod tests {
         ];
         // (16 wide and more: the runs, the second case also reaching into the next image's padding)
         for (n, c, h, w, k, s) in cases.into_iter().chain([(3, 2, 5, 17, 3, 1), (2, 2, 2, 16, 5, 1)]) {
-            assert_eq!(super::flat_pays(&ConvGeom::new(n, c, h, w, c, k, s)), w >= 16 && s == 1);
             let g = ConvGeom::new(n, c, h, w, c, k, s);
+            assert_eq!(super::flat_pays(&g), w >= 16 && s == 1);
             let (oh, ow, p) = (g.oh as usize, g.ow as usize, g.pad as usize);
             let (x, wt, dy) = (rand(g.input().len(), 1), rand(c * k * k, 2), rand(g.output().len(), 3));
             let relu = |v: f32| if v > 0.0 { v } else { 0.0 };

@@ -27,9 +27,10 @@ pub fn relu_backward<T: Element>(x: &[T], dy: &[T], dx: &mut [T]) {
 }
 
 /// `v` where the ReLU's input `m` is positive, else 0 (NaN masks like
-/// `m <= 0`, as the kernels' `!(m > 0)`): the ReLU's mask on a gradient.
+/// `m <= 0`, as the kernels' `!(m > 0)`): the ReLU's mask on a gradient, and
+/// with `m = v` the ReLU itself, as every op that fuses one applies it.
 #[inline(always)]
-fn keep<T: Element>(m: T, v: T) -> T {
+pub(crate) fn keep<T: Element>(m: T, v: T) -> T {
     if m > T::zero() {
         v
     } else {

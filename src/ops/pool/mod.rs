@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::elementwise::keep;
 use super::parallel::{with_scratch, Disjoint};
 use super::transpose::transpose;
 use crate::backend::cpu::{CpuBackend, CpuBuf};
@@ -170,7 +171,7 @@ pub fn global_avgpool_backward<T: Element>(s: &ActShape, dy: &[T], relu_mask: Op
         match relu_mask {
             Some(m) => {
                 for (d, &mv) in d.iter_mut().zip(&m[plane * hw..(plane + 1) * hw]) {
-                    *d = if mv > T::zero() { v } else { T::zero() };
+                    *d = keep(mv, v);
                 }
             }
             None => d.fill(v),
